@@ -1,0 +1,40 @@
+# multiplane developer entry points. Every target does its own set-up on a fresh Debian 12 (as root).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Debian's interpreter: staticx refuses pyenv builds, and its start-up is faster.
+BASE_PYTHON ?= /usr/bin/python3
+APT_PACKAGES := containernetworking-plugins iproute2 busybox-static python3-venv python3-dev make
+
+.PHONY: help setup test test-unit test-root demo clean
+
+help:
+	@echo "make demo   - show multiplane-host-local and the reference host-local sharing one pool"
+	@echo "make test   - install what the tests need, then run the whole suite (as root)"
+
+$(VENV)/.deps-stamp: pyproject.toml
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	test -x $(BASE_PYTHON) || { echo "error: $(BASE_PYTHON) is missing" >&2; exit 1; }
+	test -x $(PY) || $(BASE_PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.deps-stamp
+
+test: setup
+	@[ "$$(id -u)" = 0 ] || { echo "error: make test needs root (network namespaces, reference plugins)" >&2; exit 1; }
+	$(PY) -m pytest tests
+
+test-unit: setup
+	$(PY) -m pytest tests/unit
+
+demo: setup
+	$(PY) packaging/demo_host_local.py
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .hypothesis

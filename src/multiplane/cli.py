@@ -1,0 +1,84 @@
+"""The one entry point: chooses a personality from argv[0] or a subcommand, then runs skel.
+
+    multiplane-host-local            (argv[0], e.g. a link in /opt/cni/bin)  → host-local IPAM
+    multiplane host-local            (subcommand)                            → host-local IPAM
+    multiplane --version                                                     → version text
+
+This is the only module that reads sys.argv / os.environ and decides the exit status.
+Plugin modules are imported only for the personality that runs.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+
+from multiplane import __version__
+
+__all__ = ["main"]
+
+_USAGE = """\
+usage: multiplane --version
+       multiplane <plugin>          run a built-in CNI plugin (reads CNI_* and stdin)
+       <link named multiplane-<plugin>>  the same, chosen by the program name
+plugins: {plugins}
+"""
+
+
+def _read_stdin() -> bytes:
+    stdin = sys.stdin
+    if stdin is None or stdin.isatty():
+        return b""
+    return stdin.buffer.read()
+
+
+def _run_plugin(personality: str) -> int:
+    from multiplane import skel
+    from multiplane.errors import IOFailure
+    from multiplane.plugins import REGISTRY
+
+    plugin = REGISTRY[personality]()
+    env = dict(os.environ)
+    out = io.StringIO()
+    try:
+        stdin = _read_stdin() if env.get("CNI_COMMAND") else b""
+    except OSError as exc:
+        out.write(IOFailure(f"error reading from stdin: {exc}").to_json("1.1.0"))
+        status = 1
+    else:
+        status = skel.run(plugin, env, stdin, out, sys.stderr)
+    data = out.getvalue().encode()
+    if data:
+        os.write(1, data)
+    return status
+
+
+def _not_available(what: str) -> int:
+    """A runtime called a personality this build does not have: answer in CNI terms."""
+    from multiplane.errors import InvalidConfig
+
+    os.write(1, InvalidConfig(f"{what} is not available in multiplane {__version__}").to_json("1.1.0").encode())
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch on the program name, then on the first argument; returns the exit status."""
+    from multiplane.plugins import ALIASES, REGISTRY
+
+    argv = list(sys.argv if argv is None else argv)
+    prog = os.path.basename(argv[0]) if argv else "multiplane"
+    if prog in REGISTRY:
+        return _run_plugin(prog)
+    rest = argv[1:]
+    if rest and rest[0] == "--version":
+        sys.stdout.write(f"multiplane {__version__}\n")
+        return 0
+    if rest and (rest[0] in ALIASES or rest[0] in REGISTRY):
+        return _run_plugin(ALIASES.get(rest[0], rest[0]))
+    if not rest and os.environ.get("CNI_COMMAND"):
+        return _not_available("the multiplane meta-plugin")
+    if rest and rest[0].startswith("multiplane-") or (rest and os.environ.get("CNI_COMMAND")):
+        return _not_available(f"plugin {rest[0]!r}")
+    sys.stderr.write(_USAGE.format(plugins=", ".join(sorted(ALIASES))))
+    return 0 if rest[:1] in (["-h"], ["--help"]) else 2

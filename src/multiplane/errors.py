@@ -1,0 +1,133 @@
+"""The CNI error tree: one class per well-known code, serialised in one place.
+
+    CniError (999, ErrInternal)
+    ├── IncompatibleVersion (1)
+    ├── UnsupportedField (2)
+    ├── UnknownContainer (3)
+    ├── InvalidEnvironment (4)
+    ├── IOFailure (5)
+    ├── DecodingFailure (6)
+    ├── InvalidConfig (7)
+    ├── TryAgainLater (11)
+    ├── NotAvailable (50)
+    ├── NotAvailableLimited (51)
+    └── DelegateError (any code a delegated plugin reported)
+
+Only `skel` turns these into JSON on stdout (`to_json`); nothing else prints them.
+"""
+
+from __future__ import annotations
+
+import json
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import ClassVar
+
+__all__ = [
+    "CniError",
+    "DecodingFailure",
+    "DelegateError",
+    "IOFailure",
+    "IncompatibleVersion",
+    "InvalidConfig",
+    "InvalidEnvironment",
+    "NotAvailable",
+    "NotAvailableLimited",
+    "TryAgainLater",
+    "UnknownContainer",
+    "UnsupportedField",
+    "go_json",
+]
+
+
+def go_json(obj: object, indent: int | None = 4) -> str:
+    """Serialise like Go's encoding/json: 4-space indent, HTML-safe escapes, no trailing newline."""
+    text = json.dumps(obj, indent=indent, ensure_ascii=False, separators=(",", ": ") if indent else (",", ":"))
+    # Go escapes these so the output is safe to embed in HTML; libcni users see the same bytes.
+    return (
+        text.replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
+
+
+class CniError(Exception):
+    """A failure reported to the runtime as a CNI error object; `code` is the SPEC code."""
+
+    code: ClassVar[int] = 999
+
+    def __init__(self, msg: str, details: str = "") -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.details = details
+
+    @property
+    def error_code(self) -> int:
+        return self.code
+
+    def __str__(self) -> str:
+        # libcni renders an error as "msg; details" (pkg/types Error.Error()).
+        return f"{self.msg}; {self.details}" if self.details else self.msg
+
+    def to_dict(self, cni_version: str) -> dict[str, object]:
+        return {"cniVersion": cni_version, "code": self.error_code, "msg": self.msg, "details": self.details}
+
+    def to_json(self, cni_version: str) -> str:
+        return go_json(self.to_dict(cni_version))
+
+
+class IncompatibleVersion(CniError):
+    code = 1
+
+
+class UnsupportedField(CniError):
+    code = 2
+
+
+class UnknownContainer(CniError):
+    code = 3
+
+
+class InvalidEnvironment(CniError):
+    code = 4
+
+
+class IOFailure(CniError):
+    code = 5
+
+
+class DecodingFailure(CniError):
+    code = 6
+
+
+class InvalidConfig(CniError):
+    code = 7
+
+
+class TryAgainLater(CniError):
+    code = 11
+
+
+class NotAvailable(CniError):
+    code = 50
+
+
+class NotAvailableLimited(CniError):
+    code = 51
+
+
+class DelegateError(CniError):
+    """An error a delegated plugin reported; keeps the delegate's own code (11, 50, 51 … survive)."""
+
+    def __init__(self, code: int, msg: str, details: str = "") -> None:
+        super().__init__(msg, details)
+        self._code = code
+
+    @property
+    def error_code(self) -> int:
+        # Code 0 is libcni's "could not parse the plugin's output"; it is not a spec code,
+        # so report it as an internal error while keeping the text.
+        return self._code if self._code > 0 else 999

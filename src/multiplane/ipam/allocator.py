@@ -1,0 +1,90 @@
+"""host-local allocation policy: one address per range set, round-robin (no I/O of its own).
+
+Why round-robin: an address freed by a pod that just died may still sit in a neighbour's
+ARP cache or a connection table. Starting after the last address handed out
+(`last_reserved_ip.<set>`) delays its reuse as long as the pool allows. The walk goes
+last+1 … rangeEnd, then the next range's rangeStart (wrapping over the set), skips each
+range's own gateway, and tries the last-reserved address itself last. The cursor moves on
+every successful reservation and is never rolled back, exactly like the reference
+`RangeIter`, so both implementations agree on the next address when they share a store.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from multiplane.errors import CniError
+from multiplane.ipam.ranges import Range, RangeSet
+from multiplane.spec.result import IPConfig
+
+__all__ = ["allocate", "walk"]
+
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Protocol
+
+    from multiplane.spec.gojson import IPAddress
+
+    class Store(Protocol):
+        """What allocation needs from a store (DiskStore, or a fake in unit tests)."""
+
+        def reserve(self, container_id: str, ifname: str, addr: IPAddress, range_id: int) -> bool: ...
+        def last_reserved(self, range_id: int) -> IPAddress | None: ...
+        def find_by_owner(self, container_id: str, ifname: str) -> list[IPAddress]: ...
+
+
+def _addr(version: int, value: int) -> IPAddress:
+    return ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value)
+
+
+def walk(rset: RangeSet, last: IPAddress | None) -> Iterator[tuple[IPAddress, Range]]:
+    """Candidates in reference order: after `last` if the set holds it, else from the start."""
+    idx, cur, start = 0, None, None
+    if last is not None and rset.contains(last):
+        idx = next(i for i, r in enumerate(rset) if r.contains(last))
+        cur = int(last)
+    while True:
+        rng = rset[idx]
+        if cur is None:
+            cur = start = rng.start
+        else:
+            if cur == rng.end:
+                idx = (idx + 1) % len(rset)
+                rng = rset[idx]
+                cur = rng.start
+            else:
+                cur += 1
+            if start is None:
+                start = cur
+            elif cur == start:
+                return
+        if cur != rng.gw:
+            yield _addr(rng.version, cur), rng
+
+
+def _ip_config(addr: IPAddress, rng: Range) -> IPConfig:
+    return IPConfig(ipaddress.ip_interface(f"{addr}/{rng.prefix}"), rng.gateway_ip)
+
+
+def allocate(
+    store: Store, rset: RangeSet, range_id: int, container_id: str, ifname: str, requested: IPAddress | None
+) -> IPConfig:
+    """Reserve one address of `rset` for (id, ifname); CniError with the reference texts."""
+    if requested is not None:
+        rng = rset.range_for(requested)
+        if rng is None:
+            raise CniError(f"{requested} not in range set {rset}")
+        if int(requested) == rng.gw:
+            raise CniError(f"requested ip {requested} is subnet's gateway")
+        if not store.reserve(container_id, ifname, requested, range_id):
+            raise CniError(f"requested IP address {requested} is not available in range set {rset}")
+        return _ip_config(requested, rng)
+    for held in store.find_by_owner(container_id, ifname):
+        if rset.contains(held):
+            raise CniError(f"{held} has been allocated to {container_id}, duplicate allocation is not allowed")
+    for addr, rng in walk(rset, store.last_reserved(range_id)):
+        if store.reserve(container_id, ifname, addr, range_id):
+            return _ip_config(addr, rng)
+    raise CniError(f"no IP addresses available in range set: {rset}")

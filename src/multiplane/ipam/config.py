@@ -1,0 +1,209 @@
+"""host-local configuration: the `ipam` section plus the keys it reads from the whole config.
+
+Mirrors `LoadIPAMConfig` of the reference plugin: range-set order is runtimeConfig.ipRanges,
+then the legacy top-level range, then `ranges` (the index names `last_reserved_ip.<i>`);
+requested IPs come from CNI_ARGS `IP=`, then `args.cni.ips`, then `runtimeConfig.ips`.
+All errors are InvalidConfig (7) with the reference texts, except CNI_ARGS errors (4).
+"""
+
+from __future__ import annotations
+
+import os
+from multiplane.errors import DecodingFailure, InvalidConfig
+from multiplane.ipam.ranges import Range, RangeError, RangeSet
+from multiplane.spec import version as versions
+from multiplane.spec.args import parse_cni_args
+from multiplane.spec.gojson import field as get, parse_cidr, parse_ip, parse_ip_maybe_cidr, want
+from multiplane.spec.result import DNS, Route
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from multiplane.spec.gojson import IPAddress
+
+__all__ = ["DEFAULT_DATA_DIR", "IpamConf", "load", "parse_resolv_conf"]
+
+DEFAULT_DATA_DIR = "/var/lib/cni/networks"
+
+
+class IpamConf:
+    """The parsed host-local settings of one request."""
+
+    __slots__ = ("name", "cni_version", "ranges", "routes", "data_dir", "resolv_conf", "requested")
+
+    def __init__(
+        self,
+        name: str,
+        cni_version: str,
+        ranges: list[RangeSet],
+        routes: list[Route],
+        data_dir: str,
+        resolv_conf: str,
+        requested: list[IPAddress],
+    ) -> None:
+        self.name, self.cni_version, self.ranges, self.routes = name, cni_version, ranges, routes
+        self.data_dir, self.resolv_conf, self.requested = data_dir, resolv_conf, requested
+
+
+def _ip_field(value: Any, where: str) -> IPAddress | None:
+    """net.IP from JSON: "" means unset; anything unparseable is `invalid IP address: X`."""
+    if value is None:
+        return None
+    want(value, str, where, "net.IP")
+    if value == "":
+        return None
+    addr = parse_ip(value)
+    if addr is None:
+        raise InvalidConfig(f"invalid IP address: {value}")
+    return addr
+
+
+def _range(raw: Any, where: str) -> Range:
+    raw = want(raw, dict, where, "allocator.Range")
+    subnet = get(raw, "subnet")
+    rng = Range(subnet_ip=None)
+    if subnet is not None:
+        want(subnet, str, f"{where}.subnet", "types.IPNet")
+        try:
+            rng.subnet_ip, rng.prefix, rng.mask_bits = parse_cidr(subnet)
+        except ValueError as exc:
+            raise InvalidConfig(str(exc)) from exc
+    rng.range_start = _ip_field(get(raw, "rangeStart"), f"{where}.rangeStart")
+    rng.range_end = _ip_field(get(raw, "rangeEnd"), f"{where}.rangeEnd")
+    rng.gateway = _ip_field(get(raw, "gateway"), f"{where}.gateway")
+    return rng
+
+
+def _range_sets(raw: Any, where: str) -> list[RangeSet]:
+    if raw is None:
+        return []
+    want(raw, list, where, "[]allocator.RangeSet")
+    sets = []
+    for item in raw:
+        if item is None:
+            sets.append(RangeSet())
+            continue
+        want(item, list, where, "allocator.RangeSet")
+        sets.append(RangeSet(_range(r, where) for r in item))
+    return sets
+
+
+def _ip_list(raw: Any, where: str) -> list[IPAddress]:
+    if raw is None:
+        return []
+    want(raw, list, where, "[]*ip.IP")
+    out = []
+    for item in raw:
+        want(item, str, where, "ip.IP")
+        addr = parse_ip_maybe_cidr(item) if item else None
+        if addr is None:
+            raise InvalidConfig(f"invalid IP address {item}")
+        out.append(addr)
+    return out
+
+
+def _parse_ip_arg(text: str) -> IPAddress | None:
+    if text == "":
+        return None
+    addr = parse_ip_maybe_cidr(text)
+    if addr is None:
+        raise ValueError(f"invalid IP address {text}")
+    return addr
+
+
+def _check_data_dir(path: str) -> None:
+    # Safer than the reference: a relative dataDir (resolved against the runtime's cwd) or
+    # one with ".." can put reservations anywhere on the node.
+    if not os.path.isabs(path) or ".." in path.split("/"):
+        raise InvalidConfig(f"invalid dataDir {path!r}: must be an absolute path without '..'")
+
+
+def load(conf: dict[str, Any], name: str, cni_version: str, cni_args: str) -> IpamConf:
+    """Parse and validate; InvalidConfig (7) or InvalidEnvironment (4, CNI_ARGS) on bad input."""
+    ipam = get(conf, "ipam")
+    if ipam is None:
+        raise InvalidConfig("IPAM config missing 'ipam' key")
+    want(ipam, dict, "IPAMConfig.ipam", "allocator.IPAMConfig")
+
+    requested: list[IPAddress] = []
+    if cni_args:
+        ip_arg = parse_cni_args(cni_args, {"IP": _parse_ip_arg}).get("IP")
+        if ip_arg is not None:
+            requested.append(ip_arg)
+    args = get(conf, "args")
+    if isinstance(args, dict) and isinstance(get(args, "cni"), dict):
+        requested += _ip_list(get(get(args, "cni"), "ips"), "IPAMArgs.args.cni.ips")
+    runtime = get(conf, "runtimeConfig")
+    runtime_ranges: list[RangeSet] = []
+    if runtime is not None:
+        want(runtime, dict, "Net.runtimeConfig", "struct")
+        requested += _ip_list(get(runtime, "ips"), "Net.runtimeConfig.ips")
+        runtime_ranges = _range_sets(get(runtime, "ipRanges"), "Net.runtimeConfig.ipRanges")
+
+    ranges: list[RangeSet] = list(runtime_ranges)
+    if get(ipam, "subnet") is not None:
+        ranges.append(RangeSet([_range(ipam, "IPAMConfig.ipam")]))
+    ranges += _range_sets(get(ipam, "ranges"), "IPAMConfig.ipam.ranges")
+    if not ranges:
+        raise InvalidConfig("no IP ranges specified")
+
+    counts = {4: 0, 6: 0}
+    for i, rset in enumerate(ranges):
+        try:
+            rset.canonicalize()
+        except RangeError as exc:
+            raise InvalidConfig(f"invalid range set {i}: {exc}") from exc
+        counts[rset.version] += 1
+    if (counts[4] > 1 or counts[6] > 1) and not versions.has_multiple_ips(cni_version):
+        raise InvalidConfig(f"CNI version {cni_version} does not support more than 1 address per family")
+    for i, first in enumerate(ranges[:-1]):
+        for j, second in enumerate(ranges[i + 1 :], start=i + 1):
+            if first.overlaps(second):
+                raise InvalidConfig(f"range set {i} overlaps with {j}")
+
+    routes_raw = get(ipam, "routes")
+    routes: list[Route] = []
+    if routes_raw is not None:
+        want(routes_raw, list, "IPAMConfig.ipam.routes", "[]*types.Route")
+        for item in routes_raw:
+            try:
+                routes.append(Route.parse(item))
+            except DecodingFailure as exc:
+                raise InvalidConfig(exc.msg) from exc
+
+    data_dir = get(ipam, "dataDir")
+    if data_dir is not None:
+        want(data_dir, str, "IPAMConfig.ipam.dataDir", "string")
+    data_dir = data_dir or DEFAULT_DATA_DIR
+    _check_data_dir(data_dir)
+    resolv = get(ipam, "resolvConf")
+    if resolv is not None:
+        want(resolv, str, "IPAMConfig.ipam.resolvConf", "string")
+    return IpamConf(name, cni_version, ranges, routes, data_dir, resolv or "", requested)
+
+
+def parse_resolv_conf(path: str) -> DNS:
+    """resolv.conf → DNS like the reference: nameserver, domain (last wins), search, options."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError as exc:
+        raise InvalidConfig(f"open {path}: {(exc.strerror or str(exc)).lower()}") from exc
+    dns = DNS()
+    for line in lines:
+        line = line.strip()
+        if not line or line[0] in "#;":
+            continue
+        fields = line.split()
+        if len(fields) < 2:
+            continue
+        if fields[0] == "nameserver":
+            dns.nameservers.append(fields[1])
+        elif fields[0] == "domain":
+            dns.domain = fields[1]
+        elif fields[0] == "search":
+            dns.search.extend(fields[1:])
+        elif fields[0] == "options":
+            dns.options.extend(fields[1:])
+    return dns

@@ -1,0 +1,28 @@
+"""The static registry of built-in plugins: personality name → factory (PyInstaller-safe, no entry points).
+
+Each factory imports its plugin module lazily, so choosing a personality loads only what it needs.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from multiplane.skel import Plugin
+
+__all__ = ["REGISTRY", "ALIASES"]
+
+
+def _host_local() -> Plugin:
+    from multiplane.plugins.host_local import HostLocal
+
+    return HostLocal()
+
+
+REGISTRY: dict[str, Callable[[], Plugin]] = {
+    "multiplane-host-local": _host_local,
+}
+
+# Subcommand spellings (`multiplane host-local …`) for the same personalities.
+ALIASES: dict[str, str] = {name.removeprefix("multiplane-"): name for name in REGISTRY}

@@ -1,0 +1,140 @@
+"""host-local IPAM: ADD/DEL/CHECK/GC/STATUS over the shared on-disk store.
+
+Behaviour follows containernetworking/plugins host-local (see docs/host-local.md), with
+these deliberate differences, all safer:
+* a failed ADD releases only what that ADD reserved (the reference releases every address
+  of the container/ifname, including one from an earlier successful ADD);
+* the whole ADD runs under one lock, so it is atomic across range sets;
+* config errors are code 7 and CNI_ARGS errors code 4 (the reference wraps both in 999);
+* a gateway outside its subnet, a relative or ".."-containing dataDir are rejected;
+* GC and STATUS are implemented (the reference has neither).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from multiplane.errors import CniError, NotAvailable
+from multiplane.ipam import config as ipam_config
+from multiplane.ipam.allocator import allocate
+from multiplane.ipam.disk import DiskStore
+from multiplane.spec.gojson import field
+from multiplane.spec.result import DNS, Result
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from multiplane.skel import Request
+    from multiplane.spec.gojson import IPAddress
+
+__all__ = ["HostLocal"]
+
+
+def _load(req: Request) -> ipam_config.IpamConf:
+    return ipam_config.load(req.conf.raw, req.conf.name, req.conf.cni_version, req.args.args)
+
+
+def _valid_attachments(conf: dict[str, Any]) -> set[tuple[str, str]]:
+    """The GC keep-list: `cni.dev/valid-attachments`, else the legacy `cni.dev/attachments`.
+
+    null means an empty list (libcni's GCArgs{ValidAttachments: nil}). Neither key (what
+    `cnitool gc` sends after deleting every cached attachment) is read as empty too, and
+    logged, because libcni's stated intent is "everything should be GC'ed".
+    """
+    if "cni.dev/valid-attachments" in conf:
+        raw = conf["cni.dev/valid-attachments"]
+    elif "cni.dev/attachments" in conf:
+        raw = conf["cni.dev/attachments"]
+    else:
+        sys.stderr.write("host-local GC: no cni.dev/valid-attachments given; releasing every allocation\n")
+        raw = []
+    keep: set[tuple[str, str]] = set()
+    for item in raw or []:
+        if isinstance(item, dict):
+            cid, ifname = field(item, "containerID"), field(item, "ifname")
+            if isinstance(cid, str) and isinstance(ifname, str):
+                keep.add((cid.strip(), ifname))
+    return keep
+
+
+class HostLocal:
+    """The host-local IPAM plugin (CNI personality `multiplane-host-local`)."""
+
+    name = "multiplane-host-local"
+
+    def add(self, req: Request) -> Result:
+        conf = _load(req)
+        dns = ipam_config.parse_resolv_conf(conf.resolv_conf) if conf.resolv_conf else DNS()
+        store = DiskStore(conf.data_dir, conf.name)
+        cid, ifname = req.args.container_id, req.args.ifname
+        result = Result(req.conf.cni_version, routes=list(conf.routes), dns=dns)
+        with store.locked():
+            reserved: list[IPAddress] = []
+            try:
+                pending = list(dict.fromkeys(conf.requested))
+                for idx, rset in enumerate(conf.ranges):
+                    requested = next((ip for ip in pending if rset.contains(ip)), None)
+                    if requested is not None:
+                        pending.remove(requested)
+                    try:
+                        ipc = allocate(store, rset, idx, cid, ifname, requested)
+                    except CniError as exc:
+                        raise CniError(f"failed to allocate for range {idx}: {exc.msg}") from exc
+                    reserved.append(ipc.address.ip)
+                    result.ips.append(ipc)
+                if pending:
+                    raise CniError(f"failed to allocate all requested IPs: {' '.join(str(ip) for ip in pending)}")
+            except BaseException:
+                for addr in reserved:
+                    store.release(addr)
+                raise
+        return result
+
+    def delete(self, req: Request) -> None:
+        conf = _load(req)
+        with DiskStore(conf.data_dir, conf.name).locked() as store:
+            store.release_by_owner(req.args.container_id, req.args.ifname)
+
+    def check(self, req: Request) -> None:
+        conf = _load(req)
+        cid, ifname = req.args.container_id, req.args.ifname
+        with DiskStore(conf.data_dir, conf.name).locked() as store:
+            held = store.find_by_owner(cid, ifname)
+            if not held:
+                raise CniError(f"host-local: Failed to find address added by container {cid}")
+            prev = req.conf.get("prevResult")
+            if isinstance(prev, dict):
+                # Stronger than the reference: every prevResult address from our pools must
+                # still be reserved for this attachment.
+                for ipc in Result.parse(prev, req.conf.cni_version).ips:
+                    addr = ipc.address.ip
+                    if any(rset.contains(addr) for rset in conf.ranges) and addr not in held:
+                        raise CniError(f"host-local: address {addr} from prevResult is not reserved for container {cid}")
+
+    def gc(self, req: Request) -> None:
+        conf = _load(req)
+        keep = _valid_attachments(req.conf.raw)
+        keep_ids = {cid for cid, _ in keep}
+        errors: list[str] = []
+        with DiskStore(conf.data_dir, conf.name).locked() as store:
+            for addr, content in list(store.allocations()):
+                cid, sep, ifname = content.partition("\r\n")
+                valid = (cid, ifname) in keep if sep else cid in keep_ids
+                if not valid:
+                    try:
+                        store.release(addr)
+                    except OSError as exc:
+                        errors.append(f"release {addr}: {exc}")
+        if errors:
+            raise CniError("; ".join(errors))
+
+    def status(self, req: Request) -> None:
+        conf = _load(req)
+        store = DiskStore(conf.data_dir, conf.name)
+        held = [addr for addr, _ in store.allocations()]  # read-only: creates nothing
+        for idx, rset in enumerate(conf.ranges):
+            capacity = sum(r.size() for r in rset)
+            used = sum(1 for addr in held if (r := rset.range_for(addr)) is not None and int(addr) != r.gw)
+            if used >= capacity:
+                raise NotAvailable(f"no free addresses in range set {idx} ({rset})")

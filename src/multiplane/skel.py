@@ -1,0 +1,133 @@
+"""Run one CNI command for a plugin: the only code that writes to stdout.
+
+`run(plugin, env, stdin, stdout, stderr)` follows containernetworking/cni pkg/skel:
+environment checks, stdin decoding, the per-command version gates, then the handler.
+Every failure becomes one error JSON object on stdout and exit status 1; a Python
+exception never escapes as a traceback on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from multiplane.errors import CniError, IncompatibleVersion, InvalidEnvironment, go_json
+from multiplane.spec import version as versions
+from multiplane.spec.args import CmdArgs
+from multiplane.spec.netconf import NetConf
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Protocol, TextIO
+
+    from multiplane.spec.result import Result
+
+    class Plugin(Protocol):
+        """A CNI plugin: a name for the about text and one handler per command."""
+
+        name: str
+
+        def add(self, req: Request) -> Result: ...
+        def check(self, req: Request) -> None: ...
+        def delete(self, req: Request) -> None: ...
+        def gc(self, req: Request) -> None: ...
+        def status(self, req: Request) -> None: ...
+
+__all__ = ["Request", "dispatch", "run"]
+
+
+class Request:
+    """What a handler gets: the validated environment and the parsed request config."""
+
+    __slots__ = ("args", "conf")
+
+    def __init__(self, args: CmdArgs, conf: NetConf) -> None:
+        self.args = args
+        self.conf = conf
+
+
+def _about(plugin: Plugin) -> str:
+    from multiplane import __version__
+
+    return f"CNI {plugin.name} plugin {__version__}\nCNI protocol versions supported: {', '.join(versions.SUPPORTED)}\n"
+
+
+def _version_reply(stdin: bytes) -> str:
+    """VERSION echoes the caller's cniVersion (spec §2.5); garbage stdin still gets an answer."""
+    requested = versions.CURRENT
+    try:
+        obj = json.loads(stdin) if stdin.strip() else None
+        if isinstance(obj, dict) and isinstance(obj.get("cniVersion"), str) and obj["cniVersion"]:
+            requested = obj["cniVersion"]
+    except ValueError:
+        pass
+    return json.dumps({"cniVersion": requested, "supportedVersions": list(versions.SUPPORTED)}) + "\n"
+
+
+def _gate(command: str, conf_version: str) -> None:
+    """The per-command version gate of skel (codes 1 and 6, reference texts)."""
+    minimum = {"CHECK": "0.4.0", "GC": "1.1.0", "STATUS": "1.1.0"}.get(command)
+    if minimum is not None:
+        if not versions.at_least(conf_version, minimum):
+            raise IncompatibleVersion(f"config version does not allow {command}")
+        if not any(versions.at_least(v, conf_version) for v in versions.SUPPORTED):
+            raise IncompatibleVersion(f"plugin version does not allow {command}")
+    if conf_version not in versions.SUPPORTED:
+        quoted = " ".join(f'"{v}"' for v in versions.SUPPORTED)
+        raise IncompatibleVersion("incompatible CNI versions", f'config is "{conf_version}", plugin supports [{quoted}]')
+
+
+def _error_version(stdin: bytes) -> str:
+    """The cniVersion to put in an error: the request's when readable, else our newest."""
+    try:
+        obj = json.loads(stdin)
+    except ValueError:
+        return versions.CURRENT
+    ver = obj.get("cniVersion") if isinstance(obj, dict) else None
+    return ver if isinstance(ver, str) and ver in versions.SUPPORTED else versions.CURRENT
+
+
+def dispatch(plugin: Plugin, env: Mapping[str, str], stdin: bytes) -> str | None:
+    """Run the command; returns what goes to stdout on success. Raises CniError."""
+    args = CmdArgs.from_env(env, stdin)
+    if args.command == "VERSION":
+        return _version_reply(stdin)
+    conf = NetConf.parse(stdin)
+    if args.command not in ("ADD", "CHECK", "DEL", "GC", "STATUS"):
+        raise InvalidEnvironment(f"unknown CNI_COMMAND: {args.command}")
+    _gate(args.command, conf.cni_version)
+    req = Request(args, conf)
+    if args.command == "ADD":
+        result = plugin.add(req)
+        return go_json(result.to_dict(conf.cni_version))
+    handler = {"CHECK": plugin.check, "DEL": plugin.delete, "GC": plugin.gc, "STATUS": plugin.status}[args.command]
+    handler(req)
+    return None
+
+
+def run(plugin: Plugin, env: Mapping[str, str], stdin: bytes, stdout: TextIO, stderr: TextIO = sys.stderr) -> int:
+    """Run one CNI invocation; write the result or one error object to stdout; return the exit status."""
+    if not env.get("CNI_COMMAND"):
+        # skel prints an "about" text for humans who run the binary by hand.
+        stderr.write(_about(plugin))
+        return 0
+    try:
+        out = dispatch(plugin, env, stdin)
+    except CniError as exc:
+        stdout.write(exc.to_json(_error_version(stdin)))
+        stdout.flush()
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the last line of defence must still speak CNI
+        import traceback
+
+        stderr.write(traceback.format_exc())
+        err = CniError(f"internal error: {exc.__class__.__name__}: {exc}")
+        stdout.write(err.to_json(_error_version(stdin)))
+        stdout.flush()
+        return 1
+    if out is not None:
+        stdout.write(out)
+        stdout.flush()
+    return 0
+

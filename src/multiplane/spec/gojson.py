@@ -1,0 +1,134 @@
+"""Read JSON and addresses the way the Go reference plugins do (pure, no I/O).
+
+Go's encoding/json matches object keys to struct fields case-insensitively (the last
+matching key wins), ignores unknown keys and treats `null` as "leave the zero value".
+net.ParseIP / net.ParseCIDR are stricter than Python's ipaddress (no zones, no netmask
+notation). These helpers give one place for those rules and for the error texts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from multiplane.errors import DecodingFailure, InvalidConfig
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = [
+    "IPAddress",
+    "IPInterface",
+    "field",
+    "json_type",
+    "load_object",
+    "parse_cidr",
+    "parse_ip",
+    "parse_ip_maybe_cidr",
+    "want",
+]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
+
+
+def load_object(data: bytes) -> dict[str, Any] | None:
+    """Decode stdin JSON; DecodingFailure (6) unless it is an object (or null, as Go allows)."""
+    try:
+        value = json.loads(data, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        text = "unexpected end of JSON input" if not data.strip() else str(exc)
+        raise DecodingFailure(f"error unmarshall network config: {text}") from exc
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise DecodingFailure(
+            f"error unmarshall network config: json: cannot unmarshal {json_type(value)} into Go value of type types.NetConf"
+        )
+    return value
+
+
+def json_type(value: object) -> str:
+    """The JSON type name Go uses in unmarshal errors."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def field(obj: dict[str, Any], name: str) -> Any:
+    """Value of `name` in `obj`, matched case-insensitively like Go; None when absent or null."""
+    if name in obj and not any(k != name and k.lower() == name.lower() for k in obj):
+        return obj[name]
+    found = None
+    lowered = name.lower()
+    for key, value in obj.items():
+        if key.lower() == lowered:
+            found = value
+    return found
+
+
+_GO_TYPES = {str: "string", list: "array", dict: "object", int: "number", bool: "bool"}
+
+
+def want(value: Any, kind: type, where: str, go_type: str) -> Any:
+    """Check a decoded value's JSON type; InvalidConfig with Go's unmarshal text otherwise."""
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not ok:
+        raise InvalidConfig(f"json: cannot unmarshal {json_type(value)} into Go struct field {where} of type {go_type}")
+    return value
+
+
+def parse_ip(text: str) -> IPAddress | None:
+    """net.ParseIP: a bare IPv4 or IPv6 address, no zone, no prefix; None if invalid.
+
+    IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) are IPv4, as in Go.
+    """
+    if not text or "%" in text or "/" in text or not text.isascii():
+        return None
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def parse_cidr(text: str) -> tuple[IPAddress, int, int]:
+    """net.ParseCIDR, keeping host bits: (ip, prefix length, address bits).
+
+    Raises ValueError("invalid CIDR address: <text>") like Go. A v4-mapped address keeps
+    the 128-bit mask, which host-local later reports as a version mismatch.
+    """
+    ip_text, sep, plen = text.partition("/")
+    addr = parse_ip(ip_text) if sep else None
+    if addr is None or not plen.isdigit() or not plen.isascii():
+        raise ValueError(f"invalid CIDR address: {text}")
+    bits = 128 if ":" in ip_text else 32
+    if int(plen) > bits:
+        raise ValueError(f"invalid CIDR address: {text}")
+    return addr, int(plen), bits
+
+
+def parse_ip_maybe_cidr(text: str) -> IPAddress | None:
+    """The plugins' ip.ParseIP: "a.b.c.d" or "a.b.c.d/len" (the prefix is dropped); None if invalid."""
+    if "/" in text:
+        try:
+            return parse_cidr(text)[0]
+        except ValueError:
+            return None
+    return parse_ip(text)
