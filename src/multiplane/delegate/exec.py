@@ -1,0 +1,122 @@
+"""Run an external CNI plugin as a runtime does (libcni pkg/invoke), and read its answer.
+
+* The binary is the file named `type` in the first `CNI_PATH` directory that has it as a
+  regular file (symlinks followed); a name with a path separator is refused.
+* It gets our environment with only `CNI_COMMAND` set to the verb, and the stdin bytes we
+  were given, byte for byte (spec §4: IPAM plugins see the whole config).
+* "text file busy" at exec (a binary being replaced) is retried 5 times, 1 s apart.
+* A plugin that runs past the timeout is killed; its error is "try again later" (11).
+* Its stderr is copied to ours. Its answer is parsed with libcni's rules: exit 0 means
+  success (ADD must print a result; a missing cniVersion means the config's); non-zero
+  means the error object on stdout, or else the stderr text, keeping the plugin's code.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+
+from multiplane.errors import CniError, DelegateError, InvalidConfig, TryAgainLater
+from multiplane.spec.result import Result
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+__all__ = ["DEFAULT_TIMEOUT", "ExecDelegator", "find_plugin", "parse_error", "parse_result"]
+
+DEFAULT_TIMEOUT = 60.0
+_TXTBSY_TRIES = 5
+
+
+def find_plugin(plugin_type: str, paths: Sequence[str]) -> str:
+    """Path of the plugin binary; InvalidConfig for a bad name, CniError if it is not there."""
+    if not plugin_type or "/" in plugin_type or "\\" in plugin_type:
+        raise InvalidConfig(f"invalid plugin name: {plugin_type!r}")
+    if not paths:
+        raise CniError("no paths provided")
+    for directory in paths:
+        candidate = os.path.join(directory, plugin_type)
+        try:
+            if stat.S_ISREG(os.stat(candidate).st_mode):
+                return candidate
+        except OSError:
+            continue
+    raise CniError(f'failed to find plugin "{plugin_type}" in path [{" ".join(paths)}]')
+
+
+def parse_error(returncode: int, stdout: bytes, stderr: bytes) -> DelegateError:
+    """The error a failed plugin reported, as libcni reads it (code 0 = unparseable)."""
+    text = stdout.decode("utf-8", "replace")
+    if stdout.strip():
+        try:
+            obj = json.loads(stdout)
+        except ValueError as exc:
+            return DelegateError(0, f'netplugin failed but error parsing its diagnostic message "{text}": {exc}')
+        if isinstance(obj, dict) and isinstance(obj.get("code"), int):
+            return DelegateError(obj["code"], str(obj.get("msg", "")), str(obj.get("details") or ""))
+        return DelegateError(0, f'netplugin failed but error parsing its diagnostic message "{text}"')
+    if stderr.strip():
+        return DelegateError(0, f'netplugin failed: "{stderr.decode("utf-8", "replace")}"')
+    return DelegateError(0, f"netplugin failed with no error message: exit status {returncode}")
+
+
+def parse_result(stdout: bytes, conf_version: str) -> Result:
+    """An ADD answer; a result without cniVersion is taken to be in the config's version."""
+    try:
+        obj = json.loads(stdout)
+    except ValueError as exc:
+        detail = "unexpected end of JSON input" if not stdout.strip() else str(exc)
+        raise CniError(f"failed to unmarshal raw result: {detail}") from exc
+    return Result.parse(obj, conf_version)
+
+
+class ExecDelegator:
+    """Runs plugins found in `paths` (binDir entries first, then CNI_PATH)."""
+
+    def __init__(self, paths: Sequence[str], timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.paths = tuple(paths)
+        self.timeout = timeout
+
+    def _exec(self, plugin_type: str, command: str, stdin: bytes, env: Mapping[str, str]) -> bytes:
+        binary = find_plugin(plugin_type, self.paths)
+        child_env = dict(env)
+        child_env["CNI_COMMAND"] = command
+        for attempt in range(_TXTBSY_TRIES):
+            try:
+                proc = subprocess.run(
+                    [binary], input=stdin, env=child_env, capture_output=True, timeout=self.timeout, check=False
+                )
+                break
+            except OSError as exc:
+                if exc.errno != errno.ETXTBSY or attempt == _TXTBSY_TRIES - 1:
+                    raise CniError(f'failed to execute plugin "{binary}": {exc.strerror or exc}') from exc
+                time.sleep(1)
+            except subprocess.TimeoutExpired as exc:
+                raise TryAgainLater(f'plugin "{plugin_type}" ({command}) timed out after {self.timeout:g}s') from exc
+        if proc.stderr:
+            sys.stderr.buffer.write(proc.stderr)
+            sys.stderr.flush()
+        if proc.returncode != 0:
+            raise parse_error(proc.returncode, proc.stdout, proc.stderr)
+        return proc.stdout
+
+    def add(self, plugin_type: str, stdin: bytes, env: Mapping[str, str], conf_version: str) -> Result:
+        return parse_result(self._exec(plugin_type, "ADD", stdin, env), conf_version)
+
+    def delete(self, plugin_type: str, stdin: bytes, env: Mapping[str, str]) -> None:
+        self._exec(plugin_type, "DEL", stdin, env)
+
+    def check(self, plugin_type: str, stdin: bytes, env: Mapping[str, str]) -> None:
+        self._exec(plugin_type, "CHECK", stdin, env)
+
+    def gc(self, plugin_type: str, stdin: bytes, env: Mapping[str, str]) -> None:
+        self._exec(plugin_type, "GC", stdin, env)
+
+    def status(self, plugin_type: str, stdin: bytes, env: Mapping[str, str]) -> None:
+        self._exec(plugin_type, "STATUS", stdin, env)
