@@ -34,7 +34,7 @@ test-unit: setup
 	$(PY) -m pytest tests/unit
 
 demo: setup
-	$(PY) packaging/demo_host_local.py
+	$(PY) packaging/demo/demo_host_local.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .hypothesis
