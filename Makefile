@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 BASE_PYTHON ?= /usr/bin/python3
 APT_PACKAGES := containernetworking-plugins iproute2 busybox-static python3-venv python3-dev make
 
-.PHONY: help setup test test-unit test-root demo clean
+.PHONY: help setup test test-unit demo clean
 
 help:
 	@echo "make demo   - show multiplane-host-local and the reference host-local sharing one pool"
@@ -38,3 +38,7 @@ demo: setup
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .hypothesis
+
+.PHONY: bench
+bench: setup
+	$(PY) tests/bench/bench_host_local.py
