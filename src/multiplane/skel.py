@@ -60,7 +60,7 @@ def _version_reply(stdin: bytes) -> str:
         obj = json.loads(stdin) if stdin.strip() else None
         if isinstance(obj, dict) and isinstance(obj.get("cniVersion"), str) and obj["cniVersion"]:
             requested = obj["cniVersion"]
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
     return json.dumps({"cniVersion": requested, "supportedVersions": list(versions.SUPPORTED)}) + "\n"
 
@@ -82,7 +82,7 @@ def _error_version(stdin: bytes) -> str:
     """The cniVersion to put in an error: the request's when readable, else our newest."""
     try:
         obj = json.loads(stdin)
-    except ValueError:
+    except (ValueError, RecursionError):
         return versions.CURRENT
     ver = obj.get("cniVersion") if isinstance(obj, dict) else None
     return ver if isinstance(ver, str) and ver in versions.SUPPORTED else versions.CURRENT

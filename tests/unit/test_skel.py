@@ -44,7 +44,9 @@ def sample_result() -> Result:
     """A dual-stack result using 1.1-only fields, so every conversion has something to drop."""
     return Result(
         "1.1.0",
-        interfaces=[Interface("eth0", mac="0a:58:0a:01:02:03", sandbox="/var/run/netns/t", mtu=1400, pci_id="0000:04:00.5")],
+        interfaces=[
+            Interface("eth0", mac="0a:58:0a:01:02:03", sandbox="/var/run/netns/t", mtu=1400, pci_id="0000:04:00.5")
+        ],
         ips=[
             IPConfig(ipaddress.ip_interface("10.1.2.3/24"), ipaddress.ip_address("10.1.2.1"), interface=0),
             IPConfig(ipaddress.ip_interface("fd00::3/64"), ipaddress.ip_address("fd00::1"), interface=0),
@@ -139,7 +141,9 @@ def invoke_env(env: dict[str, str], stdin: bytes = b"", plugin: FakePlugin | Non
 # ---- VERSION (T01, T02) ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stdin", [b"", b"garbage", b"{", b"[]", b'{"cniVersion": 4}', b'{"cniVersion": ""}', b"\xff\xfe"])
+@pytest.mark.parametrize(
+    "stdin", [b"", b"garbage", b"{", b"[]", b'{"cniVersion": 4}', b'{"cniVersion": ""}', b"\xff\xfe"]
+)
 def test_version_answers_whatever_stdin_holds(stdin: bytes) -> None:
     """T01: VERSION with empty or unusable stdin exits 0 with a non-empty cniVersion and all seven versions."""
     outcome = invoke_env({"CNI_COMMAND": "VERSION"}, stdin)
@@ -362,24 +366,34 @@ def test_name_checked_before_version(command: str) -> None:
 # ---- version gates (T13–T18) -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["ADD", "DEL", "CHECK"])
-@pytest.mark.parametrize("version", ["9.9.9", "1.2.0", "1.0", "adsf"])
+SKEL_LIST = '["0.1.0" "0.2.0" "0.3.0" "0.3.1" "0.4.0" "1.0.0" "1.1.0"]'
+
+
+@pytest.mark.parametrize("command", ["ADD", "DEL"])
+@pytest.mark.parametrize("version", ["9.9.9", "1.2.0", "0.5.0", "1.0", "adsf"])
 def test_unsupported_version_is_code_1(command: str, version: str) -> None:
-    """T13: a config version the plugin does not list gives code 1 with skel's exact details."""
+    """T13: ADD and DEL with a version not in the list give code 1 with skel's exact details."""
     outcome = invoke(command, conf(version))
     err = outcome.error()
-    if command == "CHECK" and version == "adsf":
-        assert err["code"] == 6  # T16: CHECK parses the version first
-        return
-    assert err["code"] == 1
-    if command == "CHECK" and version in ("9.9.9", "1.2.0"):
-        assert err["msg"] == "plugin version does not allow CHECK"
-    else:
-        assert err["msg"] == "incompatible CNI versions"
-        assert err["details"] == (
-            f'config is "{version}", plugin supports ["0.1.0" "0.2.0" "0.3.0" "0.3.1" "0.4.0" "1.0.0" "1.1.0"]'
-        )
+    assert (err["code"], err["msg"]) == (1, "incompatible CNI versions")
+    assert err["details"] == f'config is "{version}", plugin supports {SKEL_LIST}'
     assert outcome.plugin.calls == []
+
+
+@pytest.mark.parametrize("version", ["9.9.9", "1.2.0"])
+def test_check_newer_than_plugin_is_code_1(version: str) -> None:
+    """CHECK with a version above everything supported gives code 1 `plugin version does not allow CHECK`."""
+    outcome = invoke("CHECK", conf(version))
+    err = outcome.error()
+    assert (err["code"], err["msg"]) == (1, "plugin version does not allow CHECK")
+    assert outcome.plugin.calls == []
+
+
+def test_check_unlisted_version_is_code_1() -> None:
+    """CHECK with a parseable, new-enough version that is not listed gives the exact-match code 1."""
+    err = invoke("CHECK", conf("1.0")).error()
+    assert (err["code"], err["msg"]) == (1, "incompatible CNI versions")
+    assert err["details"] == f'config is "1.0", plugin supports {SKEL_LIST}'
 
 
 def test_missing_version_means_010() -> None:
@@ -537,15 +551,15 @@ def test_binary_version_with_unusable_stdin(stdin: str | None) -> None:
 
 def test_binary_version_echo() -> None:
     """T02 via `multiplane-host-local`: VERSION echoes the requested 0.4.0."""
-    inv = run_binary(OURS_HOST_LOCAL, "VERSION", {"cniVersion": "0.4.0"}, container_id="", netns="dummy", ifname="dummy")
+    stdin = {"cniVersion": "0.4.0"}
+    inv = run_binary(OURS_HOST_LOCAL, "VERSION", stdin, container_id="", netns="dummy", ifname="dummy", path="dummy")
     assert (inv.returncode, inv.json["cniVersion"]) == (0, "0.4.0")
 
 
 def test_binary_empty_environment_prints_about() -> None:
     """T03 via `multiplane-host-local`: an empty environment prints the about text on stderr and exits 0."""
-    inv = run_binary(
-        OURS_HOST_LOCAL, None, None, container_id=None, netns=None, ifname=None, path=None, base_env={}  # type: ignore[arg-type]
-    )
+    unset: dict[str, Any] = {"container_id": None, "netns": None, "ifname": None, "path": None}
+    inv = run_binary(OURS_HOST_LOCAL, None, None, base_env={}, **unset)  # type: ignore[arg-type]
     assert (inv.returncode, inv.stdout) == (0, "")
     assert inv.stderr.startswith(f"CNI multiplane-host-local plugin {multiplane.__version__}\n")
     assert "CNI protocol versions supported: " + ", ".join(ALL_VERSIONS) in inv.stderr
@@ -555,7 +569,13 @@ def test_binary_empty_environment_prints_about() -> None:
     ("command", "kwargs", "stdin", "code", "msg"),
     [
         ("NOPE", {}, conf(), 4, "unknown CNI_COMMAND: NOPE"),
-        ("ADD", {"netns": None, "ifname": None, "path": None}, conf(), 4, "required env variables [CNI_NETNS,CNI_IFNAME,CNI_PATH] missing"),
+        (
+            "ADD",
+            {"netns": None, "ifname": None, "path": None},
+            conf(),
+            4,
+            "required env variables [CNI_NETNS,CNI_IFNAME,CNI_PATH] missing",
+        ),
         ("ADD", {"ifname": "eth0:1"}, conf(), 4, "interface name contains / or : or whitespace characters"),
         ("ADD", {}, b"", 6, None),
         ("ADD", {}, b'{"cniVersion":"1.0.0","type":"x"}', 7, "missing network name"),

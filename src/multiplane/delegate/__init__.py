@@ -1,0 +1,1 @@
+"""Delegation to other CNI plugins (by exec today; in-process built-ins later)."""

@@ -56,7 +56,7 @@ def parse_error(returncode: int, stdout: bytes, stderr: bytes) -> DelegateError:
     if stdout.strip():
         try:
             obj = json.loads(stdout)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             return DelegateError(0, f'netplugin failed but error parsing its diagnostic message "{text}": {exc}')
         if isinstance(obj, dict) and isinstance(obj.get("code"), int):
             return DelegateError(obj["code"], str(obj.get("msg", "")), str(obj.get("details") or ""))
@@ -70,7 +70,7 @@ def parse_result(stdout: bytes, conf_version: str) -> Result:
     """An ADD answer; a result without cniVersion is taken to be in the config's version."""
     try:
         obj = json.loads(stdout)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         detail = "unexpected end of JSON input" if not stdout.strip() else str(exc)
         raise CniError(f"failed to unmarshal raw result: {detail}") from exc
     return Result.parse(obj, conf_version)

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 __all__ = [
     "COMMANDS",
     "CmdArgs",
-    "args_pairs",
     "parse_bool",
     "parse_cni_args",
     "validate_container_id",
@@ -152,19 +151,6 @@ def parse_bool(text: str) -> bool:
     raise ValueError(f"boolean unmarshal error: invalid input {lowered}")
 
 
-def args_pairs(text: str) -> list[tuple[str, str]]:
-    """Split CNI_ARGS into pairs; each must have exactly one "=" (`ARGS: invalid pair "X"`)."""
-    if not text:
-        return []
-    pairs = []
-    for pair in text.split(";"):
-        parts = pair.split("=")
-        if len(parts) != 2:
-            raise InvalidEnvironment(f"ARGS: invalid pair {_go_quote(pair)}")
-        pairs.append((parts[0], parts[1]))
-    return pairs
-
-
 def parse_cni_args(text: str, known: Mapping[str, Callable[[str], Any]]) -> dict[str, Any]:
     """Strict CNI_ARGS parsing, as types.LoadArgs does it.
 
@@ -176,7 +162,12 @@ def parse_cni_args(text: str, known: Mapping[str, Callable[[str], Any]]) -> dict
     parsers: dict[str, Callable[[str], Any]] = {"IgnoreUnknown": parse_bool, **known}
     values: dict[str, Any] = {}
     unknown: list[str] = []
-    for key, raw in args_pairs(text):
+    # Pair by pair, left to right, so the first problem is the one reported (as in Go).
+    for pair in text.split(";") if text else ():
+        parts = pair.split("=")
+        if len(parts) != 2:
+            raise InvalidEnvironment(f"ARGS: invalid pair {_go_quote(pair)}")
+        key, raw = parts
         parser = parsers.get(key)
         if parser is None:
             unknown.append(f"{key}={raw}")

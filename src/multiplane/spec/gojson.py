@@ -40,7 +40,7 @@ def load_object(data: bytes) -> dict[str, Any] | None:
     """Decode stdin JSON; DecodingFailure (6) unless it is an object (or null, as Go allows)."""
     try:
         value = json.loads(data, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         text = "unexpected end of JSON input" if not data.strip() else str(exc)
         raise DecodingFailure(f"error unmarshall network config: {text}") from exc
     if value is None:

@@ -33,9 +33,14 @@ def parse_interface_cidr(text: object, what: str) -> IPInterface:
     if not isinstance(text, str):
         raise DecodingFailure(f"{what}: expected a CIDR string, got {text!r}")
     try:
-        addr, plen, _bits = parse_cidr(text)
+        addr, plen, bits = parse_cidr(text)
     except ValueError as exc:
         raise DecodingFailure(str(exc)) from exc
+    if addr.version == 4 and bits == 128:
+        # An IPv4-mapped IPv6 prefix (::ffff:a.b.c.d/120) is the IPv4 prefix /24, as Go reads it.
+        if plen < 96:
+            raise DecodingFailure(f"invalid CIDR address: {text}")
+        plen -= 96
     return ipaddress.ip_interface(f"{addr}/{plen}")
 
 
@@ -126,7 +131,8 @@ class Route(Record):
         if version == "1.1.0":
             for key in ("mtu", "advmss", "priority", "table", "scope"):
                 value = getattr(self, key)
-                if value is not None and (value or key == "scope"):
+                # Go: table and scope are *int (an explicit 0 is kept), the others plain omitempty ints.
+                if value is not None and (value or key in ("table", "scope")):
                     out[key] = value
         return out
 

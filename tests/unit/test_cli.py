@@ -1,0 +1,135 @@
+"""The `multiplane` entry point, run as a real process: personalities, usage, and what start-up imports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import multiplane
+from tests.cni import OURS_HOST_LOCAL, OURS_MULTIPLANE
+from tests.cni import run as run_binary
+
+# Heavy or slow-to-import modules a CNI call must not pay for (cni-spec.md §1.1: keep start-up fast).
+FORBIDDEN = ("pyroute2", "pydantic", "dataclasses", "typing", "inspect")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The current environment without CNI_* variables, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CNI_")}
+    env.update(extra)
+    return env
+
+
+def run(argv: list[str], stdin: bytes = b"", **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, input=stdin.decode(), env=clean_env(**env), capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def forbidden_in(modules: set[str]) -> list[str]:
+    return sorted(m for m in modules if m.split(".")[0] in FORBIDDEN)
+
+
+# ---- command line -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [[OURS_MULTIPLANE, "--version"], [sys.executable, "-m", "multiplane", "--version"]])
+def test_version_flag(argv: list[str]) -> None:
+    """`multiplane --version` (and `python -m multiplane --version`) prints `multiplane <version>` and exits 0."""
+    proc = run(argv)
+    assert proc.returncode == 0
+    assert proc.stdout == f"multiplane {multiplane.__version__}\n"
+
+
+def test_no_arguments_prints_usage() -> None:
+    """`multiplane` without arguments or CNI_COMMAND prints usage on stderr, nothing on stdout, and exits 2."""
+    proc = run([OURS_MULTIPLANE])
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.startswith("usage: multiplane")
+    assert "host-local" in proc.stderr
+
+
+def test_help_prints_usage_and_succeeds() -> None:
+    """`multiplane --help` prints usage on stderr and exits 0."""
+    proc = run([OURS_MULTIPLANE, "--help"])
+    assert (proc.returncode, proc.stdout) == (0, "")
+    assert proc.stderr.startswith("usage: multiplane")
+
+
+@pytest.mark.parametrize("requested", ["0.3.1", "1.1.0"])
+def test_subcommand_matches_link_name(requested: str) -> None:
+    """`multiplane host-local` answers VERSION exactly like `multiplane-host-local`."""
+    stdin = {"cniVersion": requested}
+    via_sub = run_binary([OURS_MULTIPLANE, "host-local"], "VERSION", stdin)
+    via_link = run_binary(OURS_HOST_LOCAL, "VERSION", stdin)
+    assert via_sub.returncode == via_link.returncode == 0
+    assert via_sub.json == via_link.json
+    assert via_sub.json["cniVersion"] == requested
+
+
+def test_subcommand_runs_full_skel_checks() -> None:
+    """`multiplane host-local` applies the same environment checks as the linked name."""
+    inv = run_binary([OURS_MULTIPLANE, "host-local"], "ADD", {"cniVersion": "1.0.0", "name": "n"}, ifname="a/b")
+    assert (inv.returncode, inv.error()["code"]) == (1, 4)
+
+
+@pytest.mark.parametrize("argv_tail", [[], ["multiplane-nope"], ["nope"]])
+def test_unavailable_personality_is_cni_error(argv_tail: list[str]) -> None:
+    """A runtime calling `multiplane` without a built-in personality gets a code 7 error object, not a traceback."""
+    inv = run_binary([OURS_MULTIPLANE, *argv_tail], "ADD", {"cniVersion": "1.0.0", "name": "n", "type": "multiplane"})
+    err = inv.error()
+    assert inv.returncode == 1
+    assert err["code"] == 7
+    assert set(err) == {"cniVersion", "code", "msg", "details"}
+    assert "Traceback" not in inv.stdout + inv.stderr
+
+
+# ---- import cost --------------------------------------------------------------------------------
+
+
+def test_core_modules_import_nothing_heavy() -> None:
+    """Importing cli, skel and host-local loads none of pyroute2, pydantic, dataclasses, typing or inspect."""
+    code = (
+        "import multiplane.cli, multiplane.skel, multiplane.plugins.host_local, sys, json;"
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    proc = run([sys.executable, "-X", "importtime", "-c", code])
+    assert proc.returncode == 0, proc.stderr
+    timed = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    loaded = set(json.loads(proc.stdout))
+    # Both views must have seen the modules under test, or the checks below prove nothing.
+    assert {"multiplane.skel", "multiplane.plugins.host_local"} <= timed
+    assert {"multiplane.skel", "multiplane.plugins.host_local"} <= loaded
+    assert forbidden_in(timed) == []
+    assert forbidden_in(loaded) == []
+
+
+@pytest.mark.parametrize(
+    ("command", "stdin"),
+    [("VERSION", b'{"cniVersion":"0.4.0"}'), ("ADD", b'{"cniVersion":"1.0.0","name":"n"}')],
+)
+def test_cni_call_imports_no_pyroute2_or_pydantic(command: str, stdin: bytes) -> None:
+    """A VERSION call (and an early-failing ADD) through the real entry point imports neither pyroute2 nor pydantic."""
+    code = (
+        "import json, os, sys\n"
+        "from multiplane.cli import main\n"
+        "status = main(['multiplane-host-local'])\n"
+        "os.write(2, ('\\nMODULES ' + json.dumps(sorted(sys.modules)) + '\\n').encode())\n"
+        "sys.exit(status)\n"
+    )
+    proc = run([sys.executable, "-c", code], stdin, CNI_COMMAND=command)
+    marker = [line for line in proc.stderr.splitlines() if line.startswith("MODULES ")]
+    assert len(marker) == 1, proc.stderr
+    loaded = set(json.loads(marker[0].removeprefix("MODULES ")))
+    assert "multiplane.plugins.host_local" in loaded
+    assert sorted(m for m in loaded if m.split(".")[0] in ("pyroute2", "pydantic")) == []
+    reply = json.loads(proc.stdout)
+    if command == "VERSION":
+        assert (proc.returncode, reply["cniVersion"]) == (0, "0.4.0")
+    else:
+        assert (proc.returncode, reply["code"]) == (1, 4)
