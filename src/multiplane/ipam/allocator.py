@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
         def reserve(self, container_id: str, ifname: str, addr: IPAddress, range_id: int) -> bool: ...
         def last_reserved(self, range_id: int) -> IPAddress | None: ...
-        def find_by_owner(self, container_id: str, ifname: str) -> list[IPAddress]: ...
+        def held_by(self, container_id: str, ifname: str) -> list[IPAddress]: ...
 
 
 def _addr(version: int, value: int) -> IPAddress:
@@ -81,7 +81,7 @@ def allocate(
         if not store.reserve(container_id, ifname, requested, range_id):
             raise CniError(f"requested IP address {requested} is not available in range set {rset}")
         return _ip_config(requested, rng)
-    for held in store.find_by_owner(container_id, ifname):
+    for held in store.held_by(container_id, ifname):
         if rset.contains(held):
             raise CniError(f"{held} has been allocated to {container_id}, duplicate allocation is not allowed")
     for addr, rng in walk(rset, store.last_reserved(range_id)):

@@ -60,11 +60,14 @@ def _ip_field(value: Any, where: str) -> IPAddress | None:
 
 
 def _range(raw: Any, where: str) -> Range:
+    """One range; `where` is Go's "<Struct>.<json path>" used in its type-error texts."""
+    rng = Range(subnet_ip=None)
+    if raw is None:
+        return rng  # Go leaves a zero Range: "IP <nil> not v4 nor v6" when canonicalised
     raw = want(raw, dict, where, "allocator.Range")
     subnet = get(raw, "subnet")
-    rng = Range(subnet_ip=None)
     if subnet is not None:
-        want(subnet, str, f"{where}.subnet", "types.IPNet")
+        want(subnet, str, f"{where}.subnet", "string")
         try:
             rng.subnet_ip, rng.prefix, rng.mask_bits = parse_cidr(subnet)
         except ValueError as exc:
@@ -85,7 +88,7 @@ def _range_sets(raw: Any, where: str) -> list[RangeSet]:
             sets.append(RangeSet())
             continue
         want(item, list, where, "allocator.RangeSet")
-        sets.append(RangeSet(_range(r, where) for r in item))
+        sets.append(RangeSet(_range(r, f"Range.{where.split('.', 1)[1]}") for r in item))
     return sets
 
 
@@ -95,12 +98,32 @@ def _ip_list(raw: Any, where: str) -> list[IPAddress]:
     want(raw, list, where, "[]*ip.IP")
     out = []
     for item in raw:
-        want(item, str, where, "ip.IP")
-        addr = parse_ip_maybe_cidr(item) if item else None
+        want(item, str, where, "*ip.IP")
+        if item == "":
+            raise InvalidConfig("cannot understand ip: IP <nil> not v4 nor v6")
+        addr = parse_ip_maybe_cidr(item)
         if addr is None:
             raise InvalidConfig(f"invalid IP address {item}")
         out.append(addr)
     return out
+
+
+def _routes(raw: Any) -> list[Route]:
+    if raw is None:
+        return []
+    want(raw, list, "IPAMConfig.ipam.routes", "[]*types.Route")
+    routes = []
+    for item in raw:
+        want(item, dict, "IPAMConfig.ipam.routes", "types.route")
+        dst, gw = get(item, "dst"), get(item, "gw")
+        want(dst, str, "IPAMConfig.ipam.routes", "string")
+        if gw is not None:
+            want(gw, str, "IPAMConfig.ipam.routes.gw", "net.IP")
+        try:
+            routes.append(Route.parse(item))
+        except DecodingFailure as exc:
+            raise InvalidConfig(exc.msg) from exc
+    return routes
 
 
 def _parse_ip_arg(text: str) -> IPAddress | None:
@@ -132,14 +155,18 @@ def load(conf: dict[str, Any], name: str, cni_version: str, cni_args: str) -> Ip
         if ip_arg is not None:
             requested.append(ip_arg)
     args = get(conf, "args")
-    if isinstance(args, dict) and isinstance(get(args, "cni"), dict):
-        requested += _ip_list(get(get(args, "cni"), "ips"), "IPAMArgs.args.cni.ips")
+    if args is not None:
+        want(args, dict, "Net.args", 'struct { A *allocator.IPAMArgs "json:\\"cni\\"" }')
+        cni = get(args, "cni")
+        if cni is not None:
+            want(cni, dict, ".args.cni", "allocator.IPAMArgs")
+            requested += _ip_list(get(cni, "ips"), "IPAMArgs.args.cni.ips")
     runtime = get(conf, "runtimeConfig")
     runtime_ranges: list[RangeSet] = []
     if runtime is not None:
         want(runtime, dict, "Net.runtimeConfig", "struct")
-        requested += _ip_list(get(runtime, "ips"), "Net.runtimeConfig.ips")
-        runtime_ranges = _range_sets(get(runtime, "ipRanges"), "Net.runtimeConfig.ipRanges")
+        requested += _ip_list(get(runtime, "ips"), ".runtimeConfig.ips")
+        runtime_ranges = _range_sets(get(runtime, "ipRanges"), ".runtimeConfig.ipRanges")
 
     ranges: list[RangeSet] = list(runtime_ranges)
     if get(ipam, "subnet") is not None:
@@ -156,21 +183,15 @@ def load(conf: dict[str, Any], name: str, cni_version: str, cni_args: str) -> Ip
             raise InvalidConfig(f"invalid range set {i}: {exc}") from exc
         counts[rset.version] += 1
     if (counts[4] > 1 or counts[6] > 1) and not versions.has_multiple_ips(cni_version):
-        raise InvalidConfig(f"CNI version {cni_version} does not support more than 1 address per family")
+        written = get(conf, "cniVersion")  # the reference prints the version as written, even ""
+        shown = "" if written == "" else cni_version
+        raise InvalidConfig(f"CNI version {shown} does not support more than 1 address per family")
     for i, first in enumerate(ranges[:-1]):
         for j, second in enumerate(ranges[i + 1 :], start=i + 1):
             if first.overlaps(second):
                 raise InvalidConfig(f"range set {i} overlaps with {j}")
 
-    routes_raw = get(ipam, "routes")
-    routes: list[Route] = []
-    if routes_raw is not None:
-        want(routes_raw, list, "IPAMConfig.ipam.routes", "[]*types.Route")
-        for item in routes_raw:
-            try:
-                routes.append(Route.parse(item))
-            except DecodingFailure as exc:
-                raise InvalidConfig(exc.msg) from exc
+    routes = _routes(get(ipam, "routes"))
 
     data_dir = get(ipam, "dataDir")
     if data_dir is not None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +34,30 @@ __all__ = ["DiskStore", "LAST_RESERVED_PREFIX"]
 LAST_RESERVED_PREFIX = "last_reserved_ip."
 _TMP_PREFIX = ".mp-"
 _LOCK_TIMEOUT = 30.0
+
+
+def _strerror(exc: OSError) -> str:
+    """The errno text as Go prints it ("no such file or directory")."""
+    return (exc.strerror or str(exc)).lower()
+
+
+def _mkdir_all(path: str) -> None:
+    """os.MkdirAll with mode 0755: an error names the component that failed, as Go's does."""
+    try:
+        if stat.S_ISDIR(os.stat(path).st_mode):
+            return
+        raise CniError(f"mkdir {path}: not a directory")
+    except OSError:
+        pass
+    parent = os.path.dirname(path.rstrip("/"))
+    if parent and parent != path:
+        _mkdir_all(parent)
+    try:
+        os.mkdir(path, 0o755)
+    except OSError as exc:
+        if os.path.isdir(path):
+            return
+        raise CniError(f"mkdir {path}: {_strerror(exc)}") from exc
 
 
 class DiskStore:
@@ -50,11 +75,11 @@ class DiskStore:
 
         TryAgainLater (11) if another process holds the lock longer than the timeout.
         """
+        _mkdir_all(self.dir)
         try:
-            os.makedirs(self.dir, mode=0o755, exist_ok=True)
             fd = os.open(os.path.join(self.dir, "lock"), os.O_CREAT | os.O_RDONLY | os.O_CLOEXEC, 0o750)
         except OSError as exc:
-            raise CniError(f"mkdir {self.dir}: {(exc.strerror or str(exc)).lower()}") from exc
+            raise CniError(f"open {self.dir}/lock: {_strerror(exc)}") from exc
         try:
             deadline = time.monotonic() + self.lock_timeout
             pause = 0.0005
@@ -96,12 +121,15 @@ class DiskStore:
         return f"{container_id.strip()}\r\n{ifname}"
 
     def find_by_owner(self, container_id: str, ifname: str) -> list[IPAddress]:
-        """Addresses held by (id, ifname); falls back to legacy id-only files like the reference."""
-        key = self.owner_key(container_id, ifname)
-        found = [addr for addr, content in self.allocations() if content == key]
-        if not found:
-            found = [addr for addr, content in self.allocations() if content == container_id.strip()]
-        return found
+        """Addresses held by (id, ifname), or failing that legacy id-only files (release, CHECK)."""
+        key, legacy = self.owner_key(container_id, ifname), container_id.strip()
+        held = list(self.allocations())
+        return [a for a, c in held if c == key] or [a for a, c in held if c == legacy]
+
+    def held_by(self, container_id: str, ifname: str) -> list[IPAddress]:
+        """Addresses held by (id, ifname) and legacy id-only files together (the duplicate check)."""
+        owners = {self.owner_key(container_id, ifname), container_id.strip()}
+        return [addr for addr, content in self.allocations() if content in owners]
 
     def last_reserved(self, range_id: int) -> IPAddress | None:
         """The round-robin cursor; read untrimmed like Go's net.ParseIP(content)."""
@@ -132,15 +160,31 @@ class DiskStore:
 
     def reserve(self, container_id: str, ifname: str, addr: IPAddress, range_id: int) -> bool:
         """Claim `addr` for (id, ifname); False if someone holds it. Moves the cursor on success."""
-        tmp = self._write_tmp(str(addr), self.owner_key(container_id, ifname).encode())
+        path = os.path.join(self.dir, str(addr))
         try:
-            os.link(tmp, os.path.join(self.dir, str(addr)))
+            tmp = self._write_tmp(str(addr), self.owner_key(container_id, ifname).encode())
+        except OSError as exc:
+            raise CniError(f"open {path}: {_strerror(exc)}") from exc
+        try:
+            os.link(tmp, path)
         except FileExistsError:
             return False
+        except OSError as exc:
+            raise CniError(f"open {path}: {_strerror(exc)}") from exc
         finally:
             os.unlink(tmp)
-        cursor = self._write_tmp(f"{LAST_RESERVED_PREFIX}{range_id}", str(addr).encode())
-        os.replace(cursor, os.path.join(self.dir, f"{LAST_RESERVED_PREFIX}{range_id}"))
+        cursor_path = os.path.join(self.dir, f"{LAST_RESERVED_PREFIX}{range_id}")
+        try:
+            cursor = self._write_tmp(f"{LAST_RESERVED_PREFIX}{range_id}", str(addr).encode())
+            try:
+                os.replace(cursor, cursor_path)
+            except OSError:
+                os.unlink(cursor)
+                raise
+        except OSError as exc:
+            # Unlike the reference, which keeps the reservation it cannot account for, give it back.
+            self.release(addr)
+            raise CniError(f"open {cursor_path}: {_strerror(exc)}") from exc
         return True
 
     def release(self, addr: IPAddress) -> None:

@@ -7,6 +7,9 @@ these deliberate differences, all safer:
 * the whole ADD runs under one lock, so it is atomic across range sets;
 * config errors are code 7 and CNI_ARGS errors code 4 (the reference wraps both in 999);
 * a gateway outside its subnet, a relative or ".."-containing dataDir are rejected;
+* only files named like an address are read as reservations (no recursive walk);
+* a reservation whose cursor cannot be written is given back, not leaked;
+* CHECK also compares the reservations with `prevResult`;
 * GC and STATUS are implemented (the reference has neither).
 """
 

@@ -17,7 +17,7 @@ from multiplane._record import Record
 
 from multiplane.errors import CniError, DecodingFailure
 from multiplane.spec import version as versions
-from multiplane.spec.gojson import parse_cidr, parse_ip
+from multiplane.spec.gojson import field, parse_cidr, parse_ip
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -112,16 +112,17 @@ class Route(Record):
 
     @classmethod
     def parse(cls, raw: object, what: str = "route") -> Route:
+        """A route object; keys match case-insensitively, as Go's decoder does."""
         if not isinstance(raw, dict):
             raise DecodingFailure(f"{what}: expected an object, got {raw!r}")
         return cls(
-            dst=parse_interface_cidr(raw.get("dst"), f"{what} dst"),
-            gw=_parse_gw(raw.get("gw"), f"{what} gw"),
-            mtu=_opt_int(raw.get("mtu")),
-            advmss=_opt_int(raw.get("advmss")),
-            priority=_opt_int(raw.get("priority")),
-            table=_opt_int(raw.get("table")),
-            scope=_opt_int(raw.get("scope")),
+            dst=parse_interface_cidr(field(raw, "dst"), f"{what} dst"),
+            gw=_parse_gw(field(raw, "gw"), f"{what} gw"),
+            mtu=_opt_int(field(raw, "mtu")),
+            advmss=_opt_int(field(raw, "advmss")),
+            priority=_opt_int(field(raw, "priority")),
+            table=_opt_int(field(raw, "table")),
+            scope=_opt_int(field(raw, "scope")),
         )
 
     def to_dict(self, version: str) -> dict[str, Any]:
