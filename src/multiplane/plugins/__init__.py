@@ -20,8 +20,15 @@ def _host_local() -> Plugin:
     return HostLocal()
 
 
+def _macvlan() -> Plugin:
+    from multiplane.plugins.macvlan import Macvlan
+
+    return Macvlan()
+
+
 REGISTRY: dict[str, Callable[[], Plugin]] = {
     "multiplane-host-local": _host_local,
+    "multiplane-macvlan": _macvlan,
 }
 
 # Subcommand spellings (`multiplane host-local …`) for the same personalities.
