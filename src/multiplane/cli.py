@@ -38,7 +38,6 @@ def _run_plugin(personality: str) -> int:
     from multiplane.errors import IOFailure
     from multiplane.plugins import REGISTRY
 
-    plugin = REGISTRY[personality]()
     env = dict(os.environ)
     out = io.StringIO()
     try:
@@ -47,7 +46,7 @@ def _run_plugin(personality: str) -> int:
         out.write(IOFailure(f"error reading from stdin: {exc}").to_json("1.1.0"))
         status = 1
     else:
-        status = skel.run(plugin, env, stdin, out, sys.stderr)
+        status = skel.run(REGISTRY[personality], env, stdin, out, sys.stderr, name=personality)
     data = out.getvalue().encode()
     if data:
         os.write(1, data)

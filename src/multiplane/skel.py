@@ -18,7 +18,7 @@ from multiplane.spec.netconf import NetConf
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from typing import Protocol, TextIO
 
     from multiplane.spec.result import Result
@@ -47,10 +47,10 @@ class Request:
         self.conf = conf
 
 
-def _about(plugin: Plugin) -> str:
+def _about(name: str) -> str:
     from multiplane import __version__
 
-    return f"CNI {plugin.name} plugin {__version__}\nCNI protocol versions supported: {', '.join(versions.SUPPORTED)}\n"
+    return f"CNI {name} plugin {__version__}\nCNI protocol versions supported: {', '.join(versions.SUPPORTED)}\n"
 
 
 def _version_reply(stdin: bytes) -> str:
@@ -88,8 +88,16 @@ def _error_version(stdin: bytes) -> str:
     return ver if isinstance(ver, str) and ver in versions.SUPPORTED else versions.CURRENT
 
 
-def dispatch(plugin: Plugin, env: Mapping[str, str], stdin: bytes) -> str | None:
-    """Run the command; returns what goes to stdout on success. Raises CniError."""
+def _resolve(plugin: Plugin | Callable[[], Plugin]) -> Plugin:
+    return plugin() if callable(plugin) else plugin
+
+
+def dispatch(plugin: Plugin | Callable[[], Plugin], env: Mapping[str, str], stdin: bytes) -> str | None:
+    """Run the command; returns what goes to stdout on success. Raises CniError.
+
+    `plugin` may be a factory: it is called only for commands that need the plugin, so
+    VERSION never imports a plugin's modules.
+    """
     args = CmdArgs.from_env(env, stdin)
     if args.command == "VERSION":
         return _version_reply(stdin)
@@ -98,6 +106,7 @@ def dispatch(plugin: Plugin, env: Mapping[str, str], stdin: bytes) -> str | None
         raise InvalidEnvironment(f"unknown CNI_COMMAND: {args.command}")
     _gate(args.command, conf.cni_version)
     req = Request(args, conf)
+    plugin = _resolve(plugin)
     if args.command == "ADD":
         result = plugin.add(req)
         return go_json(result.to_dict(conf.cni_version))
@@ -106,11 +115,18 @@ def dispatch(plugin: Plugin, env: Mapping[str, str], stdin: bytes) -> str | None
     return None
 
 
-def run(plugin: Plugin, env: Mapping[str, str], stdin: bytes, stdout: TextIO, stderr: TextIO = sys.stderr) -> int:
+def run(
+    plugin: Plugin | Callable[[], Plugin],
+    env: Mapping[str, str],
+    stdin: bytes,
+    stdout: TextIO,
+    stderr: TextIO = sys.stderr,
+    name: str = "",
+) -> int:
     """Run one CNI invocation; write the result or one error object to stdout; return the exit status."""
     if not env.get("CNI_COMMAND"):
         # skel prints an "about" text for humans who run the binary by hand.
-        stderr.write(_about(plugin))
+        stderr.write(_about(name or _resolve(plugin).name))
         return 0
     try:
         out = dispatch(plugin, env, stdin)

@@ -109,16 +109,17 @@ def test_core_modules_import_nothing_heavy() -> None:
     assert forbidden_in(loaded) == []
 
 
+@pytest.mark.parametrize("personality", ["multiplane-host-local", "multiplane-macvlan"])
 @pytest.mark.parametrize(
     ("command", "stdin"),
     [("VERSION", b'{"cniVersion":"0.4.0"}'), ("ADD", b'{"cniVersion":"1.0.0","name":"n"}')],
 )
-def test_cni_call_imports_no_pyroute2_or_pydantic(command: str, stdin: bytes) -> None:
-    """A VERSION call (and an early-failing ADD) through the real entry point imports neither pyroute2 nor pydantic."""
+def test_cni_call_imports_no_pyroute2_or_pydantic(personality: str, command: str, stdin: bytes) -> None:
+    """VERSION (and an ADD failing its env checks) imports neither pyroute2 nor pydantic, nor even the plugin module."""
     code = (
         "import json, os, sys\n"
         "from multiplane.cli import main\n"
-        "status = main(['multiplane-host-local'])\n"
+        f"status = main([{personality!r}])\n"
         "os.write(2, ('\\nMODULES ' + json.dumps(sorted(sys.modules)) + '\\n').encode())\n"
         "sys.exit(status)\n"
     )
@@ -126,7 +127,8 @@ def test_cni_call_imports_no_pyroute2_or_pydantic(command: str, stdin: bytes) ->
     marker = [line for line in proc.stderr.splitlines() if line.startswith("MODULES ")]
     assert len(marker) == 1, proc.stderr
     loaded = set(json.loads(marker[0].removeprefix("MODULES ")))
-    assert "multiplane.plugins.host_local" in loaded
+    assert "multiplane.skel" in loaded
+    assert not any(m.startswith("multiplane.plugins.") for m in loaded), sorted(loaded)
     assert sorted(m for m in loaded if m.split(".")[0] in ("pyroute2", "pydantic")) == []
     reply = json.loads(proc.stdout)
     if command == "VERSION":

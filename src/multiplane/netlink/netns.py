@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import os
 from contextlib import contextmanager
+from functools import cache
 
 from multiplane.errors import CniError
 
@@ -25,7 +26,11 @@ CLONE_NEWNET = 0x40000000
 _NSFS_MAGIC = 0x6E736673
 _PROC_MAGIC = 0x9FA0
 
-_libc = ctypes.CDLL(None, use_errno=True)
+
+
+@cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
 
 
 class NetnsNotFound(CniError):
@@ -44,7 +49,7 @@ class _Statfs(ctypes.Structure):
 def open_netns(path: str) -> int:
     """An O_RDONLY fd of the netns at `path`; NetnsNotFound / NotANetns with Go's texts."""
     buf = _Statfs()
-    if _libc.statfs(path.encode(), ctypes.byref(buf)) != 0:
+    if _libc().statfs(path.encode(), ctypes.byref(buf)) != 0:
         err = ctypes.get_errno()
         text = os.strerror(err).lower()
         if err == 2:
@@ -61,7 +66,7 @@ def open_netns(path: str) -> int:
 
 
 def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
+    if _libc().setns(fd, CLONE_NEWNET) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
 

@@ -8,7 +8,6 @@ invisible to the node. Anything else is found in CNI_PATH and exec'd as the spec
 
 from __future__ import annotations
 
-from multiplane.delegate.exec import ExecDelegator
 from multiplane.skel import Request
 from multiplane.spec.args import CmdArgs
 
@@ -39,6 +38,8 @@ def ipam(req: Request, plugin_type: str, command: str) -> Result | None:
             return plugin.add(sub)
         {"DEL": plugin.delete, "CHECK": plugin.check, "GC": plugin.gc, "STATUS": plugin.status}[command](sub)
         return None
+    from multiplane.delegate.exec import ExecDelegator
+
     delegator = ExecDelegator(req.args.path)
     env = req.args.env
     if command == "ADD":
