@@ -9,7 +9,7 @@ APT_PACKAGES := containernetworking-plugins iproute2 busybox-static python3-venv
 .PHONY: help setup test test-unit demo clean
 
 help:
-	@echo "make demo   - show multiplane-host-local and the reference host-local sharing one pool"
+	@echo "make demo   - pods on macvlan via multiplane and the reference plugins, one shared address pool"
 	@echo "make test   - install what the tests need, then run the whole suite (as root)"
 
 $(VENV)/.deps-stamp: pyproject.toml
@@ -34,7 +34,7 @@ test-unit: setup
 	$(PY) -m pytest tests/unit
 
 demo: setup
-	$(PY) packaging/demo/demo_host_local.py
+	$(PY) packaging/demo/demo_macvlan.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .hypothesis

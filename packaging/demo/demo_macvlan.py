@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""`make demo`: multiplane-host-local as the IPAM of the reference macvlan plugin, on a real kernel.
+"""`make demo`: multiplane-macvlan and multiplane-host-local beside the reference plugins, on a real kernel.
 
 Run as root. It builds a throw-away topology (every name starts with `mp-demo`):
 a veth pair stands in for the node NIC, one end stays in the host as the macvlan master,
 the other end lives in a "LAN host" namespace; two "pod" namespaces get a macvlan each.
-Addresses come from multiplane-host-local and from Debian's host-local, sharing one pool.
+Pods 1 and 2 are attached by multiplane-macvlan (host-local runs inside it), pod 3 by
+Debian's macvlan + host-local; all three take addresses from one shared pool.
 Everything is removed at the end, even on failure.
 """
 
@@ -18,7 +19,7 @@ import sys
 import tempfile
 
 BIN_DIR = os.path.dirname(sys.executable)
-OURS = os.path.join(BIN_DIR, "multiplane-host-local")
+OURS = {name: os.path.join(BIN_DIR, name) for name in ("multiplane-macvlan", "multiplane-host-local")}
 REF_DIR = "/usr/lib/cni"
 MASTER, PEER, LAN, PODS = "mp-demo-nic", "mp-demo-peer", "mp-demo-lan", ("mp-demo-pod1", "mp-demo-pod2", "mp-demo-pod3")
 
@@ -35,6 +36,7 @@ def sh(*argv: str, check: bool = True) -> str:
 
 
 def cni(command: str, conf: dict, netns: str, container: str, cni_path: str) -> subprocess.CompletedProcess[str]:
+    """Run the plugin named by the config's `type`, found in CNI_PATH, as a runtime does."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "CNI_COMMAND": command,
@@ -43,9 +45,9 @@ def cni(command: str, conf: dict, netns: str, container: str, cni_path: str) -> 
         "CNI_IFNAME": "net1",
         "CNI_PATH": cni_path,
     }
-    return subprocess.run(
-        [os.path.join(REF_DIR, "macvlan")], input=json.dumps(conf), env=env, capture_output=True, text=True, check=False
-    )
+    candidates = [os.path.join(d, conf["type"]) for d in cni_path.split(":")]
+    binary = next(c for c in candidates if os.path.exists(c))
+    return subprocess.run([binary], input=json.dumps(conf), env=env, capture_output=True, text=True, check=False)
 
 
 def cleanup(workdir: str) -> None:
@@ -76,8 +78,9 @@ def main() -> int:
 def run(workdir: str) -> int:
     cni_bin = os.path.join(workdir, "bin")
     os.makedirs(cni_bin)
-    # A CNI plugin is found by its file name; this link is how a node would install it.
-    os.symlink(OURS, os.path.join(cni_bin, "multiplane-host-local"))
+    # A CNI plugin is found by its file name; these links are how a node installs them.
+    for name, target in OURS.items():
+        os.symlink(target, os.path.join(cni_bin, name))
     cni_path = f"{cni_bin}:{REF_DIR}"
     data_dir = os.path.join(workdir, "ipam")
 
@@ -93,11 +96,11 @@ def run(workdir: str) -> int:
     conf = {
         "cniVersion": "1.0.0",
         "name": "mp-demo-net",
-        "type": "macvlan",
+        "type": "multiplane-macvlan",
         "master": MASTER,
         "mode": "bridge",
         "ipam": {
-            "type": "multiplane-host-local",
+            "type": "host-local",
             "dataDir": data_dir,
             "subnet": "10.77.0.0/24",
             "rangeStart": "10.77.0.200",
@@ -106,14 +109,18 @@ def run(workdir: str) -> int:
             "routes": [{"dst": "0.0.0.0/0"}],
         },
     }
-    say("The network config: Debian's macvlan plugin, with multiplane-host-local as its IPAM")
+    say("The network config: multiplane-macvlan with host-local IPAM (run inside multiplane, same files as Debian's)")
     print(json.dumps(conf, indent=2))
 
-    ref_conf = dict(conf, ipam=dict(conf["ipam"], type="host-local"))
-    attachments = [(PODS[0], conf, "ours"), (PODS[1], conf, "ours"), (PODS[2], ref_conf, "Debian's host-local")]
+    ref_conf = dict(conf, type="macvlan")
+    attachments = [
+        (PODS[0], conf, "multiplane-macvlan"),
+        (PODS[1], conf, "multiplane-macvlan"),
+        (PODS[2], ref_conf, "Debian's macvlan and host-local"),
+    ]
     addresses = []
     for i, (pod, pod_conf, who) in enumerate(attachments, start=1):
-        say(f"ADD: attaching {pod}; the runtime runs macvlan, which asks {who} for an address")
+        say(f"ADD: attaching {pod} with {who}")
         proc = cni("ADD", pod_conf, pod, f"mp-demo-ctr{i}", cni_path)
         if proc.returncode != 0:
             print(proc.stdout, proc.stderr)
@@ -130,9 +137,9 @@ def run(workdir: str) -> int:
         with open(os.path.join(pool, name), "rb") as fh:
             print(f"  {name:20} {fh.read()!r}")
 
-    say("Traffic over macvlan: pod3 pings the LAN host, then pod1")
-    for target in ("10.77.0.1", addresses[0]):
-        print(sh("ip", "netns", "exec", PODS[2], "busybox", "ping", "-c", "2", "-W", "2", target).strip())
+    say("Traffic over macvlan: pod1 pings the LAN host, pod3 pings pod1 (bridge mode switches them in the kernel)")
+    print(sh("ip", "netns", "exec", PODS[0], "busybox", "ping", "-c", "2", "-W", "2", "10.77.0.1").strip())
+    print(sh("ip", "netns", "exec", PODS[2], "busybox", "ping", "-c", "2", "-W", "2", addresses[0]).strip())
 
     say("DEL: detaching the pods releases their addresses, whoever allocated them")
     for i, (pod, pod_conf, _who) in enumerate(attachments, start=1):
