@@ -41,4 +41,4 @@ clean:
 
 .PHONY: bench
 bench: setup
-	$(PY) tests/bench/bench_host_local.py
+	$(PY) tests/bench/bench.py
