@@ -48,7 +48,8 @@ def parse_mac(text: str) -> str:
     return ":".join(p.lower() for p in parts)
 
 
-def _typed(conf: dict[str, Any], key: str, kind: type, go_type: str) -> Any:
+def _typed(conf: dict[str, Any], key: str, kind: type, go_type: str, where: str = "NetConf.") -> Any:
+    """conf[key] (Go-style key match) checked against a JSON type; Go's text when it is wrong."""
     value = field(conf, key)
     if value is None:
         return None
@@ -57,9 +58,20 @@ def _typed(conf: dict[str, Any], key: str, kind: type, go_type: str) -> Any:
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise InvalidConfig(
             f"failed to load netconf: json: cannot unmarshal {json_type(value)} "
-            f"into Go struct field NetConf.{key} of type {go_type}"
+            f"into Go struct field {where}{key} of type {go_type}"
         )
     return value
+
+
+def _dns(raw: dict[str, Any]) -> DNS:
+    value = _typed(raw, "dns", dict, "types.DNS")
+    if value is None:
+        return DNS()
+    for key in ("nameservers", "search", "options"):
+        for item in _typed(value, key, list, "[]string", "DNS.dns.") or ():
+            _typed({key: item}, key, str, "string", "DNS.dns.")
+    _typed(value, "domain", str, "string", "DNS.dns.")
+    return DNS.parse(value)
 
 
 class MacvlanConf:
@@ -74,20 +86,18 @@ class MacvlanConf:
         self.mtu: int = _typed(raw, "mtu", int, "int") or 0
         self.link_in_container: bool = bool(_typed(raw, "linkInContainer", bool, "bool"))
         ipam = _typed(raw, "ipam", dict, "types.IPAM") or {}
-        self.ipam_type: str = field(ipam, "type") or ""
-        self.dns = DNS.parse(field(raw, "dns"))
+        self.ipam_type: str = _typed(ipam, "type", str, "string", "IPAM.ipam.") or ""
+        self.dns = _dns(raw)
         self.mac = ""
         if not strict:
             return
         if self.mode not in links.MACVLAN_MODES:
             raise InvalidConfig(f'unknown macvlan mode: "{self.mode}"')
-        if self.mtu < 0:
-            raise InvalidConfig(f"invalid MTU {self.mtu}, must be [0, master MTU]")
         # Reference precedence: config `mac` < CNI_ARGS MAC= < runtimeConfig.mac.
         candidates = [_typed(raw, "mac", str, "string") or ""]
         candidates.append(parse_cni_args(req.args.args, {"MAC": str}).get("MAC", ""))
-        runtime = field(raw, "runtimeConfig")
-        candidates.append((field(runtime, "mac") or "") if isinstance(runtime, dict) else "")
+        runtime = _typed(raw, "runtimeConfig", dict, "struct") or {}
+        candidates.append(_typed(runtime, "mac", str, "string", ".runtimeConfig.") or "")
         chosen = next((m for m in reversed(candidates) if m), "")
         if chosen:
             try:
@@ -157,7 +167,7 @@ class Macvlan:
                 master = _master(conf, pod if conf.link_in_container else host)
                 if not master.up:
                     raise TryAgainLater(f'master interface "{master.name}" is down')
-                if conf.mtu > master.mtu:
+                if not 0 <= conf.mtu <= master.mtu:
                     raise InvalidConfig(f"invalid MTU {conf.mtu}, must be [0, master MTU({master.mtu})]")
                 if links.get_link(pod, ifname) is not None:
                     raise InvalidEnvironment(f'interface "{ifname}" already exists in netns "{req.args.netns}"')
