@@ -157,3 +157,40 @@ def test_unsolicited_neighbour_advertisement_is_seen_on_the_lan(topo: Topology) 
         frames = sniffer.frames()
     wanted = {"tgt": addrs["6"], "src": mac, "solicited": "0", "override": "1", "lladdr": mac}
     assert wanted in frames, frames
+
+
+def test_own_announcements_without_kernel_help(topo: Topology) -> None:
+    """announce() itself puts a valid gratuitous ARP and a checksum-correct unsolicited NA on the wire.
+
+    The interface here has arp_notify/ndisc_notify off and no addresses, so the kernel sends
+    nothing: every frame seen comes from our own AF_PACKET socket in the pod's namespace.
+    """
+    import ipaddress
+    import os
+
+    from multiplane.netlink.announce import announce
+    from multiplane.netlink.netns import open_netns
+
+    pod, name, mac = topo.pods[0], f"mp-an{topo.tag}", "02:00:0a:42:00:4d"
+    ns_exec(pod, "true")
+    add = ["ip", "link", "add", "link", topo.master, "name", name, "address", mac, "type", "macvlan", "mode", "bridge"]
+    subprocess.run(add, check=True)
+    subprocess.run(["ip", "link", "set", name, "netns", pod], check=True)
+    subprocess.run(["ip", "-n", pod, "link", "set", name, "up"], check=True)
+    v4, v6 = ipaddress.ip_address("10.66.0.77"), ipaddress.ip_address("fd00:66::77")
+    fields = {
+        "kind": "'arp' if ARP in p else 'na'",
+        "src": "p[Ether].src",
+        "who": "p[ARP].psrc + '>' + p[ARP].pdst if ARP in p else p[ICMPv6ND_NA].tgt",
+        # A correct ICMPv6 checksum makes the one's-complement sum over pseudo-header + message zero.
+        "ok": "True if ARP in p else in6_chksum(58, p[IPv6], raw(p[ICMPv6ND_NA])) == 0",
+    }
+    fd = open_netns(topo.netns_path(pod))
+    try:
+        with _Sniffer(topo, "Ether", f"ICMPv6ND_NA in p and p[Ether].src == {mac!r}", fields) as sniffer:
+            announce(fd, name, mac, [v4, v6], ipv6_settled=True)
+            frames = [f for f in sniffer.frames() if f["src"] == mac]
+    finally:
+        os.close(fd)
+    assert {"kind": "arp", "src": mac, "who": "10.66.0.77>10.66.0.77", "ok": "True"} in frames, frames
+    assert {"kind": "na", "src": mac, "who": "fd00:66::77", "ok": "True"} in frames, frames
