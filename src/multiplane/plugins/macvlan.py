@@ -20,7 +20,7 @@ from multiplane.netlink.rtnl import NetlinkError, Rtnl
 from multiplane.plugins import delegation
 from multiplane.spec import version as versions
 from multiplane.spec.args import parse_cni_args
-from multiplane.spec.gojson import field, json_type
+from multiplane.spec.gojson import field, json_type, parse_mac
 from multiplane.spec.result import DNS, Interface, IPConfig, Result
 
 TYPE_CHECKING = False
@@ -30,22 +30,7 @@ if TYPE_CHECKING:
 
     from multiplane.skel import Request
 
-__all__ = ["Macvlan", "MacvlanConf", "parse_mac"]
-
-
-_HEX = frozenset("0123456789abcdefABCDEF")
-
-
-def parse_mac(text: str) -> str:
-    """Go's net.ParseMAC for 6-byte addresses (aa:bb…, aa-bb…, aabb.ccdd.eeff) → "aa:bb:cc:dd:ee:ff"."""
-    parts: list[str] = []
-    if len(text) == 17 and text[2] in ":-":
-        parts = text.split(text[2])
-    elif len(text) == 14 and text[4] == "." and text[9] == ".":
-        parts = [g[i : i + 2] for g in text.split(".") for i in (0, 2)]
-    if len(parts) != 6 or not all(len(p) == 2 and set(p) <= _HEX for p in parts):
-        raise ValueError(f"address {text}: invalid MAC address")
-    return ":".join(p.lower() for p in parts)
+__all__ = ["Macvlan", "MacvlanConf"]
 
 
 def _typed(conf: dict[str, Any], key: str, kind: type, go_type: str, where: str = "NetConf.") -> Any:

@@ -25,6 +25,7 @@ __all__ = [
     "parse_cidr",
     "parse_ip",
     "parse_ip_maybe_cidr",
+    "parse_mac",
     "want",
 ]
 
@@ -132,3 +133,18 @@ def parse_ip_maybe_cidr(text: str) -> IPAddress | None:
         except ValueError:
             return None
     return parse_ip(text)
+
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def parse_mac(text: str) -> str:
+    """Go's net.ParseMAC for 6-byte addresses (aa:bb…, aa-bb…, aabb.ccdd.eeff) → "aa:bb:cc:dd:ee:ff"."""
+    parts: list[str] = []
+    if len(text) == 17 and text[2] in ":-":
+        parts = text.split(text[2])
+    elif len(text) == 14 and text[4] == "." and text[9] == ".":
+        parts = [g[i : i + 2] for g in text.split(".") for i in (0, 2)]
+    if len(parts) != 6 or not all(len(p) == 2 and set(p) <= _HEX for p in parts):
+        raise ValueError(f"address {text}: invalid MAC address")
+    return ":".join(p.lower() for p in parts)

@@ -1,0 +1,1 @@
+"""The meta-plugin: network selection, delegate resolution and running, cache, network-status."""
