@@ -20,6 +20,7 @@ __all__ = ["main"]
 
 _USAGE = """\
 usage: multiplane --version
+       multiplane                   the meta-plugin, as a runtime runs it (CNI_* set, config on stdin)
        multiplane <plugin>          run a built-in CNI plugin (reads CNI_* and stdin)
        <link named multiplane-<plugin>>  the same, chosen by the program name
 plugins: {plugins}
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = list(sys.argv if argv is None else argv)
     prog = os.path.basename(argv[0]) if argv else "multiplane"
-    if prog in REGISTRY:
+    if prog in REGISTRY and prog != "multiplane":
         return _run_plugin(prog)
     rest = argv[1:]
     if rest and rest[0] == "--version":
@@ -75,9 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if rest and (rest[0] in ALIASES or rest[0] in REGISTRY):
         return _run_plugin(ALIASES.get(rest[0], rest[0]))
-    if not rest and os.environ.get("CNI_COMMAND"):
-        return _not_available("the multiplane meta-plugin")
-    if rest and rest[0].startswith("multiplane-") or (rest and os.environ.get("CNI_COMMAND")):
-        return _not_available(f"plugin {rest[0]!r}")
+    if os.environ.get("CNI_COMMAND"):
+        # A runtime calls the binary with no arguments: that is the meta-plugin.
+        return _run_plugin("multiplane") if not rest else _not_available(f"plugin {rest[0]!r}")
     sys.stderr.write(_USAGE.format(plugins=", ".join(sorted(ALIASES))))
     return 0 if rest[:1] in (["-h"], ["--help"]) else 2

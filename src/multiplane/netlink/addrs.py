@@ -190,3 +190,43 @@ def configure_iface(
         gw = route.gw if route.gw is not None else (v4gw if route.dst.version == 4 else v6gw)
         _add_route(rtnl, link.index, link.name, route, gw)
     return waited
+
+
+def default_routes(rtnl: Rtnl, index: int, family: int) -> list[KernelRoute]:
+    """Main-table default routes of `family` (4 or 6) that leave through link `index`."""
+    fam = _AF[family]
+    return [r for r in routes(rtnl) if r.family == fam and r.dst_len == 0 and r.oif == index and r.table == _RT_TABLE_MAIN]
+
+
+def delete_default_routes(rtnl: Rtnl, index: int, family: int) -> None:
+    """Remove every main-table default route of `family` on link `index`."""
+    from multiplane.netlink.rtnl import RTM_DELROUTE
+
+    for route in default_routes(rtnl, index, family):
+        msg = rtnl.msgs.rtmsg()
+        msg["family"] = _AF[family]
+        msg["dst_len"] = 0
+        msg["table"] = _RT_TABLE_MAIN
+        attrs: list[Any] = [("RTA_OIF", index), ("RTA_TABLE", _RT_TABLE_MAIN)]
+        if route.gateway:
+            attrs.append(("RTA_GATEWAY", route.gateway))
+        if route.priority:
+            attrs.append(("RTA_PRIORITY", route.priority))
+        msg["attrs"] = attrs
+        rtnl.request(msg, RTM_DELROUTE, 0, "failed to delete default route")
+
+
+def add_default_route(rtnl: Rtnl, index: int, ifname: str, gateway: IPAddress) -> None:
+    """`default via <gateway> dev <ifname>`; an identical route already there is fine."""
+    import errno
+    import ipaddress
+
+    from multiplane.netlink.rtnl import NetlinkError
+    from multiplane.spec.result import Route
+
+    dst = ipaddress.ip_interface("0.0.0.0/0" if gateway.version == 4 else "::/0")
+    try:
+        _add_route(rtnl, index, ifname, Route(dst, gateway), gateway)
+    except NetlinkError as exc:
+        if exc.errno != errno.EEXIST:
+            raise

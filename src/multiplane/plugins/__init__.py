@@ -26,7 +26,14 @@ def _macvlan() -> Plugin:
     return Macvlan()
 
 
+def _meta() -> Plugin:
+    from multiplane.plugins.meta.plugin import Meta
+
+    return Meta()
+
+
 REGISTRY: dict[str, Callable[[], Plugin]] = {
+    "multiplane": _meta,
     "multiplane-host-local": _host_local,
     "multiplane-macvlan": _macvlan,
 }

@@ -1,0 +1,101 @@
+"""The meta-plugin's own configuration (`00-multiplane.conf`), read like Multus reads `00-multus.conf`.
+
+Keys match case-insensitively (Go's decoder); unknown keys are ignored. Either
+`clusterNetwork` or a non-empty `delegates` is required (code 7 otherwise); `delegates` is
+ignored when `clusterNetwork` is set.
+"""
+
+from __future__ import annotations
+
+from multiplane.errors import InvalidConfig
+from multiplane.spec.gojson import field, json_type
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from multiplane.spec.netconf import NetConf
+
+__all__ = ["MetaConf"]
+
+_DEFAULTS = {
+    "confDir": "/etc/cni/multiplane/net.d",
+    "cniDir": "/var/lib/cni/multiplane",
+    "binDir": "/opt/cni/bin",
+    "localNADDir": "/etc/cni/multiplane/nads",
+    "localPodDir": "/etc/cni/multiplane/pods",
+}
+
+
+def _get(raw: dict[str, Any], key: str, kind: type, what: str) -> Any:
+    value = field(raw, key)
+    if value is None:
+        return None
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise InvalidConfig(f"invalid multiplane config: {key} must be {what}, got {json_type(value)}")
+    return value
+
+
+class MetaConf:
+    """Parsed `00-multiplane.conf`. `delegates` holds the inline delegate objects when used."""
+
+    __slots__ = (
+        "cni_version",
+        "name",
+        "cluster_network",
+        "default_networks",
+        "delegates",
+        "kubeconfig",
+        "conf_dir",
+        "cni_dir",
+        "bin_dir",
+        "system_namespaces",
+        "namespace",
+        "namespace_isolation",
+        "global_namespaces",
+        "readiness_file",
+        "log_file",
+        "log_level",
+        "log_to_stderr",
+        "capabilities",
+        "local_nad_dir",
+        "local_pod_dir",
+        "runtime_config",
+    )
+
+    def __init__(self, conf: NetConf) -> None:
+        raw = conf.raw
+        self.cni_version, self.name = conf.cni_version, conf.name
+        self.cluster_network: str = _get(raw, "clusterNetwork", str, "a string") or ""
+        self.default_networks: list[str] = _get(raw, "defaultNetworks", list, "a list of names") or []
+        self.delegates: list[dict[str, Any]] = []
+        if not self.cluster_network:
+            self.delegates = _get(raw, "delegates", list, "a list of CNI configurations") or []
+            for i, item in enumerate(self.delegates):
+                if not isinstance(item, dict) or not (
+                    field(item, "type") or (isinstance(field(item, "plugins"), list) and field(item, "plugins"))
+                ):
+                    raise InvalidConfig(f"delegate {i} must have the 'type' or 'plugins' field")
+            if not self.delegates:
+                raise InvalidConfig("at least one delegate/clusterNetwork must be specified")
+        self.kubeconfig: str = _get(raw, "kubeconfig", str, "a path") or ""
+        self.conf_dir: str = _get(raw, "confDir", str, "a path") or _DEFAULTS["confDir"]
+        self.cni_dir: str = _get(raw, "cniDir", str, "a path") or _DEFAULTS["cniDir"]
+        self.bin_dir: str = _get(raw, "binDir", str, "a path") or _DEFAULTS["binDir"]
+        self.local_nad_dir: str = _get(raw, "localNADDir", str, "a path") or _DEFAULTS["localNADDir"]
+        self.local_pod_dir: str = _get(raw, "localPodDir", str, "a path") or _DEFAULTS["localPodDir"]
+        system = _get(raw, "systemNamespaces", list, "a list of namespaces")
+        self.system_namespaces: list[str] = system if system is not None else ["kube-system"]
+        self.namespace: str = (
+            _get(raw, "multusNamespace", str, "a namespace") or _get(raw, "namespace", str, "a namespace") or "kube-system"
+        )
+        self.namespace_isolation: bool = bool(_get(raw, "namespaceIsolation", bool, "true or false"))
+        globals_text = _get(raw, "globalNamespaces", str, "a comma-separated list") or ""
+        self.global_namespaces = [n.strip() for n in globals_text.split(",") if n.strip()] or ["default"]
+        self.readiness_file: str = _get(raw, "readinessindicatorfile", str, "a path") or ""
+        self.log_file: str = _get(raw, "logFile", str, "a path") or ""
+        self.log_level: str = (_get(raw, "logLevel", str, "a level") or "error").lower()
+        to_stderr = _get(raw, "logToStderr", bool, "true or false")
+        self.log_to_stderr: bool = True if to_stderr is None else to_stderr
+        self.capabilities: dict[str, Any] = _get(raw, "capabilities", dict, "an object") or {}
+        self.runtime_config: dict[str, Any] = _get(raw, "runtimeConfig", dict, "an object") or {}

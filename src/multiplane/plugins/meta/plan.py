@@ -1,0 +1,189 @@
+"""Which delegates a pod gets, in order, with their interface names and per-attachment values.
+
+Order: the cluster network (or inline `delegates[0]`; replaced by the pod's
+`v1.multus-cni.io/default-network`), then `defaultNetworks` (not for pods in
+`systemNamespaces`) and further inline delegates, then every network of
+`k8s.v1.cni.cncf.io/networks`. The cluster network gets `CNI_IFNAME`; the others the
+interface the selection names, else `net<position>`.
+
+Per-attachment values reach a delegate as libcni would hand them over: `ips`, `mac`,
+`portMappings`, `bandwidth`, `infinibandGUID`, `deviceID` as capability args (a plugin only
+sees those its config declares), `IP=`/`MAC=` in CNI_ARGS (IP only when one address is
+requested: host-local cannot read Multus's comma-joined list), `cni-args` merged into
+`args.cni`. The runtime's own capability args (pod hostPorts, …) go to the cluster network
+only, as the multi-network spec asks.
+"""
+
+from __future__ import annotations
+
+import json
+
+from multiplane.errors import InvalidConfig
+from multiplane.plugins.meta import selection as sel
+from multiplane.plugins.meta.networks import NetworkConfig, nad_config, resolve_network
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from multiplane.plugins.meta.config import MetaConf
+    from multiplane.spec.result import Result
+
+__all__ = ["Delegate", "KNOWN_CAPABILITIES", "PodRef", "cni_args_for", "plan"]
+
+KNOWN_CAPABILITIES = ("portMappings", "bandwidth", "ips", "mac", "infinibandGUID", "deviceID", "CNIDeviceInfoFile")
+
+
+class PodRef:
+    """The pod of this call, from CNI_ARGS (K8S_POD_*), and its annotations once read."""
+
+    __slots__ = ("namespace", "name", "uid", "infra", "annotations", "other_args")
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        args = dict(pairs)
+        self.namespace = args.get("K8S_POD_NAMESPACE", "")
+        self.name = args.get("K8S_POD_NAME", "")
+        self.uid = args.get("K8S_POD_UID", "")
+        self.infra = args.get("K8S_POD_INFRA_CONTAINER_ID", "")
+        own = {"IgnoreUnknown", "K8S_POD_NAMESPACE", "K8S_POD_NAME", "K8S_POD_UID", "K8S_POD_INFRA_CONTAINER_ID"}
+        self.other_args = [(k, v) for k, v in pairs if k not in own and not k.startswith("MULTIPLANE_")]
+        self.annotations: dict[str, str] = {}
+
+    @property
+    def known(self) -> bool:
+        return bool(self.namespace and self.name)
+
+    def label(self) -> str:
+        return f"{self.namespace}/{self.name}" + (f":{self.uid}" if self.uid else "") if self.known else "-"
+
+
+class Delegate:
+    __slots__ = ("name", "net", "ifname", "master", "cap_args", "args_cni", "cni_args", "default_route", "result")
+
+    def __init__(self, name: str, net: NetworkConfig, master: bool = False) -> None:
+        self.name, self.net, self.master = name, net, master
+        self.ifname = ""
+        self.cap_args: dict[str, Any] = {}
+        self.args_cni: dict[str, Any] | None = None
+        self.cni_args = ""
+        self.default_route: list[str] | None = None
+        self.result: Result | None = None
+
+    def to_cache(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "config": self.net.raw.decode(),
+            "ifname": self.ifname,
+            "master": self.master,
+            "cniArgs": self.cni_args,
+            "capArgs": self.cap_args,
+            "argsCni": self.args_cni,
+            "result": self.result.to_dict(self.net.cni_version) if self.result is not None else None,
+        }
+
+    @classmethod
+    def from_cache(cls, item: dict[str, Any]) -> Delegate:
+        from multiplane.spec.result import Result
+
+        net = NetworkConfig.parse(str(item.get("config", "")).encode(), f"cached delegate {item.get('name')!r}")
+        d = cls(str(item.get("name", "")), net, bool(item.get("master")))
+        d.ifname = str(item.get("ifname", ""))
+        d.cni_args = str(item.get("cniArgs", ""))
+        d.cap_args = item.get("capArgs") or {}
+        d.args_cni = item.get("argsCni")
+        raw = item.get("result")
+        d.result = Result.parse(raw, net.cni_version) if isinstance(raw, dict) else None
+        return d
+
+
+def cni_args_for(pod: PodRef, extra: list[tuple[str, str]]) -> str:
+    """CNI_ARGS for a delegate: IgnoreUnknown and the K8S_* keys first, as Multus orders them."""
+    pairs = [
+        ("IgnoreUnknown", "true"),
+        ("K8S_POD_NAMESPACE", pod.namespace),
+        ("K8S_POD_NAME", pod.name),
+        ("K8S_POD_INFRA_CONTAINER_ID", pod.infra),
+        ("K8S_POD_UID", pod.uid),
+        *pod.other_args,
+        *extra,
+    ]
+    return ";".join(f"{k}={v}" for k, v in pairs)
+
+
+def _from_selection(delegate: Delegate, s: sel.Selection) -> list[tuple[str, str]]:
+    caps: dict[str, Any] = {}
+    extra: list[tuple[str, str]] = []
+    if s.ips:
+        caps["ips"] = list(s.ips)
+        if len(s.ips) == 1:
+            extra.append(("IP", s.ips[0]))
+    if s.mac:
+        caps["mac"] = s.mac
+        extra.append(("MAC", s.mac))
+    if s.infiniband_guid:
+        caps["infinibandGUID"] = s.infiniband_guid
+    if s.port_mappings is not None:
+        caps["portMappings"] = s.port_mappings
+    if s.bandwidth is not None:
+        caps["bandwidth"] = s.bandwidth
+    if s.device_id:
+        caps["deviceID"] = s.device_id
+    delegate.cap_args = caps
+    delegate.args_cni = s.cni_args
+    delegate.default_route = s.default_route
+    return extra
+
+
+def plan(conf: MetaConf, source: Any, pod: PodRef, ifname: str) -> list[Delegate]:
+    """The delegates for this pod, in attachment order; InvalidConfig/NotFound name what is wrong."""
+    from multiplane.k8s.client import NotFound
+
+    delegates: list[Delegate] = []
+    if conf.cluster_network:
+        name, net = resolve_network(conf.cluster_network, conf.namespace, source, conf.conf_dir)
+        delegates.append(Delegate(name, net, master=True))
+    else:
+        for i, item in enumerate(conf.delegates):
+            net = NetworkConfig.parse(json.dumps(item).encode(), f"delegate {i}")
+            delegates.append(Delegate(net.name or f"delegate{i}", net, master=i == 0))
+    default_override = pod.annotations.get(sel.DEFAULT_NETWORK_ANNOTATION, "")
+    if default_override:
+        chosen = sel.parse(default_override, conf.namespace)
+        if len(chosen) != 1:
+            raise InvalidConfig(f"{sel.DEFAULT_NETWORK_ANNOTATION} must name exactly one network")
+        name, net = resolve_network(chosen[0].name, chosen[0].namespace, source, conf.conf_dir)
+        delegates[0] = Delegate(name, net, master=True)
+    if not (pod.known and pod.namespace in conf.system_namespaces):
+        for value in conf.default_networks:
+            name, net = resolve_network(value, conf.namespace, source, conf.conf_dir)
+            delegates.append(Delegate(name, net))
+    delegates[0].cap_args = {k: v for k, v in conf.runtime_config.items() if k in KNOWN_CAPABILITIES}
+    delegates[0].cni_args = cni_args_for(pod, [])
+    for d in delegates[1:]:
+        d.cni_args = cni_args_for(pod, [])
+
+    for s in sel.parse(pod.annotations.get(sel.NETWORKS_ANNOTATION, ""), pod.namespace or "default"):
+        if conf.namespace_isolation and s.namespace != pod.namespace and s.namespace not in conf.global_namespaces:
+            raise InvalidConfig(
+                "namespace isolation enabled, annotation violates permission, "
+                f"pod is in namespace {pod.namespace} but refers to target namespace {s.namespace}"
+            )
+        try:
+            nad = source.nad(s.namespace, s.name)
+        except NotFound as exc:
+            raise InvalidConfig(
+                f"cannot find a network-attachment-definition ({s.name}) in namespace ({s.namespace}): {exc.msg}",
+                exc.details,
+            ) from exc
+        d = Delegate(s.key, nad_config(nad, conf.conf_dir))
+        d.cni_args = cni_args_for(pod, _from_selection(d, s))
+        d.ifname = s.interface
+        delegates.append(d)
+
+    seen: dict[str, str] = {}
+    for index, d in enumerate(delegates):
+        d.ifname = ifname if d.master else (d.ifname or f"net{index}")
+        if d.ifname in seen:
+            raise InvalidConfig(f'interface name "{d.ifname}" is used by both "{seen[d.ifname]}" and "{d.name}"')
+        seen[d.ifname] = d.name
+    return delegates

@@ -1,0 +1,363 @@
+"""The meta-plugin (`multiplane`): attach the cluster network and every selected network, and report.
+
+ADD: read the pod (API or local files) → plan the delegates → refuse interface names that
+clash → cache the plan → run each delegate (built-ins in-process, others by exec); on the
+first failure undo the attached ones in reverse, the failed one included → apply
+`default-route` → cache the results → write network-status → return the cluster network's
+result in our cniVersion. DEL works from the cache (pod, NAD and API server not needed),
+in reverse, past failures. CHECK checks every delegate against its cached result. GC
+translates the runtime's valid attachments to delegate attachments. STATUS reports the
+readiness file and the cluster network.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from multiplane.errors import CniError, DelegateError, InvalidConfig, InvalidEnvironment, NotAvailable
+from multiplane.logs import Logger
+from multiplane.plugins.meta import cache, status
+from multiplane.plugins.meta.config import MetaConf
+from multiplane.plugins.meta.plan import Delegate, PodRef, plan
+from multiplane.plugins.meta.runner import Invoker
+from multiplane.spec.result import Result
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from multiplane.skel import Request
+
+__all__ = ["Meta"]
+
+READINESS_WAIT = 45.0
+
+
+def _loose_pairs(text: str) -> list[tuple[str, str]]:
+    """CNI_ARGS as Multus reads it: split on ';', then on the first '='; malformed pairs skipped."""
+    out = []
+    for pair in text.split(";") if text else ():
+        key, sep, value = pair.partition("=")
+        if sep and key:
+            out.append((key, value))
+    return out
+
+
+class _Call:
+    """Everything one invocation needs: config, logger, pod, source, invoker."""
+
+    def __init__(self, req: Request) -> None:
+        self.req = req
+        self.conf = MetaConf(req.conf)
+        self.log = Logger(self.conf.log_level, self.conf.log_file, self.conf.log_to_stderr)
+        self.pod = PodRef(_loose_pairs(req.args.args))
+        paths = [self.conf.bin_dir, *[p for p in req.args.path if p != self.conf.bin_dir]]
+        self.invoker = Invoker(paths)
+        self._source: Any = None
+
+    @property
+    def source(self) -> Any:
+        if self._source is None:
+            from multiplane.k8s.client import KubeClient, in_cluster_config, load_kubeconfig
+            from multiplane.plugins.meta.networks import KubeSource, LocalSource
+
+            cfg = load_kubeconfig(self.conf.kubeconfig) if self.conf.kubeconfig else in_cluster_config()
+            if cfg is not None:
+                self._source = KubeSource(KubeClient(cfg))
+            else:
+                runtime = self.conf.runtime_config.get("io.kubernetes.cri.pod-annotations")
+                self._source = LocalSource(
+                    self.conf.local_nad_dir,
+                    self.conf.local_pod_dir,
+                    dict(_loose_pairs(self.req.args.args)),
+                    runtime if isinstance(runtime, dict) else {},
+                )
+        return self._source
+
+    def env(self, d: Delegate) -> dict[str, str]:
+        env = dict(self.req.args.env)
+        env["CNI_IFNAME"], env["CNI_ARGS"] = d.ifname, d.cni_args
+        return env
+
+    def wait_ready(self, wait: bool) -> None:
+        path = self.conf.readiness_file
+        if not path:
+            return
+        deadline = time.monotonic() + (READINESS_WAIT if wait else 0)
+        while not os.path.exists(path):
+            if time.monotonic() >= deadline:
+                raise NotAvailable(
+                    f"have you checked that your default network is ready? still waiting for readinessindicatorfile @ {path}"
+                )
+            time.sleep(1)
+
+    def read_pod(self) -> None:
+        """Fill pod annotations from the source; verify the UID the runtime gave."""
+        if not self.pod.known:
+            return
+        from multiplane.k8s.client import NotFound
+
+        try:
+            obj = self.source.pod(self.pod.namespace, self.pod.name)
+        except NotFound as exc:
+            raise CniError(f'pod "{self.pod.namespace}/{self.pod.name}" not found in the Kubernetes API', exc.details) from exc
+        meta = (obj or {}).get("metadata") or {}
+        uid = meta.get("uid", "")
+        if self.pod.uid and uid and uid != self.pod.uid:
+            raise CniError(f'expected pod UID "{self.pod.uid}" but got "{uid}" from Kube API')
+        self.pod.uid = self.pod.uid or uid
+        self.pod.annotations = {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()}
+
+
+def _check_names_free(netns: str, delegates: list[Delegate]) -> None:
+    from multiplane.netlink import links
+    from multiplane.netlink.netns import NetnsNotFound, NotANetns, open_netns
+    from multiplane.netlink.rtnl import Rtnl
+
+    try:
+        fd = open_netns(netns)
+    except (NetnsNotFound, NotANetns) as exc:
+        raise InvalidEnvironment(exc.msg, "CNI_NETNS must name an existing network namespace") from exc
+    try:
+        with Rtnl(fd) as pod:
+            for d in delegates:
+                if links.get_link(pod, d.ifname) is not None:
+                    raise InvalidEnvironment(f'interface "{d.ifname}" for network "{d.name}" already exists in netns "{netns}"')
+    finally:
+        os.close(fd)
+
+
+def _apply_default_route(netns: str, delegates: list[Delegate], d: Delegate, result: Result) -> None:
+    """Multus `default-route`: once any selection has the key, a pod's default routes are exactly the requested ones.
+
+    Every attachment loses its default routes (both families), and the requesting one gets
+    `default via <gw> dev <ifname>` for each gateway it asked for; the result is edited to match.
+    """
+    if all(x.default_route is None for x in delegates) or not (result.interfaces or result.ips):
+        return
+    from ipaddress import ip_address, ip_interface
+
+    from multiplane.netlink import addrs, links
+    from multiplane.netlink.netns import open_netns
+    from multiplane.netlink.rtnl import Rtnl
+    from multiplane.spec.result import Route
+
+    wanted = [ip_address(g) for g in d.default_route or []]
+    fd = open_netns(netns)
+    try:
+        with Rtnl(fd) as pod:
+            link = links.get_link(pod, d.ifname)
+            if link is None:
+                return
+            for family in (4, 6):
+                addrs.delete_default_routes(pod, link.index, family)
+            result.routes = [r for r in result.routes if r.dst.network.prefixlen != 0]
+            for gw in wanted:
+                addrs.add_default_route(pod, link.index, d.ifname, gw)
+                result.routes.append(Route(ip_interface("0.0.0.0/0" if gw.version == 4 else "::/0"), gw))
+    finally:
+        os.close(fd)
+
+
+class Meta:
+    """The meta-plugin personality `multiplane`."""
+
+    name = "multiplane"
+
+    def add(self, req: Request) -> Result:
+        call = _Call(req)
+        call.wait_ready(wait=True)
+        call.read_pod()
+        delegates = plan(call.conf, call.source, call.pod, req.args.ifname)
+        _check_names_free(req.args.netns, delegates)
+        cid = req.args.container_id
+        record: dict[str, Any] = {
+            "containerID": cid,
+            "netns": req.args.netns,
+            "ifname": req.args.ifname,
+            "pod": {"namespace": call.pod.namespace, "name": call.pod.name, "uid": call.pod.uid},
+        }
+        cache.save(call.conf.cni_dir, cid, {**record, "delegates": [d.to_cache() for d in delegates]})
+        for index, d in enumerate(delegates):
+            try:
+                d.result = call.invoker.add(d.net, call.env(d), d.cap_args, d.args_cni)
+                _apply_default_route(req.args.netns, delegates, d, d.result)
+            except Exception as exc:
+                self._rollback(call, delegates[: index + 1])
+                raise _named_error(call.pod, d, exc) from exc
+            call.log.verbose(f"{call.pod.label()}: added {d.ifname} from {d.name}")
+        try:
+            cache.save(call.conf.cni_dir, cid, {**record, "delegates": [d.to_cache() for d in delegates]})
+            self._report(call, delegates)
+        except CniError:
+            self._rollback(call, delegates)
+            raise
+        master = next(d for d in delegates if d.master)
+        assert master.result is not None
+        return _merge_prev(req, master.result)
+
+    def _rollback(self, call: _Call, attached: list[Delegate]) -> None:
+        """Undo in reverse (the failed one included, it may be half-done); drop the cache if all went."""
+        clean = True
+        for d in reversed(attached):
+            try:
+                call.invoker.delete(d.net, call.env(d), d.cap_args, d.args_cni, d.result)
+            except Exception as exc:  # noqa: BLE001 - keep undoing; the ADD error is what the runtime sees
+                clean = False
+                call.log.error(f"{call.pod.label()}: rollback of {d.name} ({d.ifname}) failed: {exc}")
+        if clean:
+            cache.remove(call.conf.cni_dir, call.req.args.container_id)
+
+    def _report(self, call: _Call, delegates: list[Delegate]) -> None:
+        entries = []
+        for d in delegates:
+            assert d.result is not None
+            entries += status.entries(d.name, d.result, d.master)
+        value = status.render(entries)
+        call.log.verbose(f"{call.pod.label()}: network-status {value}")
+        cid = call.req.args.container_id
+        status_dir = os.path.join(call.conf.cni_dir, "status")
+        os.makedirs(status_dir, mode=0o700, exist_ok=True)
+        with open(os.path.join(status_dir, f"{cid}.json"), "w", encoding="utf-8") as fh:
+            fh.write(value)
+        if call.pod.known:
+            from multiplane.k8s.client import NotFound
+
+            try:
+                call.source.write_status(call.pod.namespace, call.pod.name, call.pod.uid, value)
+            except NotFound:
+                call.log.error(f"{call.pod.label()}: pod disappeared before network-status was written")
+
+    def delete(self, req: Request) -> None:
+        call = _Call(req)
+        if call.conf.readiness_file and not os.path.exists(call.conf.readiness_file):
+            call.log.error(f"{call.pod.label()}: readiness indicator file {call.conf.readiness_file} is missing; deleting anyway")
+        cid = req.args.container_id
+        cached = cache.load(call.conf.cni_dir, cid)
+        if cached is not None:
+            delegates = [Delegate.from_cache(item) for item in cached["delegates"]]
+        else:
+            delegates = self._rebuild(call)
+        errors = []
+        for d in reversed(delegates):
+            try:
+                call.invoker.delete(d.net, call.env(d), d.cap_args, d.args_cni, d.result)
+            except Exception as exc:  # noqa: BLE001 - DEL goes on past failures and reports them together
+                errors.append(f"{d.name} ({d.ifname}): {exc}")
+        if errors:
+            raise CniError("failed to delete some attachments: " + "; ".join(errors))
+        cache.remove(call.conf.cni_dir, cid)
+        try:
+            os.unlink(os.path.join(call.conf.cni_dir, "status", f"{cid}.json"))
+        except FileNotFoundError:
+            pass
+
+    def _rebuild(self, call: _Call) -> list[Delegate]:
+        """No cache: what the configuration and pod say now, best effort; nothing known → nothing to do."""
+        try:
+            call.read_pod()
+        except CniError as exc:
+            call.log.verbose(f"{call.pod.label()}: DEL without cache, pod unreadable ({exc}); cluster network only")
+            call.pod.annotations = {}
+        try:
+            return plan(call.conf, call.source, call.pod, call.req.args.ifname)
+        except CniError as exc:
+            call.log.error(f"{call.pod.label()}: DEL without cache and no usable configuration ({exc}); nothing to delete")
+            return []
+
+    def check(self, req: Request) -> None:
+        call = _Call(req)
+        cached = cache.load(call.conf.cni_dir, req.args.container_id)
+        if cached is None:
+            raise CniError(f"no attachments are recorded for container {req.args.container_id}")
+        for item in cached["delegates"]:
+            d = Delegate.from_cache(item)
+            if d.result is None:
+                raise CniError(f"the attachment of {d.name} ({d.ifname}) never completed")
+            try:
+                call.invoker.check(d.net, call.env(d), d.cap_args, d.args_cni, d.result)
+            except CniError as exc:
+                raise _named_error(call.pod, d, exc, "checking") from exc
+
+    def gc(self, req: Request) -> None:
+        call = _Call(req)
+        call.wait_ready(wait=True)
+        valid = _valid_attachments(req.conf.raw)
+        per_network: dict[str, tuple[Any, list[dict[str, str]]]] = {}
+        errors = []
+        for cid in cache.list_containers(call.conf.cni_dir):
+            try:
+                cached = cache.load(call.conf.cni_dir, cid)
+            except CniError as exc:
+                errors.append(str(exc))
+                continue
+            if cached is None:
+                continue
+            delegates = [Delegate.from_cache(item) for item in cached["delegates"]]
+            if (cid, cached.get("ifname", "")) in valid:
+                for d in delegates:
+                    entry = per_network.setdefault(d.net.name, (d.net, []))
+                    entry[1].append({"containerID": cid, "ifname": d.ifname})
+                continue
+            env = dict(req.args.env, CNI_CONTAINERID=cid, CNI_NETNS=str(cached.get("netns", "")))
+            ok = True
+            for d in reversed(delegates):
+                try:
+                    denv = {**env, "CNI_IFNAME": d.ifname, "CNI_ARGS": d.cni_args}
+                    call.invoker.delete(d.net, denv, d.cap_args, d.args_cni, d.result)
+                except Exception as exc:  # noqa: BLE001
+                    ok = False
+                    errors.append(f"stale {cid} {d.name}: {exc}")
+            if ok:
+                cache.remove(call.conf.cni_dir, cid)
+        for net, attachments in per_network.values():
+            errors += call.invoker.gc(net, dict(req.args.env), attachments)
+        if errors:
+            raise CniError("garbage collection incomplete: " + "; ".join(errors))
+
+    def status(self, req: Request) -> None:
+        call = _Call(req)
+        call.wait_ready(wait=False)
+        delegates = plan(call.conf, call.source, call.pod, "eth0")
+        call.invoker.status(delegates[0].net, dict(req.args.env))
+
+
+def _valid_attachments(raw: dict[str, Any]) -> set[tuple[str, str]]:
+    if "cni.dev/valid-attachments" in raw:
+        items = raw["cni.dev/valid-attachments"]
+    elif "cni.dev/attachments" in raw:
+        items = raw["cni.dev/attachments"]
+    else:
+        # Unlike host-local, the meta-plugin refuses: reading "absent" as "nothing is valid"
+        # would tear down every pod's secondary networks on the node.
+        raise InvalidConfig("GC needs cni.dev/valid-attachments: refusing to treat every attachment as stale")
+    return {
+        (str(i.get("containerID", "")), str(i.get("ifname", ""))) for i in items or [] if isinstance(i, dict)
+    }
+
+
+def _named_error(pod: PodRef, d: Delegate, exc: BaseException, doing: str = "adding container to") -> CniError:
+    text = exc.msg if isinstance(exc, CniError) else f"{type(exc).__name__}: {exc}"
+    details = exc.details if isinstance(exc, CniError) else ""
+    code = exc.error_code if isinstance(exc, CniError) else 999
+    return DelegateError(code, f'[{pod.label()}:{d.name}]: error {doing} network "{d.name}": {text}', details)
+
+
+def _merge_prev(req: Request, result: Result) -> Result:
+    """Chained use: prevResult's interfaces and addresses first, then the cluster network's."""
+    prev_raw = req.conf.get("prevResult")
+    if not isinstance(prev_raw, dict):
+        return result
+    prev = Result.parse(prev_raw, req.conf.cni_version)
+    offset = len(prev.interfaces)
+    for ip in result.ips:
+        if ip.interface is not None:
+            ip.interface += offset
+    prev.interfaces += result.interfaces
+    prev.ips += result.ips
+    prev.routes += result.routes
+    if not result.dns.empty():
+        prev.dns = result.dns
+    return prev
+

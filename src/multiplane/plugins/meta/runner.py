@@ -1,0 +1,156 @@
+"""Run one delegate network the way a runtime (libcni) runs a network list.
+
+For each plugin object of the network: stdin = the object with the list's `name` and
+`cniVersion`, `runtimeConfig` built from the capability args the plugin declares (and only
+those), `args.cni` merged from the selection's `cni-args`, and `prevResult`: on ADD the
+previous plugin's result (none for the first), on CHECK/DEL the cached final result
+(0.4.0+). DEL runs the plugins in reverse. GC and STATUS only for lists at 1.1.0+, with
+`cni.dev/valid-attachments` (and the legacy `cni.dev/attachments`) on GC.
+
+Built-in types (`macvlan`, `host-local` and their `multiplane-` names) run in this process
+through the same skel code path the standalone binaries use (same checks, same errors);
+everything else is executed from binDir + CNI_PATH.
+"""
+
+from __future__ import annotations
+
+import json
+
+from multiplane.spec import version as versions
+from multiplane.spec.gojson import field
+from multiplane.spec.result import Result
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
+    from multiplane.plugins.meta.networks import NetworkConfig
+
+__all__ = ["BUILTINS", "Invoker"]
+
+BUILTINS = {
+    "macvlan": "multiplane-macvlan",
+    "host-local": "multiplane-host-local",
+    "multiplane-macvlan": "multiplane-macvlan",
+    "multiplane-host-local": "multiplane-host-local",
+}
+
+
+def _stdin(
+    plugin: dict[str, Any],
+    net: NetworkConfig,
+    prev: Result | None,
+    cap_args: Mapping[str, Any],
+    cni_args: Mapping[str, Any] | None,
+    extra: Mapping[str, Any] | None = None,
+) -> bytes:
+    obj = dict(plugin)
+    obj["name"], obj["cniVersion"] = net.name, net.cni_version
+    for key in [k for k in obj if k.lower() in ("prevresult", "runtimeconfig") and k not in ("prevResult", "runtimeConfig")]:
+        obj.pop(key)
+    if prev is not None:
+        obj["prevResult"] = prev.to_dict(net.cni_version)
+    caps = field(obj, "capabilities")
+    if isinstance(caps, dict):
+        runtime = {k: cap_args[k] for k, on in caps.items() if on is True and k in cap_args}
+        if runtime:
+            obj["runtimeConfig"] = runtime  # replaces, as libcni does
+    if cni_args:
+        args = obj.get("args") if isinstance(obj.get("args"), dict) else {}
+        inner = args.get("cni") if isinstance(args.get("cni"), dict) else {}
+        obj["args"] = {**args, "cni": {**inner, **cni_args}}
+    if extra:
+        obj.update(extra)
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+class Invoker:
+    """Runs plugins for one meta call: `paths` is binDir followed by CNI_PATH."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self.paths = paths
+
+    def run(self, plugin_type: str, command: str, stdin: bytes, env: Mapping[str, str], version: str) -> Result | None:
+        child = dict(env)
+        child["CNI_COMMAND"] = command
+        child["CNI_PATH"] = ":".join(self.paths)
+        builtin = BUILTINS.get(plugin_type)
+        if builtin is not None:
+            from multiplane import skel
+            from multiplane.plugins import REGISTRY
+
+            out = skel.dispatch(REGISTRY[builtin], child, stdin)
+            return Result.parse(json.loads(out), version) if command == "ADD" and out else None
+        from multiplane.delegate.exec import ExecDelegator
+
+        delegator = ExecDelegator(self.paths)
+        if command == "ADD":
+            return delegator.add(plugin_type, stdin, child, version)
+        getattr(delegator, {"DEL": "delete", "CHECK": "check", "GC": "gc", "STATUS": "status"}[command])(
+            plugin_type, stdin, child
+        )
+        return None
+
+    def add(
+        self, net: NetworkConfig, env: Mapping[str, str], cap_args: Mapping[str, Any], cni_args: Mapping[str, Any] | None
+    ) -> Result:
+        prev: Result | None = None
+        for plugin in net.plugins:
+            stdin = _stdin(plugin, net, prev, cap_args, cni_args)
+            prev = self.run(field(plugin, "type"), "ADD", stdin, env, net.cni_version)
+        assert prev is not None
+        return prev
+
+    def delete(
+        self,
+        net: NetworkConfig,
+        env: Mapping[str, str],
+        cap_args: Mapping[str, Any],
+        cni_args: Mapping[str, Any] | None,
+        cached: Result | None,
+    ) -> None:
+        prev = cached if cached is not None and versions.has_check(_safe(net.cni_version)) else None
+        for plugin in reversed(net.plugins):
+            stdin = _stdin(plugin, net, prev, cap_args, cni_args)
+            self.run(field(plugin, "type"), "DEL", stdin, env, net.cni_version)
+
+    def check(
+        self,
+        net: NetworkConfig,
+        env: Mapping[str, str],
+        cap_args: Mapping[str, Any],
+        cni_args: Mapping[str, Any] | None,
+        cached: Result,
+    ) -> None:
+        if not versions.has_check(_safe(net.cni_version)) or str(field(net.obj, "disableCheck")).lower() == "true":
+            return
+        for plugin in net.plugins:
+            self.run(field(plugin, "type"), "CHECK", _stdin(plugin, net, cached, cap_args, cni_args), env, net.cni_version)
+
+    def gc(self, net: NetworkConfig, env: Mapping[str, str], valid: list[dict[str, str]]) -> list[str]:
+        """GC every plugin of a 1.1.0+ list; returns the errors (all plugins are tried)."""
+        if not versions.has_gc_status(_safe(net.cni_version)) or str(field(net.obj, "disableGC")).lower() == "true":
+            return []
+        errors = []
+        keys = {"cni.dev/valid-attachments": valid, "cni.dev/attachments": valid}
+        for plugin in net.plugins:
+            try:
+                self.run(field(plugin, "type"), "GC", _stdin(plugin, net, None, {}, None, keys), env, net.cni_version)
+            except Exception as exc:  # noqa: BLE001 - collect and go on, as libcni does
+                errors.append(f"{net.name}: {exc}")
+        return errors
+
+    def status(self, net: NetworkConfig, env: Mapping[str, str]) -> None:
+        if not versions.has_gc_status(_safe(net.cni_version)):
+            return
+        for plugin in net.plugins:
+            self.run(field(plugin, "type"), "STATUS", _stdin(plugin, net, None, {}, None), env, net.cni_version)
+
+
+def _safe(version: str) -> str:
+    try:
+        versions.parse(version)
+    except Exception:  # noqa: BLE001 - an unparseable version gates nothing in
+        return "0.0.0"
+    return version

@@ -1,0 +1,769 @@
+"""An in-repo Kubernetes API server for tests: real HTTP(S) on 127.0.0.1, an in-memory store, fault injection.
+
+Not a call-recording mock: clients talk real HTTP/1.1 (optionally TLS with a CA and server
+certificate generated at start by the `openssl` command-line tool) to a
+`http.server.ThreadingHTTPServer` and get the JSON shapes the real API server sends:
+
+* ``GET  /api/v1/namespaces/{ns}/pods/{name}``                      → a ``v1 Pod``
+* ``PUT  /api/v1/namespaces/{ns}/pods/{name}/status``               → optimistic concurrency on
+  ``metadata.resourceVersion`` (stale → 409 ``Status`` reason Conflict), ``metadata.uid`` precondition;
+  replaces ``metadata.annotations``, ``metadata.labels`` and ``status`` (the spec is kept, as for pods/status)
+* ``GET  /apis/k8s.cni.cncf.io/v1/namespaces/{ns}/network-attachment-definitions/{name}`` → a NAD
+* anything missing → 404 ``Status`` (reason NotFound, the API server's message and ``details``)
+* bearer-token authentication (401 ``Status``), optional client certificates (TLS).
+
+Like the real API server, empty ``metadata.annotations`` is omitted from the Pod JSON.
+
+Tests inject faults (`fail_next`, `conflict_next`, `delay`, `stop`/`start`) and inspect what
+reached the server (`requests`). Use it as a context manager::
+
+    with K8sServer(tls=True, token="s3cret") as api:
+        api.add_pod("default", "web", annotations={"a": "b"})
+        path = api.kubeconfig(tmp_path / "kubeconfig", token="s3cret")
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import functools
+import http.server
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+__all__ = ["CertAuthority", "K8sServer", "Request", "default_pki", "status_object"]
+
+NAD_GROUP = "k8s.cni.cncf.io"
+NAD_RESOURCE = "network-attachment-definitions"
+
+_REASONS = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    410: "Gone",
+    411: "BadRequest",
+    415: "UnsupportedMediaType",
+    422: "Invalid",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+    504: "Timeout",
+}
+
+_POD = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)(/status)?$")
+_NAD = re.compile(rf"^/apis/{re.escape(NAD_GROUP)}/v1/namespaces/([^/]+)/{NAD_RESOURCE}/([^/]+)$")
+
+
+def status_object(code: int, message: str, reason: str | None = None, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A `meta/v1 Status` failure object as the API server sends it."""
+    obj: dict[str, Any] = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason if reason is not None else _REASONS.get(code, ""),
+        "code": code,
+    }
+    if details:
+        obj["details"] = details
+    return obj
+
+
+# ---- certificates (openssl CLI: the `cryptography` package is not a dependency) ---------------
+
+_OPENSSL_CNF = """\
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = placeholder
+[v3_ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+[v3_server]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = {sans}
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[v3_client]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+"""
+
+
+def _openssl() -> str:
+    path = shutil.which("openssl")
+    if path is None:
+        raise RuntimeError(
+            "the `openssl` command-line tool is needed to make test certificates: "
+            "install Debian's `openssl` package (it belongs in the Makefile's APT_PACKAGES)"
+        )
+    return path
+
+
+def _run_openssl(args: list[str], cwd: str) -> None:
+    proc = subprocess.run([_openssl(), *args], cwd=cwd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"openssl {' '.join(args)} failed: {proc.stderr.strip()}")
+
+
+class CertAuthority:
+    """A throw-away CA (EC P-256) that issues server and client certificates; everything is PEM bytes in memory."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, cn: str = "multiplane test CA") -> None:
+        self._serial = int(time.time() * 1000) & 0xFFFFFFFF
+        self._lock = threading.Lock()
+        with tempfile.TemporaryDirectory(prefix="mp-pki-") as tmp:
+            cnf = os.path.join(tmp, "openssl.cnf")
+            Path(cnf).write_text(_OPENSSL_CNF.format(sans="DNS:localhost"))
+            _run_openssl(
+                ["req", "-x509", "-config", cnf, "-extensions", "v3_ca", "-newkey", "ec",
+                 "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+                 "-days", "3", "-subj", f"/CN={cn}"],
+                tmp,
+            )  # fmt: skip
+            self.cert_pem = Path(tmp, "ca.crt").read_bytes()
+            self.key_pem = Path(tmp, "ca.key").read_bytes()
+
+    def issue(self, cn: str, kind: str = "client", sans: tuple[str, ...] = ("IP:127.0.0.1", "IP:::1", "DNS:localhost")) -> tuple[bytes, bytes]:
+        """A new (certificate PEM, key PEM) signed by this CA; `kind` is "server" (with `sans`) or "client"."""
+        if kind not in ("server", "client"):
+            raise ValueError(f"kind must be 'server' or 'client', not {kind!r}")
+        with self._lock:
+            self._serial += 1
+            serial = self._serial
+        with tempfile.TemporaryDirectory(prefix="mp-pki-") as tmp:
+            cnf = os.path.join(tmp, "openssl.cnf")
+            Path(cnf).write_text(_OPENSSL_CNF.format(sans=",".join(sans) or "DNS:localhost"))
+            Path(tmp, "ca.crt").write_bytes(self.cert_pem)
+            fd = os.open(os.path.join(tmp, "ca.key"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(self.key_pem)
+            _run_openssl(
+                ["req", "-new", "-config", cnf, "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                 "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", f"/CN={cn}"],
+                tmp,
+            )  # fmt: skip
+            _run_openssl(
+                ["x509", "-req", "-in", "leaf.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-set_serial", str(serial),
+                 "-days", "2", "-out", "leaf.crt", "-extfile", cnf, "-extensions", f"v3_{kind}"],
+                tmp,
+            )  # fmt: skip
+            return Path(tmp, "leaf.crt").read_bytes(), Path(tmp, "leaf.key").read_bytes()
+
+
+class _Pki:
+    __slots__ = ("ca", "server_cert_pem", "server_key_pem", "client_cert_pem", "client_key_pem")
+
+    def __init__(self) -> None:
+        self.ca = CertAuthority()
+        self.server_cert_pem, self.server_key_pem = self.ca.issue("localhost", "server")
+        self.client_cert_pem, self.client_key_pem = self.ca.issue("mp-client", "client")
+
+
+@functools.lru_cache(maxsize=1)
+def default_pki() -> _Pki:
+    """The process-wide CA + server certificate (127.0.0.1, ::1, localhost) + client certificate (CN mp-client)."""
+    return _Pki()
+
+
+# ---- requests as seen by the server ----------------------------------------------------------
+
+
+class Request:
+    """One request that reached the server: method, path (prefix stripped), query, headers, parsed body, answer."""
+
+    __slots__ = ("method", "path", "query", "headers", "body", "raw_body", "status", "user", "time")
+
+    def __init__(self, method: str, path: str, query: str, headers: dict[str, str], raw_body: bytes) -> None:
+        self.method, self.path, self.query, self.headers, self.raw_body = method, path, query, headers, raw_body
+        try:
+            self.body: Any = json.loads(raw_body) if raw_body else None
+        except ValueError:
+            self.body = raw_body
+        self.status = 0  # the HTTP status answered (0: none, e.g. the connection was cut)
+        self.user = ""  # "token", "cert:<CN>" or "" (anonymous)
+        self.time = time.monotonic()
+
+    @property
+    def token(self) -> str | None:
+        """The bearer token sent, if any."""
+        auth = self.headers.get("authorization", "")
+        return auth[7:] if auth.startswith("Bearer ") else None
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.path} -> {self.status}>"
+
+
+# ---- the HTTP layer --------------------------------------------------------------------------
+
+
+class _HTTPServer(http.server.ThreadingHTTPServer):
+    daemon_threads = False  # joined by server_close(): no thread outlives stop()
+    block_on_close = True
+    allow_reuse_address = True
+
+    def __init__(self, addr: tuple[str, int], api: K8sServer, ctx: ssl.SSLContext | None) -> None:
+        self.api, self.ssl_ctx = api, ctx
+        self.live: set[socket.socket] = set()
+        self.live_lock = threading.Lock()
+        super().__init__(addr, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn); skip it.
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind(self.server_address)
+        self.server_address = self.socket.getsockname()
+        self.server_name, self.server_port = "127.0.0.1", self.server_address[1]
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, addr = self.socket.accept()
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.ssl_ctx is not None:
+                # No I/O here: the handshake runs in the connection's own thread (_Handler.setup).
+                sock = self.ssl_ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        except BaseException:
+            sock.close()
+            raise
+        with self.live_lock:
+            self.live.add(sock)
+        return sock, addr
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.live_lock:
+            self.live.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, OSError):  # a client that went away is normal; anything else is a server bug
+            self.api.errors.append(f"{type(exc).__name__}: {exc}")
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "multiplane-test-apiserver"
+    timeout = 10  # idle keep-alive connections; stop() cuts them anyway
+    server: _HTTPServer
+
+    def setup(self) -> None:
+        self.request.settimeout(self.timeout)
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.do_handshake()  # a failure (bad client certificate, ...) closes the connection
+        super().setup()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        pass
+
+    def _serve(self) -> None:
+        api = self.server.api
+        length = self.headers.get("Content-Length")
+        raw = self.rfile.read(int(length)) if length else b""
+        split = urllib.parse.urlsplit(self.path)
+        path = split.path
+        prefixed = True
+        if api.path_prefix:
+            prefixed = path == api.path_prefix or path.startswith(api.path_prefix + "/")
+            path = path[len(api.path_prefix) :] if prefixed else path
+        req = Request(self.command, path, split.query, {k.lower(): v for k, v in self.headers.items()}, raw)
+        if isinstance(self.request, ssl.SSLSocket):
+            cert = self.request.getpeercert()
+            if cert:
+                cn = next((v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"), "")
+                req.user = f"cert:{cn}"
+        if req.token is not None and api.token is not None and req.token == api.token:
+            req.user = "token"
+        code, obj, headers = api._handle(req, prefixed, self.server)
+        if code == 0:  # stopped while delayed: drop the connection without an answer
+            self.close_connection = True
+            return
+        body = json.dumps(obj).encode()
+        req.status = code
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-cache, private")
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
+
+    do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = _serve
+
+
+# ---- the API server ---------------------------------------------------------------------------
+
+
+class K8sServer:
+    """A Kubernetes API server on 127.0.0.1 (random free port); see the module docstring.
+
+    token: the accepted bearer token (None: no token authentication; a verified client
+    certificate is always accepted). tls: serve HTTPS with a CA and server certificate made
+    at start (`ca_pem`). require_client_cert: the TLS handshake demands a client certificate
+    signed by the CA. path_prefix: the API is served under this path (as behind a proxy).
+    """
+
+    __test__ = False
+
+    def __init__(
+        self,
+        *,
+        tls: bool = False,
+        token: str | None = None,
+        require_client_cert: bool = False,
+        path_prefix: str = "",
+        pki: _Pki | None = None,
+    ) -> None:
+        if require_client_cert and not tls:
+            raise ValueError("require_client_cert needs tls=True")
+        self.tls = tls
+        self.token = token
+        self.require_client_cert = require_client_cert
+        self.path_prefix = path_prefix.rstrip("/")
+        self.pki = (pki or default_pki()) if tls else None
+        self.requests: list[Request] = []
+        self.errors: list[str] = []  # unexpected exceptions in the server (not client disconnects)
+        self.on_request: Callable[[Request], None] | None = None  # called for each request before it is served
+        self.port = 0
+        self._lock = threading.RLock()
+        self._pods: dict[tuple[str, str], dict[str, Any]] = {}
+        self._nads: dict[tuple[str, str], dict[str, Any]] = {}
+        self._rv = 1000
+        self._fail: list[list[Any]] = []  # [remaining, status, method]
+        self._conflicts = 0
+        self._delay = 0.0
+        self._delay_left: int | None = None
+        self._ssl_ctx = self._make_ssl_context() if tls else None
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self.start()
+
+    # ---- life cycle ----
+
+    def _make_ssl_context(self) -> ssl.SSLContext:
+        assert self.pki is not None
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        with tempfile.TemporaryDirectory(prefix="mp-apiserver-") as tmp:
+            cert, key = os.path.join(tmp, "server.crt"), os.path.join(tmp, "server.key")
+            Path(cert).write_bytes(self.pki.server_cert_pem)
+            Path(key).write_bytes(self.pki.server_key_pem)
+            ctx.load_cert_chain(cert, key)
+        ctx.load_verify_locations(cadata=self.pki.ca.cert_pem.decode())
+        ctx.verify_mode = ssl.CERT_REQUIRED if self.require_client_cert else ssl.CERT_OPTIONAL
+        return ctx
+
+    def start(self) -> None:
+        """Listen (again, on the same port after `stop`)."""
+        with self._lock:
+            if self._httpd is not None:
+                return
+            self._stopping = threading.Event()
+            httpd = _HTTPServer(("127.0.0.1", self.port), self, self._ssl_ctx)
+            self.port = httpd.server_address[1]
+            self._httpd = httpd
+            self._thread = threading.Thread(
+                target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, name=f"mp-apiserver-{self.port}"
+            )
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Close the listening socket (connections are then refused) and every open connection; join all threads."""
+        with self._lock:
+            httpd, thread, self._httpd, self._thread = self._httpd, self._thread, None, None
+            self._stopping.set()  # wakes delayed requests
+        if httpd is None:
+            return
+        httpd.shutdown()
+        assert thread is not None
+        thread.join()
+        with httpd.live_lock:
+            live = list(httpd.live)
+        for sock in live:
+            try:
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the TCP socket under any TLS layer
+            except OSError:
+                pass
+        httpd.server_close()  # closes the listener and joins the connection threads
+
+    close = stop
+
+    @property
+    def running(self) -> bool:
+        return self._httpd is not None
+
+    def __enter__(self) -> K8sServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- addresses and credentials ----
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}{self.path_prefix}"
+
+    @property
+    def ca_pem(self) -> bytes:
+        if self.pki is None:
+            raise ValueError("a plain-HTTP server has no CA")
+        return self.pki.ca.cert_pem
+
+    def kubeconfig(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        token: str | None = None,
+        token_file: str | None = None,
+        use_tls: bool | None = None,
+        ca: str | None = "data",
+        ca_pem: bytes | None = None,
+        insecure: bool = False,
+        client_cert: str | None = None,
+        client_cert_pem: tuple[bytes, bytes] | None = None,
+        fmt: str = "yaml",
+        server: str | None = None,
+        relative: bool = False,
+    ) -> str:
+        """Write a kubeconfig for this server (one cluster/user/context, current-context set); return its path.
+
+        token / token_file: the user's `token` / `tokenFile` (written as given). use_tls: must
+        match the server (None: the server's scheme). ca: "data" (certificate-authority-data),
+        "file" (a `<name>.ca.crt` file beside it, `certificate-authority`) or None; ca_pem
+        replaces the server's CA (a wrong CA). insecure: insecure-skip-tls-verify. client_cert:
+        "data" / "file" / None, with the default client certificate or client_cert_pem
+        (cert, key). fmt: "yaml" or "json". server: another URL. relative: file references
+        relative to the kubeconfig's directory.
+        """
+        path = os.fspath(path)
+        if use_tls is not None and use_tls != self.tls:
+            raise ValueError(f"use_tls={use_tls} but this server speaks {self.scheme}")
+        if fmt not in ("yaml", "json"):
+            raise ValueError(f"fmt must be 'yaml' or 'json', not {fmt!r}")
+        base = os.path.dirname(os.path.abspath(path))
+        stem = os.path.basename(path)
+
+        def write(suffix: str, data: bytes) -> str:
+            file = os.path.join(base, f"{stem}.{suffix}")
+            fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            return os.path.basename(file) if relative else file
+
+        cluster: dict[str, Any] = {"server": server or self.url}
+        if insecure:
+            cluster["insecure-skip-tls-verify"] = True
+        ca_bytes = ca_pem if ca_pem is not None else (self.pki.ca.cert_pem if self.pki else None)
+        if ca is not None and ca_bytes is not None:
+            if ca == "data":
+                cluster["certificate-authority-data"] = base64.b64encode(ca_bytes).decode()
+            elif ca == "file":
+                cluster["certificate-authority"] = write("ca.crt", ca_bytes)
+            else:
+                raise ValueError(f"ca must be 'data', 'file' or None, not {ca!r}")
+        user: dict[str, Any] = {}
+        if token is not None:
+            user["token"] = token
+        if token_file is not None:
+            user["tokenFile"] = token_file
+        if client_cert is not None:
+            if client_cert_pem is None:
+                pki = self.pki or default_pki()
+                client_cert_pem = (pki.client_cert_pem, pki.client_key_pem)
+            cert, key = client_cert_pem
+            if client_cert == "data":
+                user["client-certificate-data"] = base64.b64encode(cert).decode()
+                user["client-key-data"] = base64.b64encode(key).decode()
+            elif client_cert == "file":
+                user["client-certificate"] = write("client.crt", cert)
+                user["client-key"] = write("client.key", key)
+            else:
+                raise ValueError(f"client_cert must be 'data', 'file' or None, not {client_cert!r}")
+        doc = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "mp-test", "cluster": cluster}],
+            "users": [{"name": "mp-user", "user": user}],
+            "contexts": [{"name": "mp-test", "context": {"cluster": "mp-test", "user": "mp-user", "namespace": "default"}}],
+            "current-context": "mp-test",
+            "preferences": {},
+        }
+        if fmt == "json":
+            text = json.dumps(doc, indent=2)
+        else:
+            import yaml
+
+            text = yaml.safe_dump(doc, sort_keys=False)
+        Path(path).write_text(text)
+        return path
+
+    # ---- the store ----
+
+    def _next_rv(self) -> str:
+        self._rv += 1
+        return str(self._rv)
+
+    def add_pod(
+        self,
+        namespace: str,
+        name: str,
+        annotations: dict[str, str] | None = None,
+        uid: str | None = None,
+        *,
+        labels: dict[str, str] | None = None,
+        node: str = "mp-node",
+    ) -> dict[str, Any]:
+        """Create (or replace, with a new uid unless given) a running Pod; return a copy of it."""
+        with self._lock:
+            meta: dict[str, Any] = {
+                "name": name,
+                "namespace": namespace,
+                "uid": uid or str(uuid.uuid4()),
+                "resourceVersion": self._next_rv(),
+                "creationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            if labels:
+                meta["labels"] = dict(labels)
+            if annotations:
+                meta["annotations"] = dict(annotations)
+            pod = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": meta,
+                "spec": {"containers": [{"name": "app", "image": "busybox"}], "nodeName": node},
+                "status": {"phase": "Running", "podIP": "10.244.0.10"},
+            }
+            self._pods[(namespace, name)] = pod
+            return copy.deepcopy(pod)
+
+    def update_pod(self, namespace: str, name: str, *, annotations: dict[str, str | None] | None = None) -> dict[str, Any]:
+        """Another writer: merge `annotations` into the pod (None deletes a key), bump resourceVersion."""
+        with self._lock:
+            pod = self._pods[(namespace, name)]
+            current = dict(pod["metadata"].get("annotations") or {})
+            for key, value in (annotations or {}).items():
+                if value is None:
+                    current.pop(key, None)
+                else:
+                    current[key] = value
+            self._set_annotations(pod, current)
+            pod["metadata"]["resourceVersion"] = self._next_rv()
+            return copy.deepcopy(pod)
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        with self._lock:
+            del self._pods[(namespace, name)]
+
+    def pod(self, namespace: str, name: str) -> dict[str, Any]:
+        """A copy of the stored Pod (KeyError if there is none)."""
+        with self._lock:
+            return copy.deepcopy(self._pods[(namespace, name)])
+
+    def add_nad(self, namespace: str, name: str, config: str | dict[str, Any] | None = None) -> dict[str, Any]:
+        """Create a NetworkAttachmentDefinition; a dict config is serialised to JSON, None leaves spec empty."""
+        with self._lock:
+            spec: dict[str, Any] = {}
+            if config is not None:
+                spec["config"] = config if isinstance(config, str) else json.dumps(config)
+            nad = {
+                "apiVersion": f"{NAD_GROUP}/v1",
+                "kind": "NetworkAttachmentDefinition",
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "uid": str(uuid.uuid4()),
+                    "resourceVersion": self._next_rv(),
+                    "generation": 1,
+                    "creationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                },
+                "spec": spec,
+            }
+            self._nads[(namespace, name)] = nad
+            return copy.deepcopy(nad)
+
+    def delete_nad(self, namespace: str, name: str) -> None:
+        with self._lock:
+            del self._nads[(namespace, name)]
+
+    def nad(self, namespace: str, name: str) -> dict[str, Any]:
+        with self._lock:
+            return copy.deepcopy(self._nads[(namespace, name)])
+
+    @staticmethod
+    def _set_annotations(pod: dict[str, Any], annotations: dict[str, Any]) -> None:
+        if annotations:
+            pod["metadata"]["annotations"] = annotations
+        else:
+            pod["metadata"].pop("annotations", None)
+
+    # ---- fault injection ----
+
+    def fail_next(self, n: int, status: int = 503, *, method: str | None = None) -> None:
+        """The next `n` requests (of `method`, if given) are answered with `status` and a Status object."""
+        with self._lock:
+            self._fail.append([n, status, method])
+
+    def conflict_next(self, n: int) -> None:
+        """The next `n` PUTs of a pod's status answer 409 Conflict even with a current resourceVersion."""
+        with self._lock:
+            self._conflicts += n
+
+    def delay(self, seconds: float, n: int | None = None) -> None:
+        """Hold each of the next `n` requests (None: all, until `delay(0)`) for `seconds` before answering."""
+        with self._lock:
+            self._delay, self._delay_left = seconds, n
+
+    def reset_faults(self) -> None:
+        with self._lock:
+            self._fail.clear()
+            self._conflicts = 0
+            self._delay, self._delay_left = 0.0, None
+
+    def requests_for(self, method: str | None = None, path: str | None = None) -> list[Request]:
+        """The recorded requests, filtered by method and/or path suffix."""
+        with self._lock:
+            return [
+                r for r in self.requests
+                if (method is None or r.method == method) and (path is None or r.path.endswith(path))
+            ]  # fmt: skip
+
+    # ---- serving (called from the connection threads) ----
+
+    def _handle(self, req: Request, prefixed: bool, httpd: _HTTPServer) -> tuple[int, Any, dict[str, str]]:
+        with self._lock:
+            self.requests.append(req)
+            stopping = self._stopping
+        hook = self.on_request
+        if hook is not None:
+            hook(req)
+        with self._lock:
+            wait = 0.0
+            if self._delay > 0 and (self._delay_left is None or self._delay_left > 0):
+                wait = self._delay
+                if self._delay_left is not None:
+                    self._delay_left -= 1
+        if wait and stopping.wait(wait):
+            return 0, None, {}
+        with self._lock:
+            self._fail[:] = [r for r in self._fail if r[0] > 0]
+            for rule in self._fail:
+                if rule[0] > 0 and (rule[2] is None or rule[2] == req.method):
+                    rule[0] -= 1
+                    status = rule[1]
+                    headers = {"Retry-After": "1"} if status == 429 else {}
+                    msg = "injected failure" if status != 429 else "Too many requests, please try again later."
+                    return status, status_object(status, msg), headers
+        if self.token is not None and not req.user:
+            return 401, status_object(401, "Unauthorized"), {}
+        if not prefixed:
+            return 404, status_object(404, "the server could not find the requested resource"), {}
+        with self._lock:
+            return self._route(req)
+
+    def _route(self, req: Request) -> tuple[int, Any, dict[str, str]]:
+        m = _POD.match(req.path)
+        if m:
+            ns, name = urllib.parse.unquote(m.group(1)), urllib.parse.unquote(m.group(2))
+            if m.group(3):
+                if req.method != "PUT":
+                    return self._not_allowed(req)
+                return self._put_pod_status(ns, name, req)
+            if req.method != "GET":
+                return self._not_allowed(req)
+            pod = self._pods.get((ns, name))
+            if pod is None:
+                return self._not_found("pods", "", name)
+            return 200, copy.deepcopy(pod), {}
+        m = _NAD.match(req.path)
+        if m:
+            ns, name = urllib.parse.unquote(m.group(1)), urllib.parse.unquote(m.group(2))
+            if req.method != "GET":
+                return self._not_allowed(req)
+            nad = self._nads.get((ns, name))
+            if nad is None:
+                return self._not_found(NAD_RESOURCE, NAD_GROUP, name)
+            return 200, copy.deepcopy(nad), {}
+        return 404, status_object(404, "the server could not find the requested resource"), {}
+
+    @staticmethod
+    def _not_found(resource: str, group: str, name: str) -> tuple[int, Any, dict[str, str]]:
+        qualified = f"{resource}.{group}" if group else resource
+        details: dict[str, Any] = {"name": name, "kind": resource}
+        if group:
+            details = {"name": name, "group": group, "kind": resource}
+        return 404, status_object(404, f'{qualified} "{name}" not found', details=details), {}
+
+    @staticmethod
+    def _not_allowed(req: Request) -> tuple[int, Any, dict[str, str]]:
+        return 405, status_object(405, f"the server does not allow this method on the requested resource ({req.method})"), {}
+
+    def _put_pod_status(self, ns: str, name: str, req: Request) -> tuple[int, Any, dict[str, str]]:
+        pod = self._pods.get((ns, name))
+        if pod is None:
+            return self._not_found("pods", "", name)
+        body = req.body
+        if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
+            return 400, status_object(400, "the body of the request was in an unknown format"), {}
+        meta = body["metadata"]
+        if meta.get("name", name) != name or meta.get("namespace", ns) != ns:
+            return 400, status_object(400, "the name of the object does not match the name on the URL"), {}
+        details = {"name": name, "kind": "pods"}
+        conflict = (
+            f'Operation cannot be fulfilled on pods "{name}": the object has been modified; '
+            "please apply your changes to the latest version and try again"
+        )
+        if self._conflicts > 0:
+            self._conflicts -= 1
+            return 409, status_object(409, conflict, details=details), {}
+        if meta.get("uid") and meta["uid"] != pod["metadata"]["uid"]:
+            msg = (
+                f'Operation cannot be fulfilled on pods "{name}": Precondition failed: '
+                f"UID in precondition: {meta['uid']}, UID in object meta: {pod['metadata']['uid']}"
+            )
+            return 409, status_object(409, msg, details=details), {}
+        rv = meta.get("resourceVersion")
+        if rv and rv != pod["metadata"]["resourceVersion"]:
+            return 409, status_object(409, conflict, details=details), {}
+        annotations = meta.get("annotations") or {}
+        if not isinstance(annotations, dict) or not all(isinstance(v, str) for v in annotations.values()):
+            return 400, status_object(400, "metadata.annotations: values must be strings"), {}
+        self._set_annotations(pod, dict(annotations))
+        if isinstance(meta.get("labels"), dict):
+            pod["metadata"]["labels"] = dict(meta["labels"])
+        if isinstance(body.get("status"), dict):
+            pod["status"] = copy.deepcopy(body["status"])
+        pod["metadata"]["resourceVersion"] = self._next_rv()
+        return 200, copy.deepcopy(pod), {}
