@@ -1,6 +1,6 @@
 // cnidriver: a cnitool-compatible CNI runtime driver on Debian's libcni, for multiplane's tests.
 //
-// Usage (as cnitool): cnidriver add|check|del|gc|status <network-name> <netns-path>
+// Usage (as cnitool): cnidriver add|check|del <network-name> <netns-path>
 //
 // Environment, as cnitool reads it: NETCONFPATH (default /etc/cni/net.d), CNI_PATH,
 // CNI_ARGS ("K=V;K2=V2"), CAP_ARGS (a JSON object of capability args), CNI_IFNAME
@@ -43,7 +43,7 @@ func parseArgs(text string) [][2]string {
 
 func main() {
 	if len(os.Args) < 4 {
-		fail("usage: %s add|check|del|gc|status <net> <netns>", filepath.Base(os.Args[0]))
+		fail("usage: %s add|check|del <net> <netns>", filepath.Base(os.Args[0]))
 	}
 	command, netName, netns := os.Args[1], os.Args[2], os.Args[3]
 	confDir := os.Getenv("NETCONFPATH")
