@@ -1,0 +1,652 @@
+"""multiplane.k8s.client against a real HTTP(S) Kubernetes API server (tests/k8s_server.py): shapes, retries, auth, TLS."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from multiplane.errors import CniError, InvalidConfig
+from multiplane.k8s.client import ApiError, KubeClient, KubeConfig, NotFound, in_cluster_config, load_kubeconfig
+from tests.k8s_server import CertAuthority, K8sServer, Request, default_pki
+
+NS = "test"
+NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
+POD_PATH = f"/api/v1/namespaces/{NS}/pods/web"
+STATUS_PATH = POD_PATH + "/status"
+
+
+def _finish(api: K8sServer) -> None:
+    api.stop()
+    assert api.errors == [], api.errors
+    leftover = [t.name for t in threading.enumerate() if t.name.startswith("mp-apiserver")]
+    assert leftover == []
+
+
+@pytest.fixture(params=["http", "https"])
+def api(request: pytest.FixtureRequest) -> Iterator[K8sServer]:
+    server = K8sServer(tls=request.param == "https")
+    try:
+        yield server
+    finally:
+        _finish(server)
+
+
+@pytest.fixture
+def tls_api() -> Iterator[K8sServer]:
+    server = K8sServer(tls=True, token="s3cret")
+    try:
+        yield server
+    finally:
+        _finish(server)
+
+
+def _client(api: K8sServer, tmp_path: Path, *, timeout: float = 2.0, retry_budget: float = 1.0, **kubeconfig: Any) -> KubeClient:
+    path = api.kubeconfig(tmp_path / "kubeconfig", **kubeconfig)
+    return KubeClient(load_kubeconfig(path), timeout=timeout, retry_budget=retry_budget)
+
+
+def _methods(api: K8sServer) -> list[tuple[str, str]]:
+    return [(r.method, r.path) for r in api.requests]
+
+
+# ---- shapes ---------------------------------------------------------------------------------
+
+
+def test_get_pod_returns_the_pod_object(api: K8sServer, tmp_path: Path) -> None:
+    """get_pod returns the API server's v1 Pod with its metadata, annotations, spec and status."""
+    created = api.add_pod(NS, "web", {"a": "1"}, uid="uid-1")
+    pod = _client(api, tmp_path).get_pod(NS, "web")
+    assert pod["apiVersion"] == "v1" and pod["kind"] == "Pod"
+    assert pod["metadata"]["name"] == "web" and pod["metadata"]["namespace"] == NS
+    assert pod["metadata"]["uid"] == "uid-1"
+    assert pod["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
+    assert pod["metadata"]["annotations"] == {"a": "1"}
+    assert pod["spec"] == created["spec"] and pod["status"]["phase"] == "Running"
+    assert _methods(api) == [("GET", POD_PATH)]
+    assert api.requests[0].headers["accept"] == "application/json"
+
+
+def test_get_nad_returns_config_as_a_json_string(api: K8sServer, tmp_path: Path) -> None:
+    """get_nad returns the NetworkAttachmentDefinition whose spec.config is the CNI config as a JSON string."""
+    config = {"cniVersion": "1.0.0", "type": "macvlan", "master": "eth0", "ipam": {"type": "host-local"}}
+    api.add_nad(NS, "lan", config)
+    nad = _client(api, tmp_path).get_nad(NS, "lan")
+    assert nad["apiVersion"] == "k8s.cni.cncf.io/v1" and nad["kind"] == "NetworkAttachmentDefinition"
+    assert nad["metadata"]["name"] == "lan" and nad["metadata"]["namespace"] == NS
+    assert isinstance(nad["spec"]["config"], str) and json.loads(nad["spec"]["config"]) == config
+    assert _methods(api) == [("GET", f"/apis/k8s.cni.cncf.io/v1/namespaces/{NS}/network-attachment-definitions/lan")]
+
+
+def test_get_nad_with_an_empty_spec(tmp_path: Path) -> None:
+    """A NAD without a config comes back with an empty spec, and a string config comes back byte for byte."""
+    with K8sServer() as api:
+        api.add_nad(NS, "empty", None)
+        api.add_nad(NS, "raw", '{ "type": "macvlan" }')
+        client = _client(api, tmp_path)
+        assert client.get_nad(NS, "empty")["spec"] == {}
+        assert client.get_nad(NS, "raw")["spec"]["config"] == '{ "type": "macvlan" }'
+
+
+def test_missing_pod_raises_not_found_naming_the_object(api: K8sServer, tmp_path: Path) -> None:
+    """A missing pod raises NotFound (404) naming namespace/name, with the server's message as details, without retrying."""
+    with pytest.raises(NotFound) as info:
+        _client(api, tmp_path).get_pod(NS, "missing")
+    assert info.value.status == 404
+    assert info.value.msg == f'pods "{NS}/missing" not found'
+    assert info.value.details == 'pods "missing" not found'
+    assert len(api.requests) == 1
+
+
+def test_missing_nad_raises_not_found_naming_the_object(api: K8sServer, tmp_path: Path) -> None:
+    """A missing NAD raises NotFound naming the fully qualified resource and namespace/name."""
+    with pytest.raises(NotFound) as info:
+        _client(api, tmp_path).get_nad(NS, "nope")
+    assert info.value.status == 404
+    assert info.value.msg == f'network-attachment-definitions.k8s.cni.cncf.io "{NS}/nope" not found'
+    assert info.value.details == 'network-attachment-definitions.k8s.cni.cncf.io "nope" not found'
+
+
+def test_path_prefix_of_the_server_url_is_kept(tmp_path: Path) -> None:
+    """A server URL with a path (an API behind a proxy) prefixes every request path."""
+    with K8sServer(path_prefix="/k8s/clusters/c-1") as api:
+        api.add_pod(NS, "web")
+        assert _client(api, tmp_path).get_pod(NS, "web")["metadata"]["name"] == "web"
+        assert _methods(api) == [("GET", POD_PATH)]
+
+
+# ---- set_pod_annotation -----------------------------------------------------------------------
+
+
+def test_set_pod_annotation_adds_the_key_and_keeps_the_others(api: K8sServer, tmp_path: Path) -> None:
+    """set_pod_annotation GETs the pod and PUTs pods/status with the new annotation, the others and the read resourceVersion."""
+    before = api.add_pod(NS, "web", {"keep": "me", "k8s.v1.cni.cncf.io/networks": "lan"})
+    _client(api, tmp_path).set_pod_annotation(NS, "web", NETWORK_STATUS, '[{"name":"lan"}]')
+    after = api.pod(NS, "web")
+    assert after["metadata"]["annotations"] == {
+        "keep": "me",
+        "k8s.v1.cni.cncf.io/networks": "lan",
+        NETWORK_STATUS: '[{"name":"lan"}]',
+    }
+    assert int(after["metadata"]["resourceVersion"]) > int(before["metadata"]["resourceVersion"])
+    assert after["spec"] == before["spec"] and after["status"] == before["status"]
+    assert _methods(api) == [("GET", POD_PATH), ("PUT", STATUS_PATH)]
+    put = api.requests[1]
+    assert put.headers["content-type"] == "application/json"
+    assert put.body["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert put.body["metadata"]["uid"] == before["metadata"]["uid"]
+
+
+def test_set_pod_annotation_on_a_pod_without_annotations(tmp_path: Path) -> None:
+    """A pod whose JSON has no annotations field gets an annotations map with just the new key."""
+    with K8sServer() as api:
+        api.add_pod(NS, "web")
+        assert "annotations" not in api.pod(NS, "web")["metadata"]
+        _client(api, tmp_path).set_pod_annotation(NS, "web", NETWORK_STATUS, "[]")
+        assert api.pod(NS, "web")["metadata"]["annotations"] == {NETWORK_STATUS: "[]"}
+
+
+def test_set_pod_annotation_overwrites_an_existing_value(tmp_path: Path) -> None:
+    """Setting an annotation that exists replaces its value."""
+    with K8sServer() as api:
+        api.add_pod(NS, "web", {NETWORK_STATUS: "old"})
+        _client(api, tmp_path).set_pod_annotation(NS, "web", NETWORK_STATUS, "new")
+        assert api.pod(NS, "web")["metadata"]["annotations"] == {NETWORK_STATUS: "new"}
+
+
+def test_set_pod_annotation_retries_conflicts(api: K8sServer, tmp_path: Path) -> None:
+    """Two 409 answers to the PUT make it re-read the pod and try again, and the third try writes."""
+    api.add_pod(NS, "web", {"keep": "me"})
+    api.conflict_next(2)
+    _client(api, tmp_path).set_pod_annotation(NS, "web", NETWORK_STATUS, "v")
+    assert api.pod(NS, "web")["metadata"]["annotations"] == {"keep": "me", NETWORK_STATUS: "v"}
+    assert _methods(api) == [("GET", POD_PATH), ("PUT", STATUS_PATH)] * 3
+    assert [r.status for r in api.requests_for("PUT")] == [409, 409, 200]
+
+
+def test_set_pod_annotation_survives_a_concurrent_writer(tmp_path: Path) -> None:
+    """Another writer between the GET and the PUT makes the resourceVersion stale; the retry keeps both writes."""
+    with K8sServer() as api:
+        api.add_pod(NS, "web", {"keep": "me"})
+
+        def other_writer(req: Request) -> None:
+            if req.method == "GET" and len(api.requests) == 1:
+                api.update_pod(NS, "web", annotations={"other": "writer"})
+
+        api.on_request = other_writer
+        _client(api, tmp_path).set_pod_annotation(NS, "web", NETWORK_STATUS, "v")
+        assert api.pod(NS, "web")["metadata"]["annotations"] == {"keep": "me", "other": "writer", NETWORK_STATUS: "v"}
+        assert [r.status for r in api.requests_for("PUT")] == [409, 200]
+
+
+def test_set_pod_annotation_gives_up_after_its_tries(api: K8sServer, tmp_path: Path) -> None:
+    """Conflicts on every try end in an ApiError 409 naming the pod after exactly `tries` PUTs, with nothing written."""
+    api.add_pod(NS, "web", {"keep": "me"})
+    api.conflict_next(100)
+    with pytest.raises(ApiError) as info:
+        _client(api, tmp_path).set_pod_annotation(NS, "web", NETWORK_STATUS, "v", tries=3)
+    assert info.value.status == 409
+    assert f'pods "{NS}/web"' in info.value.msg
+    assert 'Operation cannot be fulfilled on pods "web": the object has been modified' in info.value.details
+    assert len(api.requests_for("PUT")) == 3
+    assert api.pod(NS, "web")["metadata"]["annotations"] == {"keep": "me"}
+
+
+def test_set_pod_annotation_refuses_a_uid_mismatch(api: K8sServer, tmp_path: Path) -> None:
+    """When the pod's UID is not the expected one (the pod was recreated) nothing is written."""
+    api.add_pod(NS, "web", {"keep": "me"}, uid="uid-new")
+    with pytest.raises(ApiError) as info:
+        _client(api, tmp_path).set_pod_annotation(NS, "web", NETWORK_STATUS, "v", uid="uid-old")
+    assert "uid-old" in info.value.msg and "uid-new" in info.value.msg and f'pods "{NS}/web"' in info.value.msg
+    assert api.requests_for("PUT") == []
+    assert api.pod(NS, "web")["metadata"]["annotations"] == {"keep": "me"}
+
+
+def test_set_pod_annotation_with_the_matching_uid_writes(tmp_path: Path) -> None:
+    """The expected UID matching the pod's lets the write through."""
+    with K8sServer() as api:
+        api.add_pod(NS, "web", uid="uid-1")
+        _client(api, tmp_path).set_pod_annotation(NS, "web", NETWORK_STATUS, "v", uid="uid-1")
+        assert api.pod(NS, "web")["metadata"]["annotations"] == {NETWORK_STATUS: "v"}
+
+
+def test_set_pod_annotation_notices_a_pod_replaced_during_the_update(tmp_path: Path) -> None:
+    """A pod deleted and recreated between the GET and the PUT gets a 409, and the re-read sees the new UID and stops."""
+    with K8sServer() as api:
+        api.add_pod(NS, "web", uid="uid-1")
+
+        def recreate(req: Request) -> None:
+            if req.method == "GET" and len(api.requests) == 1:
+                api.add_pod(NS, "web", uid="uid-2")
+
+        api.on_request = recreate
+        with pytest.raises(ApiError) as info:
+            _client(api, tmp_path).set_pod_annotation(NS, "web", NETWORK_STATUS, "v", uid="uid-1")
+        assert "uid-2" in info.value.msg
+        assert [r.status for r in api.requests_for("PUT")] == [409]
+        assert "annotations" not in api.pod(NS, "web")["metadata"]
+
+
+def test_set_pod_annotation_on_a_missing_pod_raises_not_found(tmp_path: Path) -> None:
+    """Annotating a pod that does not exist raises NotFound and sends no PUT."""
+    with K8sServer() as api:
+        with pytest.raises(NotFound, match=f'pods "{NS}/ghost" not found'):
+            _client(api, tmp_path).set_pod_annotation(NS, "ghost", NETWORK_STATUS, "v")
+        assert api.requests_for("PUT") == []
+
+
+def test_put_is_not_retried_on_a_server_error(tmp_path: Path) -> None:
+    """A 503 to the status PUT is reported as an ApiError 503 after one PUT (only GETs are retried)."""
+    with K8sServer() as api:
+        api.add_pod(NS, "web")
+        api.fail_next(1, 503, method="PUT")
+        with pytest.raises(ApiError) as info:
+            _client(api, tmp_path).set_pod_annotation(NS, "web", NETWORK_STATUS, "v")
+        assert info.value.status == 503 and f'pods "{NS}/web" status' in info.value.msg
+        assert _methods(api) == [("GET", POD_PATH), ("PUT", STATUS_PATH)]
+
+
+def test_stale_resource_version_conflict_passes_the_server_message(tmp_path: Path) -> None:
+    """A PUT with a stale resourceVersion gets the API server's 409 Conflict, its message kept as details."""
+    with K8sServer() as api:
+        stale = api.add_pod(NS, "web")
+        api.update_pod(NS, "web", annotations={"x": "y"})
+        with pytest.raises(ApiError) as info:
+            _client(api, tmp_path).request("PUT", STATUS_PATH, "the pod", body=stale, retry=False)
+        assert info.value.status == 409
+        assert info.value.details == (
+            'Operation cannot be fulfilled on pods "web": the object has been modified; '
+            "please apply your changes to the latest version and try again"
+        )
+
+
+# ---- retries and the budget -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [503, 500, 502, 429])
+def test_get_retries_transient_errors_then_succeeds(status: int, tmp_path: Path) -> None:
+    """Two transient answers (5xx, 429) to a GET are retried and the third answer is returned."""
+    with K8sServer() as api:
+        api.add_pod(NS, "web")
+        api.fail_next(2, status)
+        assert _client(api, tmp_path).get_pod(NS, "web")["metadata"]["name"] == "web"
+        assert [r.status for r in api.requests] == [status, status, 200]
+
+
+def test_persistent_503_gives_up_within_the_budget(tmp_path: Path) -> None:
+    """A GET answered 503 forever raises ApiError 503 naming the pod once the retry budget is spent, not later."""
+    with K8sServer() as api:
+        api.add_pod(NS, "web")
+        api.fail_next(10_000, 503)
+        budget = 0.5
+        client = _client(api, tmp_path, retry_budget=budget)
+        start = time.monotonic()
+        with pytest.raises(ApiError) as info:
+            client.get_pod(NS, "web")
+        elapsed = time.monotonic() - start
+        assert info.value.status == 503 and info.value.msg == f'Kubernetes API error 503 for pods "{NS}/web"'
+        assert info.value.details == "injected failure"
+        assert elapsed < budget + 0.3
+        assert len(api.requests) >= 3  # retried with back-off, not given up at once
+
+
+@pytest.mark.parametrize("status", [400, 403, 405])
+def test_client_errors_are_not_retried(status: int, tmp_path: Path) -> None:
+    """A 4xx other than 401/404/409/429 is an ApiError with that status after a single request."""
+    with K8sServer() as api:
+        api.add_pod(NS, "web")
+        api.fail_next(1, status)
+        with pytest.raises(ApiError) as info:
+            _client(api, tmp_path).get_pod(NS, "web")
+        assert info.value.status == status
+        assert len(api.requests) == 1
+
+
+def test_stopped_server_raises_cannot_reach(tmp_path: Path) -> None:
+    """With nothing listening the client raises ApiError (status 0) 'cannot reach' naming the URL, within the budget."""
+    with K8sServer() as api:
+        client = _client(api, tmp_path, retry_budget=0.3)
+        api.stop()
+        start = time.monotonic()
+        with pytest.raises(ApiError) as info:
+            client.get_pod(NS, "web")
+        assert time.monotonic() - start < 0.3 + 0.3
+        assert info.value.status == 0
+        assert info.value.msg == f'cannot reach the Kubernetes API at {api.url} for pods "{NS}/web"'
+        assert "ConnectionRefusedError" in info.value.details
+
+
+def test_get_retries_until_the_server_is_back(tmp_path: Path) -> None:
+    """Connection refused is retried, so a server that comes back within the budget answers the GET."""
+    with K8sServer() as api:
+        api.add_pod(NS, "web")
+        client = _client(api, tmp_path, retry_budget=3.0)
+        api.stop()
+        timer = threading.Timer(0.3, api.start)
+        timer.start()
+        try:
+            assert client.get_pod(NS, "web")["metadata"]["name"] == "web"
+        finally:
+            timer.join()
+        assert len(api.requests) == 1
+
+
+def test_request_timeout_is_enforced(api: K8sServer, tmp_path: Path) -> None:
+    """A server slower than the timeout yields ApiError 'cannot reach' (timed out) within budget + one timeout."""
+    api.add_pod(NS, "web")
+    api.delay(5.0)
+    timeout, budget = 0.25, 0.4
+    client = _client(api, tmp_path, timeout=timeout, retry_budget=budget)
+    start = time.monotonic()
+    with pytest.raises(ApiError) as info:
+        client.get_pod(NS, "web")
+    elapsed = time.monotonic() - start
+    assert info.value.status == 0 and "timed out" in info.value.details
+    assert timeout <= elapsed < budget + timeout + 0.3
+    assert 1 <= len(api.requests) <= int(budget / timeout) + 2
+
+
+def test_a_slow_answer_within_the_timeout_succeeds(tmp_path: Path) -> None:
+    """A delay shorter than the timeout is waited for, in one request."""
+    with K8sServer() as api:
+        api.add_pod(NS, "web")
+        api.delay(0.2)
+        assert _client(api, tmp_path, timeout=2.0).get_pod(NS, "web")["metadata"]["name"] == "web"
+        assert len(api.requests) == 1
+
+
+# ---- authentication ---------------------------------------------------------------------------
+
+
+def test_bearer_token_is_sent(tls_api: K8sServer, tmp_path: Path) -> None:
+    """The kubeconfig token goes out as `Authorization: Bearer` and the server accepts it."""
+    tls_api.add_pod(NS, "web")
+    _client(tls_api, tmp_path, token="s3cret").get_pod(NS, "web")
+    assert [(r.token, r.user, r.status) for r in tls_api.requests] == [("s3cret", "token", 200)]
+
+
+def test_wrong_token_fails_with_401_after_one_retry(tls_api: K8sServer, tmp_path: Path) -> None:
+    """A rejected token is retried once (to re-read it) and then raised as ApiError 401."""
+    tls_api.add_pod(NS, "web")
+    with pytest.raises(ApiError) as info:
+        _client(tls_api, tmp_path, token="wrong").get_pod(NS, "web")
+    assert info.value.status == 401 and info.value.details == "Unauthorized"
+    assert [r.status for r in tls_api.requests] == [401, 401]
+
+
+def test_no_credentials_fail_with_401(tls_api: K8sServer, tmp_path: Path) -> None:
+    """Without any credentials the request is unauthenticated and fails with ApiError 401."""
+    with pytest.raises(ApiError) as info:
+        _client(tls_api, tmp_path).get_pod(NS, "web")
+    assert info.value.status == 401
+    assert all("authorization" not in r.headers for r in tls_api.requests)
+
+
+def test_rotated_token_file_is_reread_after_a_401(tls_api: K8sServer, tmp_path: Path) -> None:
+    """A 401 makes the client read the token file again, and the rotated token succeeds."""
+    tls_api.add_pod(NS, "web")
+    token_file = tmp_path / "token"
+    token_file.write_text("old-token\n")
+    client = _client(tls_api, tmp_path, token_file=str(token_file))
+
+    def rotate(req: Request) -> None:
+        if req.token == "old-token":
+            token_file.write_text("s3cret\n")  # the kubelet rotated the projected token
+
+    tls_api.on_request = rotate
+    assert client.get_pod(NS, "web")["metadata"]["name"] == "web"
+    assert [(r.token, r.status) for r in tls_api.requests] == [("old-token", 401), ("s3cret", 200)]
+
+
+def test_token_file_is_read_for_every_request(tls_api: K8sServer, tmp_path: Path) -> None:
+    """A token rotated between two calls is used by the second call without a 401 first."""
+    tls_api.add_pod(NS, "web")
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret")
+    client = _client(tls_api, tmp_path, token_file=str(token_file))
+    client.get_pod(NS, "web")
+    tls_api.token = "rotated"
+    token_file.write_text("rotated")
+    client.get_pod(NS, "web")
+    assert [(r.token, r.status) for r in tls_api.requests] == [("s3cret", 200), ("rotated", 200)]
+
+
+def test_unreadable_token_file_raises_api_error(tls_api: K8sServer, tmp_path: Path) -> None:
+    """A missing token file is an ApiError naming the file, and nothing is sent."""
+    client = _client(tls_api, tmp_path, token_file=str(tmp_path / "absent"))
+    with pytest.raises(ApiError, match="cannot read service account token .*absent"):
+        client.get_pod(NS, "web")
+    assert tls_api.requests == []
+
+
+# ---- kubeconfig and TLS ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "json"])
+def test_kubeconfig_yaml_and_json(fmt: str, tls_api: K8sServer, tmp_path: Path) -> None:
+    """A kubeconfig in YAML or JSON with CA data and a token reaches the HTTPS server."""
+    tls_api.add_pod(NS, "web")
+    path = tls_api.kubeconfig(tmp_path / f"kubeconfig.{fmt}", token="s3cret", fmt=fmt)
+    assert Path(path).read_text().lstrip().startswith("{") == (fmt == "json")
+    cfg = load_kubeconfig(path)
+    assert cfg.server == tls_api.url and cfg.token == "s3cret" and cfg.ca_data == tls_api.ca_pem
+    assert KubeClient(cfg, timeout=2.0).get_pod(NS, "web")["metadata"]["name"] == "web"
+
+
+def test_kubeconfig_relative_file_references(tls_api: K8sServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """certificate-authority and tokenFile given relative to the kubeconfig are found from any working directory."""
+    tls_api.add_pod(NS, "web")
+    conf_dir = tmp_path / "conf"
+    conf_dir.mkdir()
+    (conf_dir / "token").write_text("s3cret")
+    path = tls_api.kubeconfig(conf_dir / "kubeconfig", ca="file", token_file="token", relative=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_kubeconfig(path)
+    assert cfg.ca_file == str(conf_dir / "kubeconfig.ca.crt") and cfg.token_file == str(conf_dir / "token")
+    assert KubeClient(cfg, timeout=2.0).get_pod(NS, "web")["metadata"]["name"] == "web"
+
+
+def test_kubeconfig_current_context_is_used(tmp_path: Path) -> None:
+    """Of several contexts the current-context picks the cluster and user."""
+    doc = {
+        "clusters": [{"name": "a", "cluster": {"server": "https://a.example:6443"}}, {"name": "b", "cluster": {"server": "http://b.example/"}}],
+        "users": [{"name": "ua", "user": {"token": "ta"}}, {"name": "ub", "user": {"token": "tb"}}],
+        "contexts": [{"name": "ca", "context": {"cluster": "a", "user": "ua"}}, {"name": "cb", "context": {"cluster": "b", "user": "ub"}}],
+        "current-context": "cb",
+    }
+    path = tmp_path / "kubeconfig"
+    path.write_text(json.dumps(doc))
+    cfg = load_kubeconfig(str(path))
+    assert (cfg.server, cfg.token) == ("http://b.example", "tb")
+
+
+@pytest.mark.parametrize("form", ["data", "file"])
+def test_kubeconfig_client_certificate(form: str, tmp_path: Path) -> None:
+    """A client certificate (inline data or files) authenticates to a server that requires one."""
+    with K8sServer(tls=True, require_client_cert=True, token="unused") as api:
+        api.add_pod(NS, "web")
+        client = _client(api, tmp_path, client_cert=form)
+        assert client.get_pod(NS, "web")["metadata"]["name"] == "web"
+        assert [(r.user, r.token) for r in api.requests] == [("cert:mp-client", None)]
+        assert api.errors == []
+
+
+def test_server_requiring_a_client_certificate_refuses_a_client_without_one(tmp_path: Path) -> None:
+    """Without a client certificate the TLS handshake is refused and the client raises ApiError, not a crash."""
+    with K8sServer(tls=True, require_client_cert=True) as api:
+        with pytest.raises(ApiError) as info:
+            _client(api, tmp_path, retry_budget=0.2).get_pod(NS, "web")
+        assert info.value.status == 0
+        assert api.requests == []
+
+
+def test_client_certificate_from_another_ca_is_refused(tmp_path: Path) -> None:
+    """A client certificate not signed by the server's CA is refused with an ApiError."""
+    other = CertAuthority("some other CA").issue("intruder", "client")
+    with K8sServer(tls=True, require_client_cert=True) as api:
+        with pytest.raises(ApiError) as info:
+            _client(api, tmp_path, retry_budget=0.2, client_cert="data", client_cert_pem=other).get_pod(NS, "web")
+        assert info.value.status == 0
+        assert api.requests == []
+
+
+def test_insecure_skip_tls_verify_needs_no_ca(tls_api: K8sServer, tmp_path: Path) -> None:
+    """insecure-skip-tls-verify without any CA talks to the self-signed server."""
+    tls_api.add_pod(NS, "web")
+    client = _client(tls_api, tmp_path, ca=None, insecure=True, token="s3cret")
+    assert client.cfg.insecure and not client.cfg.ca_data
+    assert client.get_pod(NS, "web")["metadata"]["name"] == "web"
+
+
+def test_wrong_ca_is_an_api_error_and_nothing_reaches_the_server(tls_api: K8sServer, tmp_path: Path) -> None:
+    """A CA that did not sign the server's certificate fails verification as an ApiError within the budget."""
+    wrong = CertAuthority("wrong CA").cert_pem
+    client = _client(tls_api, tmp_path, ca_pem=wrong, token="s3cret", retry_budget=0.2)
+    start = time.monotonic()
+    with pytest.raises(ApiError) as info:
+        client.get_pod(NS, "web")
+    assert time.monotonic() - start < 0.2 + 0.5
+    assert info.value.status == 0 and "CERTIFICATE_VERIFY_FAILED" in info.value.details
+    assert tls_api.requests == []
+
+
+def test_system_trust_store_does_not_trust_the_test_ca(tls_api: K8sServer, tmp_path: Path) -> None:
+    """Without CA data the system trust store is used, which rejects the self-signed server, as an ApiError."""
+    with pytest.raises(ApiError) as info:
+        _client(tls_api, tmp_path, ca=None, token="s3cret", retry_budget=0.1).get_pod(NS, "web")
+    assert "CERTIFICATE_VERIFY_FAILED" in info.value.details
+
+
+def test_https_client_to_a_plain_http_server_is_an_api_error(tmp_path: Path) -> None:
+    """Speaking TLS to a plain-HTTP port fails as an ApiError (status 0), not an exception from ssl."""
+    with K8sServer() as api:
+        cfg = KubeConfig(api.url.replace("http://", "https://"))
+        cfg.ca_data = default_pki().ca.cert_pem
+        with pytest.raises(ApiError) as info:
+            KubeClient(cfg, timeout=1.0, retry_budget=0.1).get_pod(NS, "web")
+        assert info.value.status == 0
+
+
+def test_invalid_server_url_is_invalid_config() -> None:
+    """A server URL that is not http(s) is rejected as InvalidConfig when the client is made."""
+    with pytest.raises(InvalidConfig, match="invalid Kubernetes API server URL"):
+        KubeClient(KubeConfig("ftp://127.0.0.1:1"))
+
+
+def test_kubeconfig_without_a_server_is_invalid_config(tmp_path: Path) -> None:
+    """A cluster entry without a server is InvalidConfig naming the file."""
+    path = tmp_path / "kubeconfig"
+    path.write_text("clusters: [{name: c, cluster: {}}]\ncontexts: [{name: x, context: {cluster: c}}]\ncurrent-context: x\n")
+    with pytest.raises(InvalidConfig, match="has no server"):
+        load_kubeconfig(str(path))
+
+
+def test_missing_kubeconfig_is_invalid_config(tmp_path: Path) -> None:
+    """An unreadable kubeconfig path is InvalidConfig naming the path."""
+    with pytest.raises(InvalidConfig, match="cannot read kubeconfig .*absent"):
+        load_kubeconfig(str(tmp_path / "absent"))
+
+
+# ---- bugs: configuration errors that escape as raw exceptions (CNI "internal error", code 999) ----
+
+
+def test_malformed_json_kubeconfig_is_invalid_config(tmp_path: Path) -> None:
+    """A truncated JSON kubeconfig is InvalidConfig, as a malformed YAML one is (BUG: json.JSONDecodeError escapes)."""
+    path = tmp_path / "kubeconfig"
+    path.write_text('{"clusters": [')
+    with pytest.raises(InvalidConfig):
+        load_kubeconfig(str(path))
+
+
+def test_flow_style_yaml_kubeconfig_is_accepted(tmp_path: Path) -> None:
+    """A YAML kubeconfig written in flow style (starts with `{`, not JSON) loads (BUG: parsed as JSON and rejected)."""
+    path = tmp_path / "kubeconfig"
+    path.write_text("{clusters: [{name: c, cluster: {server: 'http://127.0.0.1:1'}}], contexts: [{name: x, context: {cluster: c}}]}\n")
+    assert load_kubeconfig(str(path)).server == "http://127.0.0.1:1"
+
+
+def test_invalid_base64_certificate_data_is_invalid_config(tmp_path: Path) -> None:
+    """certificate-authority-data that is not base64 is InvalidConfig (BUG: binascii.Error escapes)."""
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1', certificate-authority-data: '!!not base64'}}]\n"
+        "contexts: [{name: x, context: {cluster: c}}]\n"
+    )
+    with pytest.raises(InvalidConfig):
+        load_kubeconfig(str(path))
+
+
+@pytest.mark.parametrize("problem", ["missing CA file", "CA data not PEM", "missing client certificate file"])
+def test_unusable_tls_material_is_a_cni_error(problem: str, tmp_path: Path) -> None:
+    """An unreadable or malformed CA or client certificate is a CniError naming it (BUG: raw OSError/ssl.SSLError escape)."""
+    cfg = KubeConfig("https://127.0.0.1:1")
+    if problem == "missing CA file":
+        cfg.ca_file = str(tmp_path / "absent-ca.crt")
+    elif problem == "CA data not PEM":
+        cfg.ca_data = b"this is not a certificate"
+    else:
+        cfg.ca_data = default_pki().ca.cert_pem
+        cfg.cert_file, cfg.key_file = str(tmp_path / "absent.crt"), str(tmp_path / "absent.key")
+    with pytest.raises(CniError):
+        KubeClient(cfg)
+
+
+# ---- in-cluster configuration -----------------------------------------------------------------
+
+
+def test_in_cluster_config_talks_to_the_server(tls_api: K8sServer, tmp_path: Path) -> None:
+    """KUBERNETES_SERVICE_HOST/PORT and the service-account dir (ca.crt, token) reach the HTTPS server."""
+    tls_api.add_pod(NS, "web")
+    sa_dir = tmp_path / "serviceaccount"
+    sa_dir.mkdir()
+    (sa_dir / "ca.crt").write_bytes(tls_api.ca_pem)
+    (sa_dir / "token").write_text("s3cret")
+    (sa_dir / "namespace").write_text(NS)
+    env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(tls_api.port)}
+    cfg = in_cluster_config(env, sa_dir=str(sa_dir))
+    assert cfg is not None
+    assert cfg.server == tls_api.url
+    assert (cfg.ca_file, cfg.token_file) == (str(sa_dir / "ca.crt"), str(sa_dir / "token"))
+    assert KubeClient(cfg, timeout=2.0).get_pod(NS, "web")["metadata"]["name"] == "web"
+    assert tls_api.requests[0].user == "token"
+
+
+def test_in_cluster_config_brackets_an_ipv6_host() -> None:
+    """An IPv6 service host is written in brackets in the server URL."""
+    cfg = in_cluster_config({"KUBERNETES_SERVICE_HOST": "fd00:10:96::1", "KUBERNETES_SERVICE_PORT": "443"}, sa_dir="/sa")
+    assert cfg is not None and cfg.server == "https://[fd00:10:96::1]:443"
+    cfg.ca_file = ""  # /sa/ca.crt does not exist; only the URL parsing is under test
+    client = KubeClient(cfg)
+    assert (client.scheme, client.host, client.port) == ("https", "fd00:10:96::1", 443)
+
+
+@pytest.mark.parametrize(
+    "env", [{}, {"KUBERNETES_SERVICE_HOST": "10.96.0.1"}, {"KUBERNETES_SERVICE_PORT": "443"}, {"KUBERNETES_SERVICE_HOST": "", "KUBERNETES_SERVICE_PORT": "443"}]
+)
+def test_in_cluster_config_is_none_outside_a_cluster(env: dict[str, str]) -> None:
+    """Without both KUBERNETES_SERVICE_HOST and _PORT there is no in-cluster configuration."""
+    assert in_cluster_config(env, sa_dir="/nonexistent") is None
+
+
+def test_in_cluster_config_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no env argument the process environment is used."""
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    cfg = in_cluster_config(sa_dir="/sa")
+    assert cfg is not None and cfg.server == "https://10.96.0.1:443" and cfg.token_file == "/sa/token"
+
+
+def test_kubeconfig_ca_data_round_trips(tls_api: K8sServer, tmp_path: Path) -> None:
+    """certificate-authority-data is base64 of the PEM CA in the kubeconfig, decoded by load_kubeconfig."""
+    path = tls_api.kubeconfig(tmp_path / "kubeconfig", token="s3cret")
+    text = Path(path).read_text()
+    assert base64.b64encode(tls_api.ca_pem).decode() in text
+    assert load_kubeconfig(path).ca_data.startswith(b"-----BEGIN CERTIFICATE-----")
