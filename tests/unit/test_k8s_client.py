@@ -175,8 +175,8 @@ def test_set_pod_annotation_survives_a_concurrent_writer(tmp_path: Path) -> None
     with K8sServer() as api:
         api.add_pod(NS, "web", {"keep": "me"})
 
-        def other_writer(req: Request) -> None:
-            if req.method == "GET" and len(api.requests) == 1:
+        def other_writer(req: Request) -> None:  # runs before the first PUT is served: after the client's GET
+            if req.method == "PUT" and len(api.requests_for("PUT")) == 1:
                 api.update_pod(NS, "web", annotations={"other": "writer"})
 
         api.on_request = other_writer
@@ -221,8 +221,8 @@ def test_set_pod_annotation_notices_a_pod_replaced_during_the_update(tmp_path: P
     with K8sServer() as api:
         api.add_pod(NS, "web", uid="uid-1")
 
-        def recreate(req: Request) -> None:
-            if req.method == "GET" and len(api.requests) == 1:
+        def recreate(req: Request) -> None:  # runs before the first PUT is served: after the client's GET
+            if req.method == "PUT" and len(api.requests_for("PUT")) == 1:
                 api.add_pod(NS, "web", uid="uid-2")
 
         api.on_request = recreate
