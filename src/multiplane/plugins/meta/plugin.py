@@ -210,17 +210,13 @@ class Meta:
             cache.remove(call.conf.cni_dir, call.req.args.container_id)
 
     def _report(self, call: _Call, delegates: list[Delegate]) -> None:
+        """network-status: to the pod (API) first; then the status file, so a failed write leaves none."""
         entries = []
         for d in delegates:
             assert d.result is not None
             entries += status.entries(d.name, d.result, d.master)
         value = status.render(entries)
         call.log.verbose(f"{call.pod.label()}: network-status {value}")
-        cid = call.req.args.container_id
-        status_dir = os.path.join(call.conf.cni_dir, "status")
-        os.makedirs(status_dir, mode=0o700, exist_ok=True)
-        with open(os.path.join(status_dir, f"{cid}.json"), "w", encoding="utf-8") as fh:
-            fh.write(value)
         if call.pod.known:
             from multiplane.k8s.client import NotFound
 
@@ -228,6 +224,13 @@ class Meta:
                 call.source.write_status(call.pod.namespace, call.pod.name, call.pod.uid, value)
             except NotFound:
                 call.log.error(f"{call.pod.label()}: pod disappeared before network-status was written")
+        status_dir = os.path.join(call.conf.cni_dir, "status")
+        try:
+            os.makedirs(status_dir, mode=0o700, exist_ok=True)
+            with open(os.path.join(status_dir, f"{call.req.args.container_id}.json"), "w", encoding="utf-8") as fh:
+                fh.write(value)
+        except OSError as exc:
+            raise CniError(f"cannot write the network-status file in {status_dir}: {exc.strerror}") from exc
 
     def delete(self, req: Request) -> None:
         call = _Call(req)
