@@ -69,7 +69,9 @@ _POD = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)(/status)?$")
 _NAD = re.compile(rf"^/apis/{re.escape(NAD_GROUP)}/v1/namespaces/([^/]+)/{NAD_RESOURCE}/([^/]+)$")
 
 
-def status_object(code: int, message: str, reason: str | None = None, details: dict[str, Any] | None = None) -> dict[str, Any]:
+def status_object(
+    code: int, message: str, reason: str | None = None, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """A `meta/v1 Status` failure object as the API server sends it."""
     obj: dict[str, Any] = {
         "kind": "Status",
@@ -149,7 +151,9 @@ class CertAuthority:
             self.cert_pem = Path(tmp, "ca.crt").read_bytes()
             self.key_pem = Path(tmp, "ca.key").read_bytes()
 
-    def issue(self, cn: str, kind: str = "client", sans: tuple[str, ...] = ("IP:127.0.0.1", "IP:::1", "DNS:localhost")) -> tuple[bytes, bytes]:
+    def issue(
+        self, cn: str, kind: str = "client", sans: tuple[str, ...] = ("IP:127.0.0.1", "IP:::1", "DNS:localhost")
+    ) -> tuple[bytes, bytes]:
         """A new (certificate PEM, key PEM) signed by this CA; `kind` is "server" (with `sans`) or "client"."""
         if kind not in ("server", "client"):
             raise ValueError(f"kind must be 'server' or 'client', not {kind!r}")
@@ -517,7 +521,9 @@ class K8sServer:
             "kind": "Config",
             "clusters": [{"name": "mp-test", "cluster": cluster}],
             "users": [{"name": "mp-user", "user": user}],
-            "contexts": [{"name": "mp-test", "context": {"cluster": "mp-test", "user": "mp-user", "namespace": "default"}}],
+            "contexts": [
+                {"name": "mp-test", "context": {"cluster": "mp-test", "user": "mp-user", "namespace": "default"}}
+            ],
             "current-context": "mp-test",
             "preferences": {},
         }
@@ -569,7 +575,9 @@ class K8sServer:
             self._pods[(namespace, name)] = pod
             return copy.deepcopy(pod)
 
-    def update_pod(self, namespace: str, name: str, *, annotations: dict[str, str | None] | None = None) -> dict[str, Any]:
+    def update_pod(
+        self, namespace: str, name: str, *, annotations: dict[str, str | None] | None = None
+    ) -> dict[str, Any]:
         """Another writer: merge `annotations` into the pod (None deletes a key), bump resourceVersion."""
         with self._lock:
             pod = self._pods[(namespace, name)]
@@ -728,7 +736,8 @@ class K8sServer:
 
     @staticmethod
     def _not_allowed(req: Request) -> tuple[int, Any, dict[str, str]]:
-        return 405, status_object(405, f"the server does not allow this method on the requested resource ({req.method})"), {}
+        msg = f"the server does not allow this method on the requested resource ({req.method})"
+        return 405, status_object(405, msg), {}
 
     def _put_pod_status(self, ns: str, name: str, req: Request) -> tuple[int, Any, dict[str, str]]:
         pod = self._pods.get((ns, name))

@@ -1,4 +1,4 @@
-"""multiplane.k8s.client against a real HTTP(S) Kubernetes API server (tests/k8s_server.py): shapes, retries, auth, TLS."""
+"""multiplane.k8s.client against a real HTTP(S) API server (tests/k8s_server.py): shapes, retries, auth, TLS."""
 
 from __future__ import annotations
 
@@ -47,7 +47,9 @@ def tls_api() -> Iterator[K8sServer]:
         _finish(server)
 
 
-def _client(api: K8sServer, tmp_path: Path, *, timeout: float = 2.0, retry_budget: float = 1.0, **kubeconfig: Any) -> KubeClient:
+def _client(
+    api: K8sServer, tmp_path: Path, *, timeout: float = 2.0, retry_budget: float = 1.0, **kubeconfig: Any
+) -> KubeClient:
     path = api.kubeconfig(tmp_path / "kubeconfig", **kubeconfig)
     return KubeClient(load_kubeconfig(path), timeout=timeout, retry_budget=retry_budget)
 
@@ -95,7 +97,7 @@ def test_get_nad_with_an_empty_spec(tmp_path: Path) -> None:
 
 
 def test_missing_pod_raises_not_found_naming_the_object(api: K8sServer, tmp_path: Path) -> None:
-    """A missing pod raises NotFound (404) naming namespace/name, with the server's message as details, without retrying."""
+    """A missing pod raises NotFound (404) naming namespace/name, the server's message as details, without a retry."""
     with pytest.raises(NotFound) as info:
         _client(api, tmp_path).get_pod(NS, "missing")
     assert info.value.status == 404
@@ -125,7 +127,7 @@ def test_path_prefix_of_the_server_url_is_kept(tmp_path: Path) -> None:
 
 
 def test_set_pod_annotation_adds_the_key_and_keeps_the_others(api: K8sServer, tmp_path: Path) -> None:
-    """set_pod_annotation GETs the pod and PUTs pods/status with the new annotation, the others and the read resourceVersion."""
+    """set_pod_annotation GETs the pod, then PUTs pods/status with all annotations and the resourceVersion it read."""
     before = api.add_pod(NS, "web", {"keep": "me", "k8s.v1.cni.cncf.io/networks": "lan"})
     _client(api, tmp_path).set_pod_annotation(NS, "web", NETWORK_STATUS, '[{"name":"lan"}]')
     after = api.pod(NS, "web")
@@ -217,7 +219,7 @@ def test_set_pod_annotation_with_the_matching_uid_writes(tmp_path: Path) -> None
 
 
 def test_set_pod_annotation_notices_a_pod_replaced_during_the_update(tmp_path: Path) -> None:
-    """A pod deleted and recreated between the GET and the PUT gets a 409, and the re-read sees the new UID and stops."""
+    """A pod recreated between the GET and the PUT gets a 409, and the re-read sees the new UID and stops."""
     with K8sServer() as api:
         api.add_pod(NS, "web", uid="uid-1")
 
@@ -241,15 +243,24 @@ def test_set_pod_annotation_on_a_missing_pod_raises_not_found(tmp_path: Path) ->
         assert api.requests_for("PUT") == []
 
 
-def test_put_is_not_retried_on_a_server_error(tmp_path: Path) -> None:
-    """A 503 to the status PUT is reported as an ApiError 503 after one PUT (only GETs are retried)."""
+def test_put_is_retried_on_a_server_error(tmp_path: Path) -> None:
+    """A 503 to the status PUT is retried (resourceVersion makes a repeated write safe) and the annotation lands."""
     with K8sServer() as api:
         api.add_pod(NS, "web")
         api.fail_next(1, 503, method="PUT")
+        _client(api, tmp_path).set_pod_annotation(NS, "web", NETWORK_STATUS, "v")
+        assert api.pod(NS, "web")["metadata"]["annotations"][NETWORK_STATUS] == "v"
+        assert _methods(api) == [("GET", POD_PATH), ("PUT", STATUS_PATH), ("PUT", STATUS_PATH)]
+
+
+def test_put_gives_up_after_the_retry_budget(tmp_path: Path) -> None:
+    """A status PUT that keeps failing with 503 ends as an ApiError 503 naming the pod's status."""
+    with K8sServer() as api:
+        api.add_pod(NS, "web")
+        api.fail_next(100, 503, method="PUT")
         with pytest.raises(ApiError) as info:
             _client(api, tmp_path).set_pod_annotation(NS, "web", NETWORK_STATUS, "v")
         assert info.value.status == 503 and f'pods "{NS}/web" status' in info.value.msg
-        assert _methods(api) == [("GET", POD_PATH), ("PUT", STATUS_PATH)]
 
 
 def test_stale_resource_version_conflict_passes_the_server_message(tmp_path: Path) -> None:
@@ -439,7 +450,9 @@ def test_kubeconfig_yaml_and_json(fmt: str, tls_api: K8sServer, tmp_path: Path) 
     assert KubeClient(cfg, timeout=2.0).get_pod(NS, "web")["metadata"]["name"] == "web"
 
 
-def test_kubeconfig_relative_file_references(tls_api: K8sServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kubeconfig_relative_file_references(
+    tls_api: K8sServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """certificate-authority and tokenFile given relative to the kubeconfig are found from any working directory."""
     tls_api.add_pod(NS, "web")
     conf_dir = tmp_path / "conf"
@@ -457,9 +470,15 @@ def test_kubeconfig_relative_file_references(tls_api: K8sServer, tmp_path: Path,
 def test_kubeconfig_current_context_is_used(tmp_path: Path) -> None:
     """Of several contexts the current-context picks the cluster and user."""
     doc = {
-        "clusters": [{"name": "a", "cluster": {"server": "https://a.example:6443"}}, {"name": "b", "cluster": {"server": "http://b.example/"}}],
+        "clusters": [
+            {"name": "a", "cluster": {"server": "https://a.example:6443"}},
+            {"name": "b", "cluster": {"server": "http://b.example/"}},
+        ],
         "users": [{"name": "ua", "user": {"token": "ta"}}, {"name": "ub", "user": {"token": "tb"}}],
-        "contexts": [{"name": "ca", "context": {"cluster": "a", "user": "ua"}}, {"name": "cb", "context": {"cluster": "b", "user": "ub"}}],
+        "contexts": [
+            {"name": "ca", "context": {"cluster": "a", "user": "ua"}},
+            {"name": "cb", "context": {"cluster": "b", "user": "ub"}},
+        ],
         "current-context": "cb",
     }
     path = tmp_path / "kubeconfig"
@@ -544,7 +563,9 @@ def test_invalid_server_url_is_invalid_config() -> None:
 def test_kubeconfig_without_a_server_is_invalid_config(tmp_path: Path) -> None:
     """A cluster entry without a server is InvalidConfig naming the file."""
     path = tmp_path / "kubeconfig"
-    path.write_text("clusters: [{name: c, cluster: {}}]\ncontexts: [{name: x, context: {cluster: c}}]\ncurrent-context: x\n")
+    path.write_text(
+        "clusters: [{name: c, cluster: {}}]\ncontexts: [{name: x, context: {cluster: c}}]\ncurrent-context: x\n"
+    )
     with pytest.raises(InvalidConfig, match="has no server"):
         load_kubeconfig(str(path))
 
@@ -569,7 +590,10 @@ def test_malformed_json_kubeconfig_is_invalid_config(tmp_path: Path) -> None:
 def test_flow_style_yaml_kubeconfig_is_accepted(tmp_path: Path) -> None:
     """A YAML kubeconfig written in flow style (starts with `{`, not JSON) loads (BUG: parsed as JSON and rejected)."""
     path = tmp_path / "kubeconfig"
-    path.write_text("{clusters: [{name: c, cluster: {server: 'http://127.0.0.1:1'}}], contexts: [{name: x, context: {cluster: c}}]}\n")
+    path.write_text(
+        "{clusters: [{name: c, cluster: {server: 'http://127.0.0.1:1'}}],\n"
+        " contexts: [{name: x, context: {cluster: c}}]}\n"
+    )
     assert load_kubeconfig(str(path)).server == "http://127.0.0.1:1"
 
 
@@ -586,7 +610,7 @@ def test_invalid_base64_certificate_data_is_invalid_config(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("problem", ["missing CA file", "CA data not PEM", "missing client certificate file"])
 def test_unusable_tls_material_is_a_cni_error(problem: str, tmp_path: Path) -> None:
-    """An unreadable or malformed CA or client certificate is a CniError naming it (BUG: raw OSError/ssl.SSLError escape)."""
+    """An unreadable or malformed CA or client certificate is a CniError (BUG: raw OSError/ssl.SSLError escape)."""
     cfg = KubeConfig("https://127.0.0.1:1")
     if problem == "missing CA file":
         cfg.ca_file = str(tmp_path / "absent-ca.crt")
@@ -621,7 +645,8 @@ def test_in_cluster_config_talks_to_the_server(tls_api: K8sServer, tmp_path: Pat
 
 def test_in_cluster_config_brackets_an_ipv6_host() -> None:
     """An IPv6 service host is written in brackets in the server URL."""
-    cfg = in_cluster_config({"KUBERNETES_SERVICE_HOST": "fd00:10:96::1", "KUBERNETES_SERVICE_PORT": "443"}, sa_dir="/sa")
+    env = {"KUBERNETES_SERVICE_HOST": "fd00:10:96::1", "KUBERNETES_SERVICE_PORT": "443"}
+    cfg = in_cluster_config(env, sa_dir="/sa")
     assert cfg is not None and cfg.server == "https://[fd00:10:96::1]:443"
     cfg.ca_file = ""  # /sa/ca.crt does not exist; only the URL parsing is under test
     client = KubeClient(cfg)
@@ -629,7 +654,13 @@ def test_in_cluster_config_brackets_an_ipv6_host() -> None:
 
 
 @pytest.mark.parametrize(
-    "env", [{}, {"KUBERNETES_SERVICE_HOST": "10.96.0.1"}, {"KUBERNETES_SERVICE_PORT": "443"}, {"KUBERNETES_SERVICE_HOST": "", "KUBERNETES_SERVICE_PORT": "443"}]
+    "env",
+    [
+        {},
+        {"KUBERNETES_SERVICE_HOST": "10.96.0.1"},
+        {"KUBERNETES_SERVICE_PORT": "443"},
+        {"KUBERNETES_SERVICE_HOST": "", "KUBERNETES_SERVICE_PORT": "443"},
+    ],
 )
 def test_in_cluster_config_is_none_outside_a_cluster(env: dict[str, str]) -> None:
     """Without both KUBERNETES_SERVICE_HOST and _PORT there is no in-cluster configuration."""

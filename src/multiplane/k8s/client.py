@@ -77,7 +77,10 @@ def _load_document(path: str) -> Any:
     except OSError as exc:
         raise InvalidConfig(f"cannot read kubeconfig {path}: {exc.strerror}") from exc
     if text.lstrip().startswith("{"):
-        return json.loads(text)
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass  # flow-style YAML also starts with "{"
     import yaml  # only kubeconfigs written as YAML pay for it
 
     try:
@@ -110,14 +113,20 @@ def load_kubeconfig(path: str) -> KubeConfig:
     def rel(value: str) -> str:
         return value if not value or os.path.isabs(value) else os.path.join(base, value)
 
+    def b64(value: Any, key: str) -> bytes:
+        try:
+            return base64.b64decode(value or "", validate=True)
+        except (ValueError, TypeError) as exc:
+            raise InvalidConfig(f"kubeconfig {path}: {key} is not valid base64") from exc
+
     cfg = KubeConfig(str(cluster["server"]))
     cfg.insecure = bool(cluster.get("insecure-skip-tls-verify"))
     cfg.ca_file = rel(cluster.get("certificate-authority", ""))
-    cfg.ca_data = base64.b64decode(cluster.get("certificate-authority-data", "") or "")
+    cfg.ca_data = b64(cluster.get("certificate-authority-data"), "certificate-authority-data")
     cfg.cert_file = rel(user.get("client-certificate", ""))
     cfg.key_file = rel(user.get("client-key", ""))
-    cfg.cert_data = base64.b64decode(user.get("client-certificate-data", "") or "")
-    cfg.key_data = base64.b64decode(user.get("client-key-data", "") or "")
+    cfg.cert_data = b64(user.get("client-certificate-data"), "client-certificate-data")
+    cfg.key_data = b64(user.get("client-key-data"), "client-key-data")
     cfg.token = user.get("token", "") or ""
     cfg.token_file = rel(user.get("tokenFile", ""))
     return cfg
@@ -147,7 +156,10 @@ class KubeClient:
             raise InvalidConfig(f"invalid Kubernetes API server URL {cfg.server!r}")
         self.scheme, self.host, self.port = url.scheme, url.hostname, url.port or (443 if url.scheme == "https" else 80)
         self.prefix = url.path.rstrip("/")
-        self._ssl: ssl.SSLContext | None = self._ssl_context() if url.scheme == "https" else None
+        try:
+            self._ssl: ssl.SSLContext | None = self._ssl_context() if url.scheme == "https" else None
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise InvalidConfig(f"unusable TLS settings for {cfg.server}: {exc}") from exc
 
     def _ssl_context(self) -> ssl.SSLContext:
         cfg = self.cfg
@@ -208,6 +220,9 @@ class KubeClient:
         while True:
             try:
                 status, data = self._once(method, path, payload)
+            except ssl.SSLError as exc:
+                # A certificate problem does not go away by retrying: fail now.
+                raise ApiError(f"TLS error talking to the Kubernetes API at {self.cfg.server} for {what}", 0, str(exc)) from exc
             except (OSError, http.client.HTTPException) as exc:
                 status, data = 0, {"message": f"{type(exc).__name__}: {exc}"}
             if status == 401 and not reauthed:
@@ -249,7 +264,9 @@ class KubeClient:
             annotations[key] = value
             meta["annotations"] = annotations
             try:
-                self.request("PUT", path, f"{what} status", body=pod, retry=False)
+                # Safe to retry on 5xx: the body carries resourceVersion, so a write that did
+                # land makes the retry a 409, and the loop re-reads the pod.
+                self.request("PUT", path, f"{what} status", body=pod)
                 return
             except ApiError as exc:
                 if exc.status != 409 or attempt == tries - 1:
