@@ -10,6 +10,7 @@ Assertions are on the kernel (links, kinds, addresses, routes, traffic) and on d
 from __future__ import annotations
 
 import json
+import shutil
 import textwrap
 import uuid
 from collections.abc import Iterator
@@ -49,6 +50,8 @@ def node(topo: Topology, cnidriver: str, tmp_path: Path) -> Iterator[MetaNode]:
         yield n
     finally:
         n.close()
+        shutil.rmtree(n.workdir, ignore_errors=True)
+        (topo.bin_dir / EXTERNAL).unlink(missing_ok=True)
 
 
 def _ping(ns: str, target: str, iface: str | None = None) -> bool:
@@ -186,6 +189,8 @@ def seed_node(cnidriver: str, tmp_path: Path) -> Iterator[tuple[MetaNode, str, s
     t = uuid.uuid4().hex[:6]
     node_ns, lan_ns, pod_ns = f"mp-node{t}", f"mp-seedlan{t}", f"mp-seedpod{t}"
     made: list[str] = []
+    dirs = [tmp_path / d for d in ("mp-bin", "mp-varlib", "mp-varlib-work", "mp-node")]
+    bin_dir, upper, work, node_dir = dirs
     n: MetaNode | None = None
     try:
         for ns in (node_ns, lan_ns, pod_ns):
@@ -197,24 +202,23 @@ def seed_node(cnidriver: str, tmp_path: Path) -> Iterator[tuple[MetaNode, str, s
         ip("-n", node_ns, "link", "set", "ens33", "up")
         ip("-n", lan_ns, "link", "set", f"mp-s{t}", "up")
         ip("-n", lan_ns, "addr", "add", "192.168.174.2/24", "dev", f"mp-s{t}")
-        bin_dir = tmp_path / "mp-bin"
-        bin_dir.mkdir()
+        for d in (bin_dir, upper, work):
+            d.mkdir()
         for name in ("multiplane", "multiplane-macvlan", "multiplane-host-local"):
             (bin_dir / name).symlink_to(f"{BIN_DIR}/{name}")
-        upper, work = tmp_path / "mp-varlib", tmp_path / "mp-varlib-work"
-        upper.mkdir()
-        work.mkdir()
         overlay = f"lowerdir=/var/lib,upperdir={upper},workdir={work}"
         mount = f'mount -t overlay overlay -o {overlay} /var/lib && exec "$@"'
         prefix = ["ip", "netns", "exec", node_ns, "unshare", "--mount", "--propagation", "private"]
         prefix += ["sh", "-c", mount, "sh"]
-        n = MetaNode(tmp_path / "mp-node", cnidriver, bin_dir, prefix=prefix, netns=node_ns)
+        n = MetaNode(node_dir, cnidriver, bin_dir, prefix=prefix, netns=node_ns)
         yield n, pod_ns, lan_ns, upper
     finally:
         if n is not None:
             n.close()
         for ns in reversed(made):
             ip("netns", "del", ns, check=False)
+        for d in dirs:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def test_seed_scenario_unchanged_gives_net1_on_the_lan(seed_node: tuple[MetaNode, str, str, Path]) -> None:
@@ -239,6 +243,7 @@ def test_seed_scenario_unchanged_gives_net1_on_the_lan(seed_node: tuple[MetaNode
     assert status[1]["ips"] == ["192.168.174.200"]
     assert status[1]["gateway"] == ["192.168.174.2"]
     assert ip_files(varlib) == [str(varlib / "cni" / "networks" / "macvlan-conf" / "192.168.174.200")]
+    assert not Path("/var/lib/cni/networks/macvlan-conf").exists()  # the host's /var/lib is untouched
 
     assert _ping(pod, "192.168.174.2", "net1")
     assert _ping(lan, "192.168.174.200")

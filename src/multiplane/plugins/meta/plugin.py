@@ -198,13 +198,19 @@ class Meta:
         return _merge_prev(req, master.result)
 
     def _rollback(self, call: _Call, attached: list[Delegate]) -> None:
-        """Undo in reverse (the failed one included, it may be half-done); drop the cache if all went."""
+        """Undo in reverse (the failed one included, it may be half-done); drop the cache if all went.
+
+        The failed delegate's own DEL may fail for the reason its ADD did (the reference macvlan
+        looks its missing master up again): that is logged, not kept, or every later DEL
+        would repeat it and the sandbox could never be removed.
+        """
         clean = True
         for d in reversed(attached):
             try:
                 call.invoker.delete(d.net, call.env(d), d.cap_args, d.args_cni, d.result)
             except Exception as exc:  # noqa: BLE001 - keep undoing; the ADD error is what the runtime sees
-                clean = False
+                failed_one = d is attached[-1] and d.result is None
+                clean = clean and failed_one
                 call.log.error(f"{call.pod.label()}: rollback of {d.name} ({d.ifname}) failed: {exc}")
         if clean:
             cache.remove(call.conf.cni_dir, call.req.args.container_id)
@@ -248,7 +254,12 @@ class Meta:
                 call.invoker.delete(d.net, call.env(d), d.cap_args, d.args_cni, d.result)
             except Exception as exc:  # noqa: BLE001 - DEL goes on past failures and reports them together
                 errors.append(f"{d.name} ({d.ifname}): {exc}")
-        if errors:
+        if errors and cached is None:
+            # Without a cache nothing is recorded as attached (a completed ADD leaves one; a failed
+            # ADD rolled back and removed it): the rebuilt plan was a guess, so its errors are not
+            # worth blocking the sandbox's removal for.
+            call.log.error(f"{call.pod.label()}: best-effort DEL without cache: " + "; ".join(errors))
+        elif errors:
             raise CniError("failed to delete some attachments: " + "; ".join(errors))
         cache.remove(call.conf.cni_dir, cid)
         try:
