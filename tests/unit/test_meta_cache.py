@@ -25,7 +25,9 @@ RECORD = {
     "netns": "/var/run/netns/mp-pod",
     "ifname": "eth0",
     "pod": {"namespace": "test", "name": "mp-pod", "uid": "mp-uid"},
-    "delegates": [{"name": "mp-cluster", "config": '{"name":"mp-cluster","type":"x"}', "ifname": "eth0", "master": True}],
+    "delegates": [
+        {"name": "mp-cluster", "config": '{"name":"mp-cluster","type":"x"}', "ifname": "eth0", "master": True}
+    ],
 }
 
 

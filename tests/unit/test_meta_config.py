@@ -59,6 +59,12 @@ def test_case32_delegate_without_type_or_plugins_is_an_error(bad: object) -> Non
     assert err.msg == "delegate 1 must have the 'type' or 'plugins' field"
 
 
+def test_case32_conflist_delegate_whose_first_plugin_has_no_type_is_an_error() -> None:
+    """Case 32 (§1.1): a `plugins` delegate is valid only if its first plugin has a `type`; otherwise the config is refused."""
+    err = invalid(delegates=[{"name": "weave-list", "plugins": [{"_not_type": "weave"}]}])
+    assert "'type' or 'plugins'" in err.msg
+
+
 def test_case33_two_inline_delegates_are_kept_in_order() -> None:
     """Case 33: two inline delegates are both kept, in order, and no cluster network is set."""
     conf = meta(delegates=[{"type": "weave-net"}, {"type": "foobar"}])
@@ -116,7 +122,10 @@ def test_namespace_isolation_is_off_by_default() -> None:
 
 def test_namespace_isolation_must_be_a_bool() -> None:
     """A string "true" is not a bool (Go's decoder would refuse it too)."""
-    assert "namespaceIsolation must be true or false, got string" in invalid(clusterNetwork="c", namespaceIsolation="true").msg
+    assert (
+        "namespaceIsolation must be true or false, got string"
+        in invalid(clusterNetwork="c", namespaceIsolation="true").msg
+    )
 
 
 # ---- readiness, logging, runtimeConfig (cases 35–36) ------------------------------------------------

@@ -120,7 +120,9 @@ def meta(conf_dir: Path, **extra: Any) -> MetaConf:
     return MetaConf(NetConf.parse(json.dumps(obj).encode()))
 
 
-def pod(namespace: str = "test", name: str = "mp-pod", annotations: dict[str, str] | None = None, **args: str) -> PodRef:
+def pod(
+    namespace: str = "test", name: str = "mp-pod", annotations: dict[str, str] | None = None, **args: str
+) -> PodRef:
     pairs = [("K8S_POD_NAMESPACE", namespace), ("K8S_POD_NAME", name), *args.items()]
     ref = PodRef(pairs)
     ref.annotations = dict(annotations or {})
@@ -376,7 +378,9 @@ def test_case23_cluster_network_file_path(tmp_path: Path, conf_dir: Path) -> Non
 
 def test_case23_cluster_network_conflist_file(tmp_path: Path, conf_dir: Path) -> None:
     """A path to a .conflist loads a list delegate."""
-    path = write_conf(tmp_path, "10-list.conflist", {"cniVersion": "1.0.0", "name": "mp-l", "plugins": [{"type": "a"}, {"type": "b"}]})
+    path = write_conf(
+        tmp_path, "10-list.conflist", {"cniVersion": "1.0.0", "name": "mp-l", "plugins": [{"type": "a"}, {"type": "b"}]}
+    )
     _name, net = resolve_network(str(path), "kube-system", None, str(conf_dir))
     assert net.is_list and len(net.plugins) == 2
 
@@ -444,7 +448,9 @@ def test_default_network_annotation_with_two_entries_is_an_error(world: Any, clu
     assert "must name exactly one network" in err.msg
 
 
-def test_default_network_annotation_ignores_namespace_isolation(world: Any, conf_dir: Path, cluster_conf: MetaConf) -> None:
+def test_default_network_annotation_ignores_namespace_isolation(
+    world: Any, conf_dir: Path, cluster_conf: MetaConf
+) -> None:
     """The default-network override is not subject to namespaceIsolation (it names a kube-system NAD)."""
     world.add_nad("kube-system", "net1", {"type": "mynet1"})
     conf = meta(conf_dir, clusterNetwork=cluster_conf.cluster_network, namespaceIsolation=True)
@@ -470,7 +476,10 @@ def test_case28_global_namespaces_are_allowed(world: Any, conf_dir: Path, cluste
     """Case 28: globalNamespaces "kube-system,donkey-kong" lets the same reference through."""
     world.add_nad("kube-system", "net1", {"type": "mynet"})
     conf = meta(
-        conf_dir, clusterNetwork=cluster_conf.cluster_network, namespaceIsolation=True, globalNamespaces="kube-system,donkey-kong"
+        conf_dir,
+        clusterNetwork=cluster_conf.cluster_network,
+        namespaceIsolation=True,
+        globalNamespaces="kube-system,donkey-kong",
     )
     assert plan(conf, world.source(), networks("kube-system/net1"), "eth0")[1].name == "kube-system/net1"
 
@@ -514,7 +523,11 @@ def test_explicit_name_does_not_shift_numbering(world: Any, cluster_conf: MetaCo
     """`a@foo,b` gives foo then net2: the position, not a counter of automatic names, picks the number."""
     world.add_nad("test", "a", {"type": "x"})
     world.add_nad("test", "b", {"type": "x"})
-    assert [d.ifname for d in plan(cluster_conf, world.source(), networks("a@foo,b"), "eth0")] == ["eth0", "foo", "net2"]
+    assert [d.ifname for d in plan(cluster_conf, world.source(), networks("a@foo,b"), "eth0")] == [
+        "eth0",
+        "foo",
+        "net2",
+    ]
 
 
 def test_cluster_network_uses_cni_ifname(world: Any, cluster_conf: MetaConf) -> None:
@@ -547,7 +560,10 @@ def test_same_nad_twice_gets_two_interfaces(world: Any, cluster_conf: MetaConf) 
 def test_json_interface_request_is_used(world: Any, cluster_conf: MetaConf) -> None:
     """Case 11: the JSON `interface` key names the delegate's interface."""
     world.add_nad("test", "net1", {"type": "x"})
-    assert plan(cluster_conf, world.source(), networks('[{"name":"net1","interface":"test1"}]'), "eth0")[1].ifname == "test1"
+    assert (
+        plan(cluster_conf, world.source(), networks('[{"name":"net1","interface":"test1"}]'), "eth0")[1].ifname
+        == "test1"
+    )
 
 
 # ---- CNI_ARGS (cases 44, 55) ----------------------------------------------------------------------
@@ -637,7 +653,11 @@ CASE49 = {
 
 def test_case49_selection_values_become_the_delegates_capability_args(world: Any, cluster_conf: MetaConf) -> None:
     """Case 49: net1's capability args are exactly ips, mac, bandwidth and portMappings from its selection element."""
-    world.add_nad("test", "net1", {"type": "x", "capabilities": {"mac": True, "ips": True, "bandwidth": True, "portMappings": True}})
+    world.add_nad(
+        "test",
+        "net1",
+        {"type": "x", "capabilities": {"mac": True, "ips": True, "bandwidth": True, "portMappings": True}},
+    )
     out = plan(cluster_conf, world.source(), networks(json.dumps([CASE49])), "eth0")
     assert out[1].cap_args == {
         "ips": ["10.0.0.1"],
@@ -648,7 +668,9 @@ def test_case49_selection_values_become_the_delegates_capability_args(world: Any
     assert out[0].cap_args == {}
 
 
-def test_runtime_capability_args_go_to_the_cluster_network_only(world: Any, conf_dir: Path, cluster_conf: MetaConf) -> None:
+def test_runtime_capability_args_go_to_the_cluster_network_only(
+    world: Any, conf_dir: Path, cluster_conf: MetaConf
+) -> None:
     """Unlike Multus (which leaks them to every delegate), the runtime's runtimeConfig reaches only the cluster network."""
     world.add_nad("kube-system", "mp-crd2", {"type": "x", "capabilities": {"portMappings": True}})
     world.add_nad("test", "net1", {"type": "x", "capabilities": {"portMappings": True}})
@@ -670,7 +692,15 @@ def test_runtime_capability_args_go_to_the_cluster_network_only(world: Any, conf
 
 def test_known_capabilities_are_multus_forwarded_set() -> None:
     """The runtime keys forwarded to the cluster network are Multus's seven; anything else is dropped."""
-    assert set(KNOWN_CAPABILITIES) == {"portMappings", "bandwidth", "ips", "mac", "infinibandGUID", "deviceID", "CNIDeviceInfoFile"}
+    assert set(KNOWN_CAPABILITIES) == {
+        "portMappings",
+        "bandwidth",
+        "ips",
+        "mac",
+        "infinibandGUID",
+        "deviceID",
+        "CNIDeviceInfoFile",
+    }
 
 
 def test_one_ip_is_also_sent_as_ip_arg_with_mac(world: Any, cluster_conf: MetaConf) -> None:
@@ -684,7 +714,9 @@ def test_one_ip_is_also_sent_as_ip_arg_with_mac(world: Any, cluster_conf: MetaCo
 def test_two_ips_are_not_sent_as_ip_arg(world: Any, cluster_conf: MetaConf) -> None:
     """Unlike Multus's comma-joined `IP=a,b` (host-local cannot read it), two IPs go only in the `ips` capability."""
     world.add_nad("test", "net1", {"type": "x"})
-    out = plan(cluster_conf, world.source(), networks('[{"name":"net1","ips":["10.0.0.1/24","fd00:10::1/64"]}]'), "eth0")
+    out = plan(
+        cluster_conf, world.source(), networks('[{"name":"net1","ips":["10.0.0.1/24","fd00:10::1/64"]}]'), "eth0"
+    )
     assert "IP=" not in out[1].cni_args
     assert out[1].cap_args == {"ips": ["10.0.0.1/24", "fd00:10::1/64"]}
 
@@ -734,7 +766,11 @@ def test_seed_nad_yields_the_legacy_host_local_form(tmp_path: Path) -> None:
     assert len(ipam.ranges) == 1 and len(ipam.ranges[0]) == 1
     rng = ipam.ranges[0][0]
     a = ipaddress.ip_address
-    assert (rng.range_start, rng.range_end, rng.gateway) == (a("192.168.174.200"), a("192.168.174.216"), a("192.168.174.2"))
+    assert (rng.range_start, rng.range_end, rng.gateway) == (
+        a("192.168.174.200"),
+        a("192.168.174.216"),
+        a("192.168.174.2"),
+    )
     assert (str(rng.subnet_ip), rng.prefix) == ("192.168.174.0", 24)
     assert [(str(r.dst), r.gw) for r in ipam.routes] == [("0.0.0.0/0", None)]
 
@@ -747,7 +783,10 @@ def test_seed_nad_selected_by_annotation_becomes_net1(tmp_path: Path, conf_dir: 
     cluster = write_conf(conf_dir, "10-cluster.conf", CLUSTER)
     source = LocalSource(str(nads), str(tmp_path / "mp-pods"), {}, {})
     out = plan(meta(conf_dir, clusterNetwork=str(cluster)), source, networks("macvlan-conf", "mp-app"), "eth0")
-    assert summary(out) == [("mp-cluster", "mp-cluster", "eth0", True), ("mp-app/macvlan-conf", "macvlan-conf", "net1", False)]
+    assert summary(out) == [
+        ("mp-cluster", "mp-cluster", "eth0", True),
+        ("mp-app/macvlan-conf", "macvlan-conf", "net1", False),
+    ]
 
 
 def test_local_nad_with_a_namespace_serves_only_that_namespace(tmp_path: Path) -> None:
@@ -781,7 +820,13 @@ def test_local_nads_from_multi_document_yaml_and_json(tmp_path: Path) -> None:
         )
     )
     (nads / "b.json").write_text(
-        json.dumps({"kind": "NetworkAttachmentDefinition", "metadata": {"name": "net2"}, "spec": {"config": '{"type":"from-json"}'}})
+        json.dumps(
+            {
+                "kind": "NetworkAttachmentDefinition",
+                "metadata": {"name": "net2"},
+                "spec": {"config": '{"type":"from-json"}'},
+            }
+        )
     )
     (nads / "c.txt").write_text(json.dumps({"kind": "NetworkAttachmentDefinition", "metadata": {"name": "net3"}}))
     source = LocalSource(str(nads), "", {}, {})
@@ -812,7 +857,11 @@ def test_local_pod_annotations_from_manifest_runtime_and_cni_args(tmp_path: Path
                 "kind": "Pod",
                 "metadata": {
                     "name": "mp-pod",
-                    "annotations": {NETWORKS_ANNOTATION: "from-file", "mp/other": "kept", DEFAULT_NETWORK_ANNOTATION: "dn-file"},
+                    "annotations": {
+                        NETWORKS_ANNOTATION: "from-file",
+                        "mp/other": "kept",
+                        DEFAULT_NETWORK_ANNOTATION: "dn-file",
+                    },
                 },
             }
         )
@@ -821,9 +870,15 @@ def test_local_pod_annotations_from_manifest_runtime_and_cni_args(tmp_path: Path
     source = LocalSource("", str(tmp_path / "mp-pods"), {}, runtime)
     annotations = source.pod("test", "mp-pod")["metadata"]["annotations"]
     assert annotations[NETWORKS_ANNOTATION] == "from-runtime"
-    assert (annotations["mp/other"], annotations["mp/runtime"], annotations[DEFAULT_NETWORK_ANNOTATION]) == ("kept", "r", "dn-file")
+    assert (annotations["mp/other"], annotations["mp/runtime"], annotations[DEFAULT_NETWORK_ANNOTATION]) == (
+        "kept",
+        "r",
+        "dn-file",
+    )
     args = {"MULTIPLANE_NETWORKS": "from-args", "MULTIPLANE_DEFAULT_NETWORK": "dn-args"}
-    annotations = LocalSource("", str(tmp_path / "mp-pods"), args, runtime).pod("test", "mp-pod")["metadata"]["annotations"]
+    annotations = LocalSource("", str(tmp_path / "mp-pods"), args, runtime).pod("test", "mp-pod")["metadata"][
+        "annotations"
+    ]
     assert (annotations[NETWORKS_ANNOTATION], annotations[DEFAULT_NETWORK_ANNOTATION]) == ("from-args", "dn-args")
 
 

@@ -75,9 +75,23 @@ def test_case59_non_default_route_gives_no_gateway() -> None:
 
 def test_gw_less_default_route_takes_the_address_gateway() -> None:
     """A default route without gw (as the seed's host-local config gives) reports the address's gateway of that family."""
-    ips = [{"address": "10.1.1.3/24", "gateway": "10.1.1.1", "interface": 0}, {"address": "fd00:1::3/64", "gateway": "fd00:1::1"}]
+    ips = [
+        {"address": "10.1.1.3/24", "gateway": "10.1.1.1", "interface": 0},
+        {"address": "fd00:1::3/64", "gateway": "fd00:1::1"},
+    ]
     (entry,) = entries("test/net1", result([NET1], ips, [{"dst": "0.0.0.0/0"}]), default=False)
     assert entry["gateway"] == ["10.1.1.1"]
+
+
+def test_gw_less_default_route_of_one_family_beside_an_explicit_one_of_the_other() -> None:
+    """Dual stack with `0.0.0.0/0 via 10.1.1.1` and a gw-less `::/0`: both gateways are listed (ConfigureIface fills gw per route)."""
+    ips = [
+        {"address": "10.1.1.3/24", "gateway": "10.1.1.1", "interface": 0},
+        {"address": "fd00:1::3/64", "gateway": "fd00:1::1", "interface": 0},
+    ]
+    routes = [{"dst": "0.0.0.0/0", "gw": "10.1.1.1"}, {"dst": "::/0"}]
+    (entry,) = entries("test/net1", result([NET1], ips, routes), default=False)
+    assert entry["gateway"] == ["10.1.1.1", "fd00:1::1"]
 
 
 def test_address_gateway_without_a_default_route_is_not_a_gateway() -> None:
@@ -128,7 +142,9 @@ def test_case60_not_default_means_no_default_key_anywhere() -> None:
 
 def test_case61_unindexed_ip_goes_to_the_only_sandbox_interface() -> None:
     """Case 61: [eth0 (sandbox), foo] with an IP without index → one entry, eth0 with that IP."""
-    out = entries("n", result([{"name": "eth0", "sandbox": "/x"}, {"name": "foo"}], [{"address": "10.1.1.5/24"}]), default=False)
+    out = entries(
+        "n", result([{"name": "eth0", "sandbox": "/x"}, {"name": "foo"}], [{"address": "10.1.1.5/24"}]), default=False
+    )
     assert [(e["interface"], e.get("ips")) for e in out] == [("eth0", ["10.1.1.5"])]
 
 
@@ -142,7 +158,10 @@ def test_case61_unindexed_ip_goes_to_the_last_sandbox_interface() -> None:
 def test_case62_default_flag_only_on_the_first_sandbox_interface() -> None:
     """Unlike Multus case 62 (default on the interface with a gateway IP), the master's first sandbox interface is default."""
     interfaces = [{"name": "eth0", "sandbox": "/x"}, {"name": "other-primary", "sandbox": "/x"}]
-    ips = [{"address": "10.1.1.2/24", "interface": 0}, {"address": "10.2.2.2/24", "gateway": "10.2.2.1", "interface": 1}]
+    ips = [
+        {"address": "10.1.1.2/24", "interface": 0},
+        {"address": "10.2.2.2/24", "gateway": "10.2.2.1", "interface": 1},
+    ]
     out = entries("mp-default", result(interfaces, ips, [{"dst": "0.0.0.0/0", "gw": "10.2.2.1"}]), default=True)
     assert [(e["interface"], e.get("default", False)) for e in out] == [("eth0", True), ("other-primary", False)]
 
@@ -150,7 +169,10 @@ def test_case62_default_flag_only_on_the_first_sandbox_interface() -> None:
 def test_gateway_goes_to_the_interface_whose_address_has_it() -> None:
     """With several sandbox interfaces, a default-route gateway is listed only on the interface whose IP carries it."""
     interfaces = [{"name": "eth0", "sandbox": "/x"}, {"name": "eth1", "sandbox": "/x"}]
-    ips = [{"address": "10.1.1.2/24", "gateway": "10.1.1.1", "interface": 0}, {"address": "10.2.2.2/24", "interface": 1}]
+    ips = [
+        {"address": "10.1.1.2/24", "gateway": "10.1.1.1", "interface": 0},
+        {"address": "10.2.2.2/24", "interface": 1},
+    ]
     out = entries("n", result(interfaces, ips, [{"dst": "0.0.0.0/0", "gw": "10.1.1.1"}]), default=False)
     assert [e.get("gateway") for e in out] == [["10.1.1.1"], None]
 
@@ -160,13 +182,19 @@ def test_gateway_goes_to_the_interface_whose_address_has_it() -> None:
 
 def test_case63_interface_without_sandbox_gives_one_entry_without_interface() -> None:
     """Case 63: a single host-side interface `foo` and two IPs → one entry with all IPs and default, and no interface key."""
-    out = entries("mp-default", result([{"name": "foo"}], [{"address": "10.1.1.1/24"}, {"address": "10.1.1.2/24"}]), default=True)
+    out = entries(
+        "mp-default", result([{"name": "foo"}], [{"address": "10.1.1.1/24"}, {"address": "10.1.1.2/24"}]), default=True
+    )
     assert out == [{"name": "mp-default", "ips": ["10.1.1.1", "10.1.1.2"], "default": True, "dns": {}}]
 
 
 def test_zero_interfaces_still_give_one_entry() -> None:
     """Unlike Multus (which drops the attachment), a result with only addresses still gets one entry."""
-    out = entries("test/net1", result(None, [{"address": "10.1.1.9/24", "gateway": "10.1.1.1"}], [{"dst": "0.0.0.0/0"}]), default=False)
+    out = entries(
+        "test/net1",
+        result(None, [{"address": "10.1.1.9/24", "gateway": "10.1.1.1"}], [{"dst": "0.0.0.0/0"}]),
+        default=False,
+    )
     assert out == [{"name": "test/net1", "ips": ["10.1.1.9"], "dns": {}, "gateway": ["10.1.1.1"]}]
 
 
@@ -177,7 +205,10 @@ def test_empty_result_still_gives_one_entry() -> None:
 
 def test_converted_020_result_gives_one_entry() -> None:
     """A 0.2.0 result (no interfaces) converted up still gives one entry with its address and gateway."""
-    res = Result.parse({"cniVersion": "0.2.0", "ip4": {"ip": "10.1.1.7/24", "gateway": "10.1.1.1", "routes": [{"dst": "0.0.0.0/0"}]}}, "0.2.0")
+    res = Result.parse(
+        {"cniVersion": "0.2.0", "ip4": {"ip": "10.1.1.7/24", "gateway": "10.1.1.1", "routes": [{"dst": "0.0.0.0/0"}]}},
+        "0.2.0",
+    )
     assert entries("n", res, default=False) == [{"name": "n", "ips": ["10.1.1.7"], "dns": {}, "gateway": ["10.1.1.1"]}]
 
 
@@ -186,7 +217,9 @@ def test_converted_020_result_gives_one_entry() -> None:
 
 def test_render_is_a_json_list_of_the_entries() -> None:
     """render() gives a JSON list that parses back to the entries, in order."""
-    all_entries = entries("mp-default", result([NET1], IPS59), default=True) + entries("test/net1", result(), default=False)
+    all_entries = entries("mp-default", result([NET1], IPS59), default=True) + entries(
+        "test/net1", result(), default=False
+    )
     text = render(all_entries)
     assert json.loads(text) == all_entries
     assert text.startswith("[{") and text.endswith("}]")

@@ -72,8 +72,10 @@ class MetaConf:
         if not self.cluster_network:
             self.delegates = _get(raw, "delegates", list, "a list of CNI configurations") or []
             for i, item in enumerate(self.delegates):
+                plugins = field(item, "plugins") if isinstance(item, dict) else None
+                first = plugins[0] if isinstance(plugins, list) and plugins else None
                 if not isinstance(item, dict) or not (
-                    field(item, "type") or (isinstance(field(item, "plugins"), list) and field(item, "plugins"))
+                    field(item, "type") or (isinstance(first, dict) and field(first, "type"))
                 ):
                     raise InvalidConfig(f"delegate {i} must have the 'type' or 'plugins' field")
             if not self.delegates:

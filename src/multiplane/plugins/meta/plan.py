@@ -134,9 +134,22 @@ def _from_selection(delegate: Delegate, s: sel.Selection) -> list[tuple[str, str
     return extra
 
 
-def plan(conf: MetaConf, source: Any, pod: PodRef, ifname: str) -> list[Delegate]:
-    """The delegates for this pod, in attachment order; InvalidConfig/NotFound name what is wrong."""
+def plan(conf: MetaConf, source: Any, pod: PodRef, ifname: str, tolerant: bool = False) -> list[Delegate]:
+    """The delegates for this pod, in attachment order; InvalidConfig/NotFound name what is wrong.
+
+    `tolerant` (DEL without a cache): networks other than the cluster network that cannot be
+    resolved are left out instead of failing the whole plan.
+    """
+    from multiplane.errors import CniError
     from multiplane.k8s.client import NotFound
+
+    def attempt(step: Any) -> Any:
+        try:
+            return step()
+        except CniError:
+            if not tolerant:
+                raise
+            return None
 
     delegates: list[Delegate] = []
     if conf.cluster_network:
@@ -155,14 +168,18 @@ def plan(conf: MetaConf, source: Any, pod: PodRef, ifname: str) -> list[Delegate
         delegates[0] = Delegate(name, net, master=True)
     if not (pod.known and pod.namespace in conf.system_namespaces):
         for value in conf.default_networks:
-            name, net = resolve_network(value, conf.namespace, source, conf.conf_dir)
-            delegates.append(Delegate(name, net))
+            found = attempt(lambda value=value: resolve_network(value, conf.namespace, source, conf.conf_dir))
+            if found is not None:
+                delegates.append(Delegate(*found))
     delegates[0].cap_args = {k: v for k, v in conf.runtime_config.items() if k in KNOWN_CAPABILITIES}
     delegates[0].cni_args = cni_args_for(pod, [])
     for d in delegates[1:]:
         d.cni_args = cni_args_for(pod, [])
 
-    for s in sel.parse(pod.annotations.get(sel.NETWORKS_ANNOTATION, ""), pod.namespace or "default"):
+    selections = attempt(lambda: sel.parse(pod.annotations.get(sel.NETWORKS_ANNOTATION, ""), pod.namespace or "default"))
+    for s in selections or []:
+        if tolerant and attempt(lambda s=s: source.nad(s.namespace, s.name)) is None:
+            continue
         if conf.namespace_isolation and s.namespace != pod.namespace and s.namespace not in conf.global_namespaces:
             raise InvalidConfig(
                 "namespace isolation enabled, annotation violates permission, "

@@ -269,13 +269,17 @@ class Meta:
 
     def _rebuild(self, call: _Call) -> list[Delegate]:
         """No cache: what the configuration and pod say now, best effort; nothing known → nothing to do."""
+        from multiplane.plugins.meta.networks import LocalSource
+
         try:
+            source = call.source
             call.read_pod()
         except CniError as exc:
             call.log.verbose(f"{call.pod.label()}: DEL without cache, pod unreadable ({exc}); cluster network only")
             call.pod.annotations = {}
+            source = LocalSource("", "", {}, {})  # files only: the cluster network may still resolve
         try:
-            return plan(call.conf, call.source, call.pod, call.req.args.ifname)
+            return plan(call.conf, source, call.pod, call.req.args.ifname, tolerant=True)
         except CniError as exc:
             call.log.error(f"{call.pod.label()}: DEL without cache and no usable configuration ({exc}); nothing to delete")
             return []
@@ -298,7 +302,7 @@ class Meta:
         call = _Call(req)
         call.wait_ready(wait=True)
         valid = _valid_attachments(req.conf.raw)
-        per_network: dict[str, tuple[Any, list[dict[str, str]]]] = {}
+        per_network: dict[bytes, tuple[Any, list[dict[str, str]]]] = {}
         errors = []
         for cid in cache.list_containers(call.conf.cni_dir):
             try:
@@ -309,10 +313,11 @@ class Meta:
             if cached is None:
                 continue
             delegates = [Delegate.from_cache(item) for item in cached["delegates"]]
+            for d in delegates:  # every network we know of gets GC, even if nothing on it stays valid
+                per_network.setdefault(d.net.raw, (d.net, []))
             if (cid, cached.get("ifname", "")) in valid:
                 for d in delegates:
-                    entry = per_network.setdefault(d.net.name, (d.net, []))
-                    entry[1].append({"containerID": cid, "ifname": d.ifname})
+                    per_network[d.net.raw][1].append({"containerID": cid, "ifname": d.ifname})
                 continue
             env = dict(req.args.env, CNI_CONTAINERID=cid, CNI_NETNS=str(cached.get("netns", "")))
             ok = True

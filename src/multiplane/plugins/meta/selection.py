@@ -93,7 +93,8 @@ def _parse_text(text: str, default_namespace: str) -> list[Selection]:
             raise InvalidConfig(f"{_PREFIX}: invalid network name {item!r}: more than one '@'")
         if "/" in name:
             namespace, name = name.split("/")
-            _check_label(namespace, "namespace", item)
+            if namespace:  # "/net1": an empty namespace means the pod's, as in Multus
+                _check_label(namespace, "namespace", item)
         if "@" in name:
             name, ifname = name.split("@")
             _check_ifname(ifname, item)

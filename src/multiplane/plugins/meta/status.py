@@ -21,14 +21,17 @@ __all__ = ["entries", "render"]
 
 
 def _gateways(result: Result) -> list[str]:
-    out = []
+    """Gateways of the default routes; a default route without `gw` uses the first address
+    gateway of its family, as ConfigureIface installs it."""
+    out: list[str] = []
     for route in result.routes:
-        if route.dst.network.prefixlen == 0 and route.gw is not None:
-            out.append(str(route.gw))
-    if not out:
-        # A default route without gw uses the address's gateway (ConfigureIface semantics).
-        families = {r.dst.version for r in result.routes if r.dst.network.prefixlen == 0 and r.gw is None}
-        out = [str(ip.gateway) for ip in result.ips if ip.gateway is not None and ip.gateway.version in families]
+        if route.dst.network.prefixlen != 0:
+            continue
+        gw = route.gw
+        if gw is None:
+            gw = next((ip.gateway for ip in result.ips if ip.gateway is not None and ip.gateway.version == route.dst.version), None)
+        if gw is not None and str(gw) not in out:
+            out.append(str(gw))
     return out
 
 
@@ -38,9 +41,7 @@ def entries(name: str, result: Result, default: bool) -> list[dict[str, Any]]:
     gateways = _gateways(result)
     sandboxed = [i for i, iface in enumerate(result.interfaces) if iface.sandbox]
     if not sandboxed:
-        entry: dict[str, Any] = {"name": name}
-        if result.interfaces:
-            entry["interface"] = result.interfaces[0].name
+        entry: dict[str, Any] = {"name": name}  # host-side interfaces are not the pod's: no "interface"
         ips = [str(ip.address.ip) for ip in result.ips]
         if ips:
             entry["ips"] = ips
