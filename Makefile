@@ -28,6 +28,7 @@ setup: $(VENV)/.deps-stamp
 
 test: setup
 	@[ "$$(id -u)" = 0 ] || { echo "error: make test needs root (network namespaces, reference plugins)" >&2; exit 1; }
+	$(VENV)/bin/ruff check src tests packaging
 	$(PY) -m pytest tests
 
 test-unit: setup
@@ -38,6 +39,11 @@ demo: setup
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .hypothesis
+
+.PHONY: lint
+lint: setup
+	$(VENV)/bin/ruff format --check src tests packaging
+	$(VENV)/bin/ruff check src tests packaging
 
 .PHONY: bench
 bench: setup

@@ -46,7 +46,9 @@ def cnidriver(tmp_path_factory: pytest.TempPathFactory) -> str:
 
     go = shutil.which("go")
     if go is None or not os.path.isdir("/usr/share/gocode/src/github.com/containernetworking/cni/libcni"):
-        pytest.fail("Go or Debian's libcni sources are missing: make setup installs golang-go and golang-github-appc-cni-dev")
+        pytest.fail(
+            "Go or Debian's libcni sources are missing: make setup installs golang-go and golang-github-appc-cni-dev"
+        )
     root = tmp_path_factory.mktemp("mp-go")
     src = root / "src" / "cnidriver"
     src.mkdir(parents=True)

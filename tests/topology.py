@@ -35,7 +35,9 @@ def ip_json(*argv: str) -> Any:
 
 
 def ns_exec(ns: str, *argv: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        ["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def ping(ns: str, target: str, count: int = 1) -> bool:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         def gc(self, req: Request) -> None: ...
         def status(self, req: Request) -> None: ...
 
+
 __all__ = ["Request", "dispatch", "run"]
 
 
@@ -75,7 +76,9 @@ def _gate(command: str, conf_version: str) -> None:
             raise IncompatibleVersion(f"plugin version does not allow {command}")
     if conf_version not in versions.SUPPORTED:
         quoted = " ".join(f'"{v}"' for v in versions.SUPPORTED)
-        raise IncompatibleVersion("incompatible CNI versions", f'config is "{conf_version}", plugin supports [{quoted}]')
+        raise IncompatibleVersion(
+            "incompatible CNI versions", f'config is "{conf_version}", plugin supports [{quoted}]'
+        )
 
 
 def _error_version(stdin: bytes) -> str:
@@ -146,4 +149,3 @@ def run(
         stdout.write(out)
         stdout.flush()
     return 0
-

@@ -106,7 +106,13 @@ def _table(ref: dict[str, tuple[float, float]], ours: dict[str, tuple[float, flo
 def import_profile() -> str:
     """The ten most expensive imports of one ADD's code path (`python -X importtime`)."""
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import multiplane.cli, multiplane.skel, multiplane.plugins.host_local"],
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-c",
+            "import multiplane.cli, multiplane.skel, multiplane.plugins.host_local",
+        ],
         capture_output=True,
         text=True,
         check=True,

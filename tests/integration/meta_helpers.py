@@ -247,11 +247,7 @@ class MetaNode:
 
     def bridge_ports(self) -> list[str]:
         """Links enslaved to the cluster bridge (the host ends of pod veths)."""
-        return [
-            link["ifname"]
-            for link in self._links()
-            if link.get("master") == self.bridge
-        ]
+        return [link["ifname"] for link in self._links() if link.get("master") == self.bridge]
 
     def log_text(self) -> str:
         return self.log.read_text() if self.log.exists() else ""

@@ -647,4 +647,3 @@ def test_gc_releases_reservations_of_invalid_attachments(topo: Topology) -> None
     inv = run(plugin, "GC", gc_conf, container_id=None, netns=None, ifname=None, path=topo.cni_path)
     assert inv.ok and inv.stdout == "", inv.stdout + inv.stderr
     assert list(_reservations(topo).values()) == ["mp-ctr-a\r\nnet1"]
-

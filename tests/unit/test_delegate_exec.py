@@ -73,7 +73,13 @@ def test_delegate_gets_exact_stdin_and_env_with_only_command_changed(bindir: Pat
     out = tmp_path / "mp-seen"
     _script(bindir, "spy", f'env > {out}.env\ncat > {out}.stdin\necho \'{{"cniVersion":"1.0.0"}}\'\n')
     stdin = b'{"name":"n",  "b":1,"a":2, "cniVersion":"1.0.0","type":"spy"}\n'
-    env = {"CNI_COMMAND": "CHECK", "CNI_CONTAINERID": "c1", "CNI_IFNAME": "net1", "MP_MARK": "x y", "PATH": "/usr/bin:/bin"}
+    env = {
+        "CNI_COMMAND": "CHECK",
+        "CNI_CONTAINERID": "c1",
+        "CNI_IFNAME": "net1",
+        "MP_MARK": "x y",
+        "PATH": "/usr/bin:/bin",
+    }
     ExecDelegator([str(bindir)]).add("spy", stdin, env, "1.0.0")
     assert (tmp_path / "mp-seen.stdin").read_bytes() == stdin
     seen = dict(line.split("=", 1) for line in (tmp_path / "mp-seen.env").read_text().splitlines() if "=" in line)
@@ -98,7 +104,9 @@ def test_add_with_empty_output_is_an_error(bindir: Path) -> None:
 
 def test_delegate_error_code_is_kept(bindir: Path) -> None:
     """T64: the delegate's error object passes through with its code (11 stays 11)."""
-    _script(bindir, "spy", 'echo \'{"cniVersion":"1.0.0","code":11,"msg":"try again","details":"lock busy"}\'\nexit 1\n')
+    _script(
+        bindir, "spy", 'echo \'{"cniVersion":"1.0.0","code":11,"msg":"try again","details":"lock busy"}\'\nexit 1\n'
+    )
     with pytest.raises(DelegateError) as info:
         ExecDelegator([str(bindir)]).delete("spy", b"{}", {})
     assert (info.value.error_code, info.value.msg, info.value.details) == (11, "try again", "lock busy")
@@ -116,7 +124,7 @@ def test_failure_with_only_stderr_uses_the_stderr_text(bindir: Path) -> None:
 
 def test_result_followed_by_error_is_unparseable(bindir: Path) -> None:
     """T66: two JSON documents on stdout cannot be read as an error."""
-    _script(bindir, "spy", "echo '{\"cniVersion\":\"1.0.0\"}'\necho '{\"code\":7,\"msg\":\"x\"}'\nexit 1\n")
+    _script(bindir, "spy", 'echo \'{"cniVersion":"1.0.0"}\'\necho \'{"code":7,"msg":"x"}\'\nexit 1\n')
     with pytest.raises(DelegateError, match="netplugin failed but error parsing its diagnostic message"):
         ExecDelegator([str(bindir)]).delete("spy", b"{}", {})
 
@@ -141,7 +149,7 @@ def test_text_file_busy_is_retried(bindir: Path) -> None:
     """exec failing with ETXTBSY (binary being written) is retried until the writer closes it."""
     path = bindir / "spy"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o755)
-    os.write(fd, b"#!/bin/sh\necho '{\"cniVersion\":\"1.0.0\",\"ips\":[{\"address\":\"10.9.0.5/24\"}]}'\n")
+    os.write(fd, b'#!/bin/sh\necho \'{"cniVersion":"1.0.0","ips":[{"address":"10.9.0.5/24"}]}\'\n')
     os.fchmod(fd, stat.S_IRWXU)
     closer = threading.Timer(1.2, os.close, args=(fd,))
     closer.start()

@@ -32,8 +32,7 @@ def test_real_package_is_reused_when_already_imported() -> None:
         "import pyroute2\n"
         "from multiplane.netlink import pyroute2_messages\n"
         "pyroute2_messages()\n"
-        "assert hasattr(sys.modules['pyroute2'], 'IPRoute')\n"
-        .replace("assert hasattr", "import sys\nassert hasattr")
+        "assert hasattr(sys.modules['pyroute2'], 'IPRoute')\n".replace("assert hasattr", "import sys\nassert hasattr")
     )
     assert "pyroute2.iproute" in loaded
 

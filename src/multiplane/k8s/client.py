@@ -52,7 +52,18 @@ class NotFound(ApiError):
 class KubeConfig:
     """Where the API server is and how to authenticate."""
 
-    __slots__ = ("server", "ca_file", "ca_data", "cert_file", "key_file", "cert_data", "key_data", "token", "token_file", "insecure")
+    __slots__ = (
+        "server",
+        "ca_file",
+        "ca_data",
+        "cert_file",
+        "key_file",
+        "cert_data",
+        "key_data",
+        "token",
+        "token_file",
+        "insecure",
+    )
 
     def __init__(self, server: str) -> None:
         self.server = server.rstrip("/")
@@ -163,7 +174,9 @@ class KubeClient:
 
     def _ssl_context(self) -> ssl.SSLContext:
         cfg = self.cfg
-        ctx = ssl.create_default_context(cafile=cfg.ca_file or None, cadata=cfg.ca_data.decode() if cfg.ca_data else None)
+        ctx = ssl.create_default_context(
+            cafile=cfg.ca_file or None, cadata=cfg.ca_data.decode() if cfg.ca_data else None
+        )
         if cfg.insecure:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
@@ -222,7 +235,9 @@ class KubeClient:
                 status, data = self._once(method, path, payload)
             except ssl.SSLError as exc:
                 # A certificate problem does not go away by retrying: fail now.
-                raise ApiError(f"TLS error talking to the Kubernetes API at {self.cfg.server} for {what}", 0, str(exc)) from exc
+                raise ApiError(
+                    f"TLS error talking to the Kubernetes API at {self.cfg.server} for {what}", 0, str(exc)
+                ) from exc
             except (OSError, http.client.HTTPException) as exc:
                 status, data = 0, {"message": f"{type(exc).__name__}: {exc}"}
             if status == 401 and not reauthed:
@@ -251,7 +266,9 @@ class KubeClient:
         path = NAD_PATH.format(ns=urllib.parse.quote(namespace), name=urllib.parse.quote(name))
         return self.request("GET", path, f'network-attachment-definitions.k8s.cni.cncf.io "{namespace}/{name}"')
 
-    def set_pod_annotation(self, namespace: str, name: str, key: str, value: str, uid: str = "", tries: int = 5) -> None:
+    def set_pod_annotation(
+        self, namespace: str, name: str, key: str, value: str, uid: str = "", tries: int = 5
+    ) -> None:
         """GET the pod, set one annotation, PUT pods/status; retried on 409 (someone else wrote first)."""
         what = f'pods "{namespace}/{name}"'
         path = f"/api/v1/namespaces/{urllib.parse.quote(namespace)}/pods/{urllib.parse.quote(name)}/status"

@@ -195,7 +195,9 @@ def configure_iface(
 def default_routes(rtnl: Rtnl, index: int, family: int) -> list[KernelRoute]:
     """Main-table default routes of `family` (4 or 6) that leave through link `index`."""
     fam = _AF[family]
-    return [r for r in routes(rtnl) if r.family == fam and r.dst_len == 0 and r.oif == index and r.table == _RT_TABLE_MAIN]
+    return [
+        r for r in routes(rtnl) if r.family == fam and r.dst_len == 0 and r.oif == index and r.table == _RT_TABLE_MAIN
+    ]
 
 
 def delete_default_routes(rtnl: Rtnl, index: int, family: int) -> None:

@@ -27,7 +27,6 @@ _NSFS_MAGIC = 0x6E736673
 _PROC_MAGIC = 0x9FA0
 
 
-
 @cache
 def _libc() -> ctypes.CDLL:
     return ctypes.CDLL(None, use_errno=True)

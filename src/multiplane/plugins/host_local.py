@@ -113,7 +113,9 @@ class HostLocal:
                 for ipc in Result.parse(prev, req.conf.cni_version).ips:
                     addr = ipc.address.ip
                     if any(rset.contains(addr) for rset in conf.ranges) and addr not in held:
-                        raise CniError(f"host-local: address {addr} from prevResult is not reserved for container {cid}")
+                        raise CniError(
+                            f"host-local: address {addr} from prevResult is not reserved for container {cid}"
+                        )
 
     def gc(self, req: Request) -> None:
         conf = _load(req)

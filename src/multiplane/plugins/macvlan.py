@@ -143,7 +143,9 @@ class Macvlan:
         conf = MacvlanConf(req)
         version = req.conf.cni_version
         if not conf.ipam_type and not versions.has_multiple_ips(version):
-            raise CniError("cannot convert: no valid IP addresses", f"cniVersion {version} cannot describe an L2-only attachment")
+            raise CniError(
+                "cannot convert: no valid IP addresses", f"cniVersion {version} cannot describe an L2-only attachment"
+            )
         prev = field(req.conf.raw, "prevResult")
         result = Result.parse(prev, version) if isinstance(prev, dict) else Result(version)
         ifname, fd = req.args.ifname, _open_pod_netns(req.args.netns)

@@ -75,4 +75,6 @@ def check(req: Request, conf: MacvlanConf, master: links.Link, pod: Rtnl) -> Non
         if not matches:
             raise CniError(f"expected route {route.dst} not found in routing table")
         if gw is not None and not any(r.gateway == str(gw) for r in matches):
-            raise CniError(f"expected route {route.dst} via {gw} not found (found via {matches[0].gateway or 'no gateway'})")
+            raise CniError(
+                f"expected route {route.dst} via {gw} not found (found via {matches[0].gateway or 'no gateway'})"
+            )

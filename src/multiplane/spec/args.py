@@ -57,7 +57,9 @@ def validate_ifname(value: str) -> None:
     if not value:
         raise InvalidEnvironment("interface name is empty")
     if len(value.encode()) > _MAX_IFNAME:
-        raise InvalidEnvironment("interface name is too long", f"interface name should be less than {_MAX_IFNAME + 1} characters")
+        raise InvalidEnvironment(
+            "interface name is too long", f"interface name should be less than {_MAX_IFNAME + 1} characters"
+        )
     if value in (".", ".."):
         raise InvalidEnvironment("interface name is . or ..")
     if any(ch in "/:" or ch.isspace() for ch in value):

@@ -61,7 +61,13 @@ class Interface(Record):
     __slots__ = ("name", "mac", "sandbox", "mtu", "socket_path", "pci_id")
 
     def __init__(
-        self, name: str, mac: str = "", sandbox: str = "", mtu: int | None = None, socket_path: str = "", pci_id: str = ""
+        self,
+        name: str,
+        mac: str = "",
+        sandbox: str = "",
+        mtu: int | None = None,
+        socket_path: str = "",
+        pci_id: str = "",
     ) -> None:
         self.name, self.mac, self.sandbox, self.mtu = name, mac, sandbox, mtu
         self.socket_path, self.pci_id = socket_path, pci_id
@@ -163,7 +169,9 @@ class DNS(Record):
             return [str(v) for v in value] if isinstance(value, list) else []
 
         domain = raw.get("domain")
-        return cls(strings("nameservers"), domain if isinstance(domain, str) else "", strings("search"), strings("options"))
+        return cls(
+            strings("nameservers"), domain if isinstance(domain, str) else "", strings("search"), strings("options")
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -249,7 +257,9 @@ class Result(Record):
             if not isinstance(conf, dict):
                 continue
             result.ips.append(
-                IPConfig(parse_interface_cidr(conf.get("ip"), f"{key} ip"), _parse_gw(conf.get("gateway"), f"{key} gateway"))
+                IPConfig(
+                    parse_interface_cidr(conf.get("ip"), f"{key} ip"), _parse_gw(conf.get("gateway"), f"{key} gateway")
+                )
             )
             result.routes.extend(Route.parse(r) for r in conf.get("routes") or [])
         return result

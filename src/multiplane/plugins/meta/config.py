@@ -89,7 +89,9 @@ class MetaConf:
         system = _get(raw, "systemNamespaces", list, "a list of namespaces")
         self.system_namespaces: list[str] = system if system is not None else ["kube-system"]
         self.namespace: str = (
-            _get(raw, "multusNamespace", str, "a namespace") or _get(raw, "namespace", str, "a namespace") or "kube-system"
+            _get(raw, "multusNamespace", str, "a namespace")
+            or _get(raw, "namespace", str, "a namespace")
+            or "kube-system"
         )
         self.namespace_isolation: bool = bool(_get(raw, "namespaceIsolation", bool, "true or false"))
         globals_text = _get(raw, "globalNamespaces", str, "a comma-separated list") or ""

@@ -99,7 +99,11 @@ def conf_by_name(conf_dir: str, name: str) -> NetworkConfig | None:
 def nad_config(nad: dict[str, Any], conf_dir: str) -> NetworkConfig:
     meta = nad.get("metadata") or {}
     name, namespace = meta.get("name", ""), meta.get("namespace", "")
-    where = f'network-attachment-definition "{namespace}/{name}"' if namespace else f'network-attachment-definition "{name}"'
+    where = (
+        f'network-attachment-definition "{namespace}/{name}"'
+        if namespace
+        else f'network-attachment-definition "{name}"'
+    )
     config = (nad.get("spec") or {}).get("config") or ""
     if not isinstance(config, str):
         raise InvalidConfig(f"{where}: spec.config must be a string holding CNI JSON")
@@ -194,7 +198,9 @@ class LocalSource:
         from multiplane.k8s.client import NotFound
 
         raise NotFound(
-            f'network-attachment-definitions.k8s.cni.cncf.io "{namespace}/{name}" not found', 404, f"searched {self.nad_dir}"
+            f'network-attachment-definitions.k8s.cni.cncf.io "{namespace}/{name}" not found',
+            404,
+            f"searched {self.nad_dir}",
         )
 
     def write_status(self, namespace: str, name: str, uid: str, value: str) -> str:

@@ -176,7 +176,9 @@ def plan(conf: MetaConf, source: Any, pod: PodRef, ifname: str, tolerant: bool =
     for d in delegates[1:]:
         d.cni_args = cni_args_for(pod, [])
 
-    selections = attempt(lambda: sel.parse(pod.annotations.get(sel.NETWORKS_ANNOTATION, ""), pod.namespace or "default"))
+    selections = attempt(
+        lambda: sel.parse(pod.annotations.get(sel.NETWORKS_ANNOTATION, ""), pod.namespace or "default")
+    )
     for s in selections or []:
         if tolerant and attempt(lambda s=s: source.nad(s.namespace, s.name)) is None:
             continue

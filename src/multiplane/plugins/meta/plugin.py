@@ -101,7 +101,9 @@ class _Call:
         try:
             obj = self.source.pod(self.pod.namespace, self.pod.name)
         except NotFound as exc:
-            raise CniError(f'pod "{self.pod.namespace}/{self.pod.name}" not found in the Kubernetes API', exc.details) from exc
+            raise CniError(
+                f'pod "{self.pod.namespace}/{self.pod.name}" not found in the Kubernetes API', exc.details
+            ) from exc
         meta = (obj or {}).get("metadata") or {}
         uid = meta.get("uid", "")
         if self.pod.uid and uid and uid != self.pod.uid:
@@ -123,7 +125,9 @@ def _check_names_free(netns: str, delegates: list[Delegate]) -> None:
         with Rtnl(fd) as pod:
             for d in delegates:
                 if links.get_link(pod, d.ifname) is not None:
-                    raise InvalidEnvironment(f'interface "{d.ifname}" for network "{d.name}" already exists in netns "{netns}"')
+                    raise InvalidEnvironment(
+                        f'interface "{d.ifname}" for network "{d.name}" already exists in netns "{netns}"'
+                    )
     finally:
         os.close(fd)
 
@@ -241,7 +245,9 @@ class Meta:
     def delete(self, req: Request) -> None:
         call = _Call(req)
         if call.conf.readiness_file and not os.path.exists(call.conf.readiness_file):
-            call.log.error(f"{call.pod.label()}: readiness indicator file {call.conf.readiness_file} is missing; deleting anyway")
+            call.log.error(
+                f"{call.pod.label()}: readiness indicator file {call.conf.readiness_file} is missing; deleting anyway"
+            )
         cid = req.args.container_id
         cached = cache.load(call.conf.cni_dir, cid)
         if cached is not None:
@@ -281,7 +287,9 @@ class Meta:
         try:
             return plan(call.conf, source, call.pod, call.req.args.ifname, tolerant=True)
         except CniError as exc:
-            call.log.error(f"{call.pod.label()}: DEL without cache and no usable configuration ({exc}); nothing to delete")
+            call.log.error(
+                f"{call.pod.label()}: DEL without cache and no usable configuration ({exc}); nothing to delete"
+            )
             return []
 
     def check(self, req: Request) -> None:
@@ -351,9 +359,7 @@ def _valid_attachments(raw: dict[str, Any]) -> set[tuple[str, str]]:
         # Unlike host-local, the meta-plugin refuses: reading "absent" as "nothing is valid"
         # would tear down every pod's secondary networks on the node.
         raise InvalidConfig("GC needs cni.dev/valid-attachments: refusing to treat every attachment as stale")
-    return {
-        (str(i.get("containerID", "")), str(i.get("ifname", ""))) for i in items or [] if isinstance(i, dict)
-    }
+    return {(str(i.get("containerID", "")), str(i.get("ifname", ""))) for i in items or [] if isinstance(i, dict)}
 
 
 def _named_error(pod: PodRef, d: Delegate, exc: BaseException, doing: str = "adding container to") -> CniError:
@@ -379,4 +385,3 @@ def _merge_prev(req: Request, result: Result) -> Result:
     if not result.dns.empty():
         prev.dns = result.dns
     return prev
-

@@ -47,7 +47,9 @@ def _stdin(
 ) -> bytes:
     obj = dict(plugin)
     obj["name"], obj["cniVersion"] = net.name, net.cni_version
-    for key in [k for k in obj if k.lower() in ("prevresult", "runtimeconfig") and k not in ("prevResult", "runtimeConfig")]:
+    for key in [
+        k for k in obj if k.lower() in ("prevresult", "runtimeconfig") and k not in ("prevResult", "runtimeConfig")
+    ]:
         obj.pop(key)
     if prev is not None:
         obj["prevResult"] = prev.to_dict(net.cni_version)
@@ -93,7 +95,11 @@ class Invoker:
         return None
 
     def add(
-        self, net: NetworkConfig, env: Mapping[str, str], cap_args: Mapping[str, Any], cni_args: Mapping[str, Any] | None
+        self,
+        net: NetworkConfig,
+        env: Mapping[str, str],
+        cap_args: Mapping[str, Any],
+        cni_args: Mapping[str, Any] | None,
     ) -> Result:
         prev: Result | None = None
         for plugin in net.plugins:
@@ -126,7 +132,9 @@ class Invoker:
         if not versions.has_check(_safe(net.cni_version)) or str(field(net.obj, "disableCheck")).lower() == "true":
             return
         for plugin in net.plugins:
-            self.run(field(plugin, "type"), "CHECK", _stdin(plugin, net, cached, cap_args, cni_args), env, net.cni_version)
+            self.run(
+                field(plugin, "type"), "CHECK", _stdin(plugin, net, cached, cap_args, cni_args), env, net.cni_version
+            )
 
     def gc(self, net: NetworkConfig, env: Mapping[str, str], valid: list[dict[str, str]]) -> list[str]:
         """GC every plugin of a 1.1.0+ list; returns the errors (all plugins are tried)."""

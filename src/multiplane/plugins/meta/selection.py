@@ -133,7 +133,9 @@ def _from_json(obj: Any, default_namespace: str) -> Selection:
     if not name:
         raise InvalidConfig(f"{_PREFIX}: a selection has no name: {json.dumps(obj)}")
     namespace = _str(obj.get("namespace"), "namespace", obj) or default_namespace
-    interface = _str(obj.get("interface"), "interface", obj) or _str(obj.get("interfaceRequest"), "interfaceRequest", obj)
+    interface = _str(obj.get("interface"), "interface", obj) or _str(
+        obj.get("interfaceRequest"), "interfaceRequest", obj
+    )
     sel = Selection(name, namespace, interface)
     if interface:
         _check_ifname(interface, name)

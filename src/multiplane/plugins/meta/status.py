@@ -29,7 +29,10 @@ def _gateways(result: Result) -> list[str]:
             continue
         gw = route.gw
         if gw is None:
-            gw = next((ip.gateway for ip in result.ips if ip.gateway is not None and ip.gateway.version == route.dst.version), None)
+            gw = next(
+                (ip.gateway for ip in result.ips if ip.gateway is not None and ip.gateway.version == route.dst.version),
+                None,
+            )
         if gw is not None and str(gw) not in out:
             out.append(str(gw))
     return out
