@@ -456,3 +456,26 @@ def test_interface_name_already_in_the_pod_fails_before_anything_is_created(topo
     assert kind(links["net1"]) == "veth"
     _assert_nothing_left(node, pod, allow_links=("net1", f"mp-c{node.tag}"))
     assert not node.bridge_exists()
+
+
+def test_default_route_selection_moves_the_default_route_to_the_attachment(topo: Topology, node: MetaNode) -> None:
+    """`default-route` on a selection leaves the pod exactly one default route, via that attachment, and
+    network-status reports the gateway on that interface only (Multus semantics)."""
+    node.add_nad("mp-fast", macvlan_conf("mp-fast", topo.master, "10.66.0.0/24", str(node.ipam)), APP)
+    pod, cid = topo.pods[0], f"mp-ctr-{node.tag}"
+    networks = json.dumps([{"name": "mp-fast", "default-route": [LAN1]}])
+    add = node.run(
+        "add",
+        pod,
+        cid,
+        args=f"IgnoreUnknown=1;K8S_POD_NAMESPACE={APP};K8S_POD_NAME={POD};MULTIPLANE_NETWORKS={networks}",
+    )
+    _ok(add, "ADD")
+    defaults = ip_json("-n", pod, "-4", "route", "show", "default")
+    assert [(r.get("gateway"), r.get("dev")) for r in defaults] == [(LAN1, "net1")], defaults
+    assert _ping(pod, LAN1)
+    entries = json.loads(node.status_file(cid).read_text())
+    gateways = {e["interface"]: e.get("gateway") for e in entries}
+    assert gateways == {"eth0": None, "net1": [LAN1]}, entries
+    _ok(node.run("del", pod, cid, args=f"IgnoreUnknown=1;K8S_POD_NAMESPACE={APP};K8S_POD_NAME={POD}"), "DEL")
+    _assert_nothing_left(node, pod)
