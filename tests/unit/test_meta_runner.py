@@ -23,7 +23,8 @@ from multiplane.plugins import REGISTRY
 from multiplane.plugins.meta import cache
 from multiplane.plugins.meta.networks import NetworkConfig
 from multiplane.plugins.meta.plan import Delegate
-from multiplane.plugins.meta.runner import BUILTINS, Invoker
+from multiplane.plugins.delegation import BUILTINS
+from multiplane.plugins.meta.runner import Invoker
 from multiplane.spec.result import Result
 from tests.k8s_server import K8sServer
 

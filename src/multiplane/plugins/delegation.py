@@ -1,50 +1,59 @@
-"""Run a delegated plugin: built-in types as Python calls, every other type by exec from CNI_PATH.
+"""Run a delegated plugin: built-in types as Python calls, every other type by exec from the search path.
 
-Built-in IPAM (`host-local`, `multiplane-host-local`) runs in-process with the same request
-(stdin bytes, environment, only the command changed), so one pod attachment costs one
-process start. Its on-disk state is the reference's, so choosing ours for `host-local` is
-invisible to the node. Anything else is found in CNI_PATH and exec'd as the spec says.
+Used by macvlan for its IPAM and by the meta-plugin for every delegate. Built-in types
+(`macvlan`, `host-local` and their `multiplane-` names) go through the same skel code path
+the standalone binaries use (same environment checks, version gates and errors), so one
+pod attachment costs one process start; host-local's on-disk state is the reference's, so
+running ours for `host-local` is invisible to the node. Anything else is found in the
+search path and executed as the spec says (delegate/exec.py).
 """
 
 from __future__ import annotations
 
-from multiplane.skel import Request
-from multiplane.spec.args import CmdArgs
+import json
+
+from multiplane.spec.result import Result
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from multiplane.spec.result import Result
+    from collections.abc import Mapping, Sequence
 
-__all__ = ["BUILTIN_IPAM", "ipam"]
+    from multiplane.skel import Request
 
-BUILTIN_IPAM = frozenset({"host-local", "multiplane-host-local"})
+__all__ = ["BUILTINS", "ipam", "run"]
+
+BUILTINS = {
+    "macvlan": "multiplane-macvlan",
+    "host-local": "multiplane-host-local",
+    "multiplane-macvlan": "multiplane-macvlan",
+    "multiplane-host-local": "multiplane-host-local",
+}
+_METHODS = {"DEL": "delete", "CHECK": "check", "GC": "gc", "STATUS": "status"}
 
 
-def _with_command(req: Request, command: str) -> Request:
-    a = req.args
-    env = dict(a.env)
-    env["CNI_COMMAND"] = command
-    return Request(CmdArgs(command, a.container_id, a.netns, a.ifname, a.args, a.path, a.stdin, env), req.conf)
+def run(
+    plugin_type: str, command: str, stdin: bytes, env: Mapping[str, str], paths: Sequence[str], version: str
+) -> Result | None:
+    """Run `plugin_type` for `command` with exactly these stdin bytes; the parsed result for ADD."""
+    child = dict(env)
+    child["CNI_COMMAND"] = command
+    child["CNI_PATH"] = ":".join(paths)
+    builtin = BUILTINS.get(plugin_type)
+    if builtin is not None:
+        from multiplane import skel
+        from multiplane.plugins import REGISTRY
+
+        out = skel.dispatch(REGISTRY[builtin], child, stdin)
+        return Result.parse(json.loads(out), version) if command == "ADD" and out else None
+    from multiplane.delegate.exec import ExecDelegator
+
+    delegator = ExecDelegator(paths)
+    if command == "ADD":
+        return delegator.add(plugin_type, stdin, child, version)
+    getattr(delegator, _METHODS[command])(plugin_type, stdin, child)
+    return None
 
 
 def ipam(req: Request, plugin_type: str, command: str) -> Result | None:
-    """Run IPAM `plugin_type` for `command` on this request; the result for ADD, else None."""
-    if plugin_type in BUILTIN_IPAM:
-        from multiplane.plugins.host_local import HostLocal
-
-        plugin = HostLocal()
-        sub = _with_command(req, command)
-        if command == "ADD":
-            return plugin.add(sub)
-        {"DEL": plugin.delete, "CHECK": plugin.check, "GC": plugin.gc, "STATUS": plugin.status}[command](sub)
-        return None
-    from multiplane.delegate.exec import ExecDelegator
-
-    delegator = ExecDelegator(req.args.path)
-    env = req.args.env
-    if command == "ADD":
-        return delegator.add(plugin_type, req.conf.stdin, env, req.conf.cni_version)
-    {"DEL": delegator.delete, "CHECK": delegator.check, "GC": delegator.gc, "STATUS": delegator.status}[command](
-        plugin_type, req.conf.stdin, env
-    )
-    return None
+    """A main plugin's IPAM call: the request's own stdin and environment, only the command changed."""
+    return run(plugin_type, command, req.conf.stdin, req.args.env, req.args.path, req.conf.cni_version)

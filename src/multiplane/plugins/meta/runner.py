@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 
+from multiplane.plugins import delegation
 from multiplane.spec import version as versions
 from multiplane.spec.gojson import field
 from multiplane.spec.result import Result
@@ -27,14 +28,7 @@ if TYPE_CHECKING:
 
     from multiplane.plugins.meta.networks import NetworkConfig
 
-__all__ = ["BUILTINS", "Invoker"]
-
-BUILTINS = {
-    "macvlan": "multiplane-macvlan",
-    "host-local": "multiplane-host-local",
-    "multiplane-macvlan": "multiplane-macvlan",
-    "multiplane-host-local": "multiplane-host-local",
-}
+__all__ = ["Invoker"]
 
 
 def _stdin(
@@ -74,25 +68,7 @@ class Invoker:
         self.paths = paths
 
     def run(self, plugin_type: str, command: str, stdin: bytes, env: Mapping[str, str], version: str) -> Result | None:
-        child = dict(env)
-        child["CNI_COMMAND"] = command
-        child["CNI_PATH"] = ":".join(self.paths)
-        builtin = BUILTINS.get(plugin_type)
-        if builtin is not None:
-            from multiplane import skel
-            from multiplane.plugins import REGISTRY
-
-            out = skel.dispatch(REGISTRY[builtin], child, stdin)
-            return Result.parse(json.loads(out), version) if command == "ADD" and out else None
-        from multiplane.delegate.exec import ExecDelegator
-
-        delegator = ExecDelegator(self.paths)
-        if command == "ADD":
-            return delegator.add(plugin_type, stdin, child, version)
-        getattr(delegator, {"DEL": "delete", "CHECK": "check", "GC": "gc", "STATUS": "status"}[command])(
-            plugin_type, stdin, child
-        )
-        return None
+        return delegation.run(plugin_type, command, stdin, env, self.paths, version)
 
     def add(
         self,
