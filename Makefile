@@ -4,13 +4,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # Debian's interpreter: staticx refuses pyenv builds, and its start-up is faster.
 BASE_PYTHON ?= /usr/bin/python3
-APT_PACKAGES := containernetworking-plugins iproute2 busybox-static python3-venv python3-dev make golang-go golang-github-appc-cni-dev openssl
+APT_PACKAGES := containernetworking-plugins iproute2 busybox-static python3-venv python3-dev make golang-go golang-github-appc-cni-dev openssl patchelf
 
-.PHONY: help setup test test-unit demo clean
+.PHONY: help setup test test-unit demo clean binary
 
 help:
 	@echo "make demo   - pods on macvlan via multiplane and the reference plugins, one shared address pool"
-	@echo "make test   - install what the tests need, then run the whole suite (as root)"
+	@echo "make test   - install what the tests need, build dist/multiplane, then run the whole suite (as root)"
+	@echo "make binary - build dist/multiplane (PyInstaller onefile + staticx)"
 
 $(VENV)/.deps-stamp: pyproject.toml
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
@@ -21,12 +22,17 @@ $(VENV)/.deps-stamp: pyproject.toml
 	test -x $(BASE_PYTHON) || { echo "error: $(BASE_PYTHON) is missing" >&2; exit 1; }
 	test -x $(PY) || $(BASE_PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,build]'
 	touch $@
 
 setup: $(VENV)/.deps-stamp
 
-test: setup
+dist/multiplane: $(VENV)/.deps-stamp $(shell find src packaging/pyinstaller -name '*.py' -o -name '*.spec') packaging/build_binary.py
+	$(PY) packaging/build_binary.py
+
+binary: dist/multiplane
+
+test: binary
 	@[ "$$(id -u)" = 0 ] || { echo "error: make test needs root (network namespaces, reference plugins)" >&2; exit 1; }
 	$(VENV)/bin/ruff check src tests packaging
 	$(PY) -m pytest tests

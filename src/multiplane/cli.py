@@ -3,6 +3,7 @@
     multiplane-host-local            (argv[0], e.g. a link in /opt/cni/bin)  → host-local IPAM
     multiplane host-local            (subcommand)                            → host-local IPAM
     multiplane --version                                                     → version text
+    multiplane install | uninstall [flags]                                   → node installer
 
 This is the only module that reads sys.argv / os.environ and decides the exit status.
 Plugin modules are imported only for the personality that runs.
@@ -23,8 +24,37 @@ usage: multiplane --version
        multiplane                   the meta-plugin, as a runtime runs it (CNI_* set, config on stdin)
        multiplane <plugin>          run a built-in CNI plugin (reads CNI_* and stdin)
        <link named multiplane-<plugin>>  the same, chosen by the program name
+       multiplane install [flags]   put the binary, plugin links and 00-multiplane.conf on this node
+       multiplane uninstall [flags] remove them again (`multiplane install --help` lists the flags)
 plugins: {plugins}
 """
+
+
+def _invoked_name(argv0: str) -> str:
+    """The name we were started by (the personality), also inside the static binary.
+
+    staticx runs the real program as `<bundle dir>/multiplane`, so argv[0] no longer shows the
+    link (`multiplane-host-local`) the runtime executed. Its loader is still running as our
+    ancestor, with the original command line: find the ancestor whose executable is
+    STATICX_PROG_PATH and take its argv[0].
+    """
+    prog_path = os.environ.get("STATICX_PROG_PATH")
+    if not prog_path:
+        return os.path.basename(argv0)
+    target = os.path.realpath(prog_path)
+    pid = os.getppid()
+    for _ in range(8):
+        try:
+            if os.path.realpath(f"/proc/{pid}/exe") == target:
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    return os.path.basename(fh.read().split(b"\0")[0].decode(errors="replace"))
+            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+                pid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+        if pid <= 1:
+            break
+    return os.path.basename(prog_path)
 
 
 def _read_stdin() -> bytes:
@@ -67,10 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     from multiplane.plugins import ALIASES, REGISTRY
 
     argv = list(sys.argv if argv is None else argv)
-    prog = os.path.basename(argv[0]) if argv else "multiplane"
+    prog = _invoked_name(argv[0]) if argv else "multiplane"
     if prog in REGISTRY and prog != "multiplane":
         return _run_plugin(prog)
     rest = argv[1:]
+    if rest and rest[0] in ("install", "uninstall"):
+        from multiplane.installer import main as installer_main
+
+        return installer_main(rest)
     if rest and rest[0] == "--version":
         sys.stdout.write(f"multiplane {__version__}\n")
         return 0
