@@ -21,6 +21,8 @@ from typing import Any
 from tests.cni import BIN_DIR, Invocation, run
 
 PLUGIN_NAMES = ("multiplane", "multiplane-macvlan", "multiplane-host-local")
+# tests/packaging sets this to run the integration scenarios against the built dist/multiplane.
+BINARY = os.environ.get("MULTIPLANE_BINARY", "")
 
 
 def ip(*argv: str, check: bool = True) -> str:
@@ -71,7 +73,7 @@ class Topology:
             for name in PLUGIN_NAMES:
                 link = self.bin_dir / name
                 if not link.exists():
-                    link.symlink_to(os.path.join(BIN_DIR, name))
+                    link.symlink_to(BINARY or os.path.join(BIN_DIR, name))
             ip("link", "add", self.master, "type", "veth", "peer", "name", self.peer)
             for ns in (self.lan, *self.pods):
                 ip("netns", "add", ns)

@@ -32,7 +32,7 @@ from tests.integration.meta_helpers import (
     links_by_name,
     macvlan_conf,
 )
-from tests.topology import Topology, ip, ip_json, ns_exec
+from tests.topology import BINARY, Topology, ip, ip_json, ns_exec
 
 pytestmark = pytest.mark.root
 
@@ -205,7 +205,7 @@ def seed_node(cnidriver: str, tmp_path: Path) -> Iterator[tuple[MetaNode, str, s
         for d in (bin_dir, upper, work):
             d.mkdir()
         for name in ("multiplane", "multiplane-macvlan", "multiplane-host-local"):
-            (bin_dir / name).symlink_to(f"{BIN_DIR}/{name}")
+            (bin_dir / name).symlink_to(BINARY or f"{BIN_DIR}/{name}")
         overlay = f"lowerdir=/var/lib,upperdir={upper},workdir={work}"
         mount = f'mount -t overlay overlay -o {overlay} /var/lib && exec "$@"'
         prefix = ["ip", "netns", "exec", node_ns, "unshare", "--mount", "--propagation", "private"]
