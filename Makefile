@@ -9,7 +9,7 @@ APT_PACKAGES := containernetworking-plugins iproute2 busybox-static python3-venv
 .PHONY: help setup test test-unit demo clean binary
 
 help:
-	@echo "make demo   - pods on macvlan via multiplane and the reference plugins, one shared address pool"
+	@echo "make demo   - the seed scenario with dist/multiplane: a node, a LAN host, two pods with eth0 + net1"
 	@echo "make test   - install what the tests need, build dist/multiplane, then run the whole suite (as root)"
 	@echo "make binary - build dist/multiplane (PyInstaller onefile + staticx)"
 
@@ -40,8 +40,8 @@ test: binary
 test-unit: setup
 	$(PY) -m pytest tests/unit
 
-demo: setup
-	$(PY) packaging/demo/demo_macvlan.py
+demo: binary
+	$(PY) packaging/demo/demo_seed.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .hypothesis

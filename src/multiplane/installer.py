@@ -1,0 +1,657 @@
+"""`multiplane install` / `multiplane uninstall`: put the binary and its config on a node, or take them away.
+
+Standard library only: it runs in the DaemonSet's init container from the same single
+binary, and by hand on nodes without a cluster. Every file is replaced atomically
+(temporary file, fsync, rename), so a runtime executing the old binary never meets
+"text file busy" (multus #1221) and never reads a half-written or empty config (multus
+#1155). The generated `00-multiplane.conf` never wraps itself (multus #1108): files named
+`00-multiplane*` are never taken as the primary network.
+
+Paths: `--root` prefixes every path given on the command line (a test root); `--host-prefix`
+is where the node's root is mounted in the container (`/host`) and is stripped from the
+paths written into files, because the runtime reads them on the node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    Say = Callable[[str], None]
+
+__all__ = ["InstallError", "Options", "build_parser", "install", "main", "refresh_token", "uninstall"]
+
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+CONF_NAME = "00-multiplane.conf"
+NETWORK_NAME = "multiplane-cni-network"
+BINARY = "multiplane"
+KUBECONFIG_DIR = "multiplane.d"
+KUBECONFIG_NAME = "multiplane.kubeconfig"
+TOKEN_NAME = "token"
+# The first line of every kubeconfig we write: uninstall removes only files carrying it.
+KUBECONFIG_MARKER = "# written by multiplane install; removed by multiplane uninstall\n"
+LOG_LEVELS = ("debug", "verbose", "error", "panic")
+
+
+class InstallError(Exception):
+    """The installation cannot go on; the message says what is wrong and what to do."""
+
+
+class WrapsItself(InstallError):
+    """The candidate primary network is multiplane itself (multus #1108): waiting will not help."""
+
+
+class Options:
+    """What to install where; paths are as given on the command line (before `root`)."""
+
+    def __init__(
+        self,
+        *,
+        source: str = "",
+        cni_bin_dir: str = "/opt/cni/bin",
+        cni_conf_dir: str = "/etc/cni/net.d",
+        root: str = "",
+        host_prefix: str = "",
+        kubeconfig_out: str = "",
+        kubeconfig: str = "",
+        write_kubeconfig: bool = True,
+        sa_dir: str = SERVICE_ACCOUNT_DIR,
+        api_server: str = "",
+        wait_seconds: float = 600.0,
+        cni_version: str = "",
+        meta: dict[str, object] | None = None,
+    ) -> None:
+        self.source = source
+        self.cni_bin_dir = cni_bin_dir
+        self.cni_conf_dir = cni_conf_dir
+        self.root = root
+        self.host_prefix = host_prefix.rstrip("/")
+        self.kubeconfig_out = kubeconfig_out or os.path.join(cni_conf_dir, KUBECONFIG_DIR, KUBECONFIG_NAME)
+        self.kubeconfig = kubeconfig
+        self.write_kubeconfig = write_kubeconfig and not kubeconfig
+        self.sa_dir = sa_dir
+        self.api_server = api_server
+        self.wait_seconds = wait_seconds
+        self.cni_version = cni_version
+        self.meta = dict(meta or {})
+
+    def real(self, path: str) -> str:
+        """Where `path` is on this machine's file system (under `root`)."""
+        path = os.path.abspath(path)
+        return os.path.join(self.root, path.lstrip("/")) if self.root else path
+
+    def host(self, path: str) -> str:
+        """How the node's runtime sees `path`: without the host prefix."""
+        path = os.path.abspath(path)
+        if not self.host_prefix:
+            return path
+        if path == self.host_prefix or path.startswith(self.host_prefix + "/"):
+            return path[len(self.host_prefix) :] or "/"
+        raise InstallError(f"{path} is not under --host-prefix {self.host_prefix}: the node could not find it there")
+
+    @property
+    def token_path(self) -> str:
+        return os.path.join(os.path.dirname(self.kubeconfig_out), TOKEN_NAME)
+
+    def plugin_links(self) -> list[str]:
+        from multiplane.plugins import REGISTRY
+
+        return sorted(name for name in REGISTRY if name != BINARY)
+
+
+# ---- atomic file operations ---------------------------------------------------------------------
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _tmp_name(path: str) -> str:
+    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _replace_with(path: str, mode: int, fill: Callable[[int], None]) -> None:
+    """Write a temporary file next to `path` with `fill(fd)`, fsync it and rename it onto `path`."""
+    tmp = _tmp_name(path)
+    _unlink_quietly(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+    try:
+        try:
+            fill(fd)
+            os.fchmod(fd, mode)  # the umask must not decide the mode
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        # rename(2) swaps the directory entry: a process executing or reading the old file
+        # keeps the old inode, and nobody ever opens the target for writing (no ETXTBSY).
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    _fsync_dir(os.path.dirname(path))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def write_atomic(path: str, data: bytes, mode: int) -> bool:
+    """Replace `path` with `data` unless it already holds exactly that; True when it was written."""
+    if not data:
+        raise InstallError(f"refusing to write an empty {path}")
+    try:
+        with open(path, "rb") as fh:
+            same = fh.read() == data
+        if same:
+            if os.stat(path).st_mode & 0o7777 != mode:
+                os.chmod(path, mode)
+            return False
+    except FileNotFoundError:
+        pass
+    _replace_with(path, mode, lambda fd: _write_all(fd, data))
+    return True
+
+
+def _same_content(a: str, b: str) -> bool:
+    try:
+        if os.path.samefile(a, b):
+            return True
+        if os.path.getsize(a) != os.path.getsize(b):
+            return False
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            while True:
+                chunk = fa.read(1 << 20)
+                if chunk != fb.read(1 << 20):
+                    return False
+                if not chunk:
+                    return True
+    except FileNotFoundError:
+        return False
+
+
+def _copy_binary(source: str, target: str) -> bool:
+    """Install `source` as `target` (mode 0755) through a temporary file and a rename; False if identical."""
+    if _same_content(source, target):
+        if os.stat(target).st_mode & 0o7777 != 0o755:
+            os.chmod(target, 0o755)
+        return False
+
+    def fill(fd: int) -> None:
+        with open(source, "rb") as src:
+            while chunk := src.read(1 << 20):
+                _write_all(fd, chunk)
+
+    _replace_with(target, 0o755, fill)
+    return True
+
+
+def _link(target: str, path: str) -> bool:
+    """Make `path` a symlink to `target` by renaming a new link over it; False if it already is one."""
+    if os.path.islink(path) and os.readlink(path) == target:
+        return False
+    tmp = _tmp_name(path)
+    _unlink_quietly(tmp)
+    os.symlink(target, tmp)
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        _unlink_quietly(tmp)
+        raise
+    _fsync_dir(os.path.dirname(path))
+    return True
+
+
+# ---- the primary network ------------------------------------------------------------------------
+
+
+def _candidates(conf_dir: str) -> list[str]:
+    """CNI config files a runtime would consider, in its (lexical) order, without our own."""
+    try:
+        names = sorted(os.listdir(conf_dir))
+    except FileNotFoundError:
+        return []
+    return [
+        n
+        for n in names
+        if n.endswith((".conf", ".conflist"))
+        and not n.startswith((".", "00-multiplane"))
+        and os.path.isfile(os.path.join(conf_dir, n))
+    ]
+
+
+def _parse_primary(path: str) -> dict[str, object]:
+    """The primary config as a JSON object with `type` or `plugins`; InstallError naming the file otherwise."""
+    name = os.path.basename(path)
+    try:
+        with open(path, "rb") as fh:
+            doc = json.loads(fh.read())
+    except OSError as exc:
+        raise InstallError(f"cannot read {name}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise InstallError(f"{name} is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise InstallError(f"{name} is not a CNI configuration: not a JSON object")
+    plugins = doc.get("plugins")
+    if isinstance(plugins, list) and plugins and all(isinstance(p, dict) for p in plugins):
+        types = [p.get("type") for p in plugins]
+    elif isinstance(doc.get("type"), str) and doc["type"]:
+        types = [doc["type"]]
+    else:
+        raise InstallError(f"{name} is not a CNI configuration: it has neither `type` nor a list of `plugins`")
+    if BINARY in types:
+        raise WrapsItself(f"{name} already uses the multiplane plugin: refusing to wrap multiplane in itself")
+    return doc
+
+
+def _capabilities(doc: dict[str, object]) -> dict[str, bool]:
+    """Every capability enabled in the config or in any plugin of its list (what the runtime must send us)."""
+    stanzas = [doc] + [p for p in doc.get("plugins") or [] if isinstance(p, dict)]
+    found: set[str] = set()
+    for stanza in stanzas:
+        caps = stanza.get("capabilities")
+        if isinstance(caps, dict):
+            found.update(k for k, v in caps.items() if v is True)
+    return {k: True for k in sorted(found)}
+
+
+def wait_for_primary(
+    conf_dir: str, shown_dir: str, wait_seconds: float, say: Say, poll: float = 1.0
+) -> tuple[str, dict[str, object]]:
+    """The first other config in `conf_dir` (lexical order) and its content, waiting for it to appear.
+
+    An unparsable first file is waited on too (its writer may not be done); when the time is
+    up, InstallError says which file is wrong or that none appeared.
+    """
+    deadline = time.monotonic() + wait_seconds
+    waiting_said = ""
+    while True:
+        names = _candidates(conf_dir)
+        problem = ""
+        if names:
+            path = os.path.join(conf_dir, names[0])
+            try:
+                return path, _parse_primary(path)
+            except WrapsItself:
+                raise
+            except InstallError as exc:
+                problem = str(exc)
+        message = f"waiting for the node's primary CNI configuration in {shown_dir} ..."
+        if problem:
+            message = f"{message} ({problem})"
+        if time.monotonic() >= deadline:
+            raise InstallError(
+                f"timed out after {wait_seconds:g} s {message.removesuffix(' ...')}"
+                + ("" if problem else ": no .conf or .conflist file other than 00-multiplane*")
+            )
+        if message != waiting_said:
+            say(message)
+            waiting_said = message
+        time.sleep(max(0.0, min(poll, deadline - time.monotonic())))
+
+
+def meta_config(opts: Options, primary_path: str, primary: dict[str, object], kubeconfig: str) -> dict[str, object]:
+    """The content of 00-multiplane.conf for this primary network (paths as the node sees them)."""
+    version = opts.cni_version or primary.get("cniVersion")
+    if not isinstance(version, str) or not version:
+        raise InstallError(
+            f"{os.path.basename(primary_path)} has no cniVersion: give the version to use with --cni-version"
+        )
+    conf: dict[str, object] = {
+        "cniVersion": version,
+        "name": NETWORK_NAME,
+        "type": BINARY,
+        "clusterNetwork": opts.host(primary_path),
+        "capabilities": _capabilities(primary),
+    }
+    if kubeconfig:
+        conf["kubeconfig"] = kubeconfig
+    meta = dict(opts.meta)
+    meta.setdefault("binDir", opts.host(opts.cni_bin_dir))
+    for key in ("confDir", "cniDir", "binDir", "namespaceIsolation", "globalNamespaces"):
+        if key in meta:
+            conf[key] = meta[key]
+    for key in ("readinessindicatorfile", "logFile", "logLevel"):
+        if meta.get(key):
+            conf[key] = meta[key]
+    return conf
+
+
+# ---- kubeconfig ---------------------------------------------------------------------------------
+
+
+def _q(value: str) -> str:
+    """A YAML scalar: a JSON string is a valid double-quoted YAML scalar."""
+    return json.dumps(value)
+
+
+def kubeconfig_text(server: str, ca_data: bytes, token_file: str) -> str:
+    """A kubeconfig for the service account: the CA inline, the token read from `token_file` on each call."""
+    ca = base64.b64encode(ca_data).decode()
+    return (
+        KUBECONFIG_MARKER
+        + "apiVersion: v1\n"
+        + "kind: Config\n"
+        + "clusters:\n"
+        + "- name: local\n"
+        + "  cluster:\n"
+        + f"    server: {_q(server)}\n"
+        + f"    certificate-authority-data: {_q(ca)}\n"
+        + "users:\n"
+        + "- name: multiplane\n"
+        + "  user:\n"
+        + f"    tokenFile: {_q(token_file)}\n"
+        + "contexts:\n"
+        + "- name: multiplane-context\n"
+        + "  context:\n"
+        + "    cluster: local\n"
+        + "    user: multiplane\n"
+        + "current-context: multiplane-context\n"
+    )
+
+
+def _api_server(opts: Options, env: dict[str, str]) -> str:
+    if opts.api_server:
+        return opts.api_server
+    host, port = env.get("KUBERNETES_SERVICE_HOST", ""), env.get("KUBERNETES_SERVICE_PORT", "")
+    if not host or not port:
+        return ""
+    return f"https://{'[' + host + ']' if ':' in host and not host.startswith('[') else host}:{port}"
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise InstallError(f"cannot read the {what} {path}: {exc.strerror}") from exc
+    if not data.strip():
+        raise InstallError(f"the {what} {path} is empty")
+    return data
+
+
+def _copy_token(opts: Options) -> bool:
+    token = _read(opts.real(os.path.join(opts.sa_dir, TOKEN_NAME)), "service account token")
+    return write_atomic(opts.real(opts.token_path), token, 0o600)
+
+
+def _write_kubeconfig(opts: Options, env: dict[str, str], say: Say) -> str:
+    """Write the service account's kubeconfig and token copy; the kubeconfig path for the config, or ""."""
+    if opts.kubeconfig:
+        say(f"not writing a kubeconfig: the config will use {opts.kubeconfig}")
+        return opts.kubeconfig
+    if not opts.write_kubeconfig:
+        say("not writing a kubeconfig (--no-kubeconfig): the meta-plugin will read networks from local files")
+        return ""
+    server = _api_server(opts, env)
+    if not server:
+        say(
+            "not in a cluster (KUBERNETES_SERVICE_HOST/PORT are not set): no kubeconfig; "
+            "the meta-plugin will read networks from local files"
+        )
+        return ""
+    ca = _read(opts.real(os.path.join(opts.sa_dir, "ca.crt")), "cluster CA certificate")
+    text = kubeconfig_text(server, ca, opts.host(opts.token_path))
+    os.makedirs(opts.real(os.path.dirname(opts.kubeconfig_out)), mode=0o700, exist_ok=True)
+    changed = _copy_token(opts)
+    changed = write_atomic(opts.real(opts.kubeconfig_out), text.encode(), 0o600) or changed
+    say(f"{'wrote' if changed else 'unchanged'}: {opts.kubeconfig_out} (server {server})")
+    return opts.host(opts.kubeconfig_out)
+
+
+# ---- the commands -------------------------------------------------------------------------------
+
+
+def _default_source() -> str:
+    if not getattr(sys, "frozen", False):
+        raise InstallError(
+            "this multiplane runs from Python sources, not as the single binary: "
+            "give the binary to install with --source PATH (e.g. --source dist/multiplane)"
+        )
+    # staticx runs an extracted copy; STATICX_PROG_PATH names the static file itself.
+    return os.environ.get("STATICX_PROG_PATH") or sys.executable
+
+
+def install(opts: Options, env: dict[str, str] | None = None, say: Say | None = None) -> None:
+    """Install binary, links, kubeconfig, then (last, so the runtime finds everything) 00-multiplane.conf.
+
+    Raises InstallError (with the reason and what to do) and OSError (file system failures).
+    """
+    env = dict(os.environ) if env is None else env
+    say = say or _stderr
+    for path in (opts.cni_bin_dir, opts.cni_conf_dir):
+        opts.host(path)  # a bad --host-prefix fails before anything is written
+    source = opts.real(opts.source) if opts.source else _default_source()
+    if not os.path.isfile(source):
+        raise InstallError(f"the binary to install, {source}, does not exist")
+    bin_dir, conf_dir = opts.real(opts.cni_bin_dir), opts.real(opts.cni_conf_dir)
+    os.makedirs(bin_dir, exist_ok=True)
+    os.makedirs(conf_dir, exist_ok=True)
+
+    changed = _copy_binary(source, os.path.join(bin_dir, BINARY))
+    say(f"{'installed' if changed else 'unchanged'}: {os.path.join(opts.cni_bin_dir, BINARY)}")
+    for name in opts.plugin_links():
+        changed = _link(BINARY, os.path.join(bin_dir, name))
+        say(f"{'linked' if changed else 'unchanged'}: {os.path.join(opts.cni_bin_dir, name)} -> {BINARY}")
+
+    kubeconfig = _write_kubeconfig(opts, env, say)
+
+    primary_path, primary = wait_for_primary(conf_dir, opts.cni_conf_dir, opts.wait_seconds, say)
+    shown = os.path.join(opts.cni_conf_dir, os.path.basename(primary_path))
+    if os.path.basename(primary_path) < CONF_NAME:
+        say(f"warning: {shown} sorts before {CONF_NAME}: the runtime takes the first file and will not call multiplane")
+    data = (json.dumps(meta_config(opts, shown, primary, kubeconfig), indent=2) + "\n").encode()
+    changed = write_atomic(os.path.join(conf_dir, CONF_NAME), data, 0o644)
+    say(
+        f"{'wrote' if changed else 'unchanged'}: {os.path.join(opts.cni_conf_dir, CONF_NAME)} (cluster network {shown})"
+    )
+
+
+def uninstall(opts: Options, say: Say | None = None) -> None:
+    """Remove what install wrote (config first, so the runtime stops calling us); the rest is left alone."""
+    say = say or _stderr
+    conf_dir, bin_dir = opts.real(opts.cni_conf_dir), opts.real(opts.cni_bin_dir)
+
+    def remove(real: str, shown: str) -> None:
+        try:
+            os.unlink(real)
+        except FileNotFoundError:
+            return
+        say(f"removed: {shown}")
+
+    remove(os.path.join(conf_dir, CONF_NAME), os.path.join(opts.cni_conf_dir, CONF_NAME))
+    kubeconfig = opts.real(opts.kubeconfig_out)
+    try:
+        with open(kubeconfig, encoding="utf-8", errors="replace") as fh:
+            ours = fh.readline() == KUBECONFIG_MARKER
+    except FileNotFoundError:
+        ours = True
+    if ours:
+        remove(kubeconfig, opts.kubeconfig_out)
+        remove(opts.real(opts.token_path), opts.token_path)
+        directory = os.path.dirname(kubeconfig)
+        if os.path.basename(directory) == KUBECONFIG_DIR:
+            try:
+                os.rmdir(directory)
+                say(f"removed: {os.path.dirname(opts.kubeconfig_out)}")
+            except FileNotFoundError:
+                pass
+            except OSError:
+                say(f"kept {os.path.dirname(opts.kubeconfig_out)}: it holds files multiplane did not write")
+    else:
+        say(f"kept {opts.kubeconfig_out}: multiplane install did not write it")
+    for name in opts.plugin_links():
+        remove(os.path.join(bin_dir, name), os.path.join(opts.cni_bin_dir, name))
+    remove(os.path.join(bin_dir, BINARY), os.path.join(opts.cni_bin_dir, BINARY))
+
+
+def refresh_token(opts: Options, interval: float = 60.0, iterations: int | None = None, say: Say | None = None) -> None:
+    """Keep the token copy next to the kubeconfig equal to the service account's (bound tokens rotate).
+
+    Runs forever unless `iterations` is given (tests). Does nothing while no kubeconfig
+    exists, so an uninstalled node is not repopulated. Errors are reported once and retried.
+    """
+    say = say or _stderr
+    last, done = "", 0
+    while iterations is None or done < iterations:
+        if done:
+            time.sleep(interval)
+        done += 1
+        state, changed = "", False
+        if not os.path.exists(opts.real(opts.kubeconfig_out)):
+            state = f"no kubeconfig at {opts.kubeconfig_out}: nothing to refresh"
+        else:
+            try:
+                changed = _copy_token(opts)
+            except (InstallError, OSError) as exc:
+                state = f"error: cannot refresh {opts.token_path}: {exc}"
+        if changed:
+            say(f"refreshed: {opts.token_path}")
+        elif state and state != last:
+            say(state)
+        last = state
+
+
+def _stderr(message: str) -> None:
+    sys.stderr.write(f"multiplane: {message}\n")
+    sys.stderr.flush()
+
+
+# ---- command line -------------------------------------------------------------------------------
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cni-bin-dir", default="/opt/cni/bin", help="the runtime's CNI bin dir (default %(default)s)")
+    parser.add_argument(
+        "--cni-conf-dir", default="/etc/cni/net.d", help="the runtime's CNI config dir (default %(default)s)"
+    )
+    parser.add_argument(
+        "--kubeconfig-out",
+        default="",
+        help=f"the kubeconfig to write (default <cni-conf-dir>/{KUBECONFIG_DIR}/{KUBECONFIG_NAME}); "
+        f"the token copy goes next to it as {TOKEN_NAME}",
+    )
+    parser.add_argument("--root", default="", help="interpret every path given here under this directory (tests)")
+    parser.add_argument(
+        "--host-prefix",
+        default="",
+        help="where the node's / is mounted in this container (e.g. /host); stripped from paths written into files",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `install` / `uninstall` command line."""
+    parser = argparse.ArgumentParser(prog="multiplane", description="Install multiplane on this node, or remove it.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    inst = commands.add_parser("install", help="copy the binary, create the plugin links, write the configs")
+    _common(inst)
+    inst.add_argument("--source", default="", help="the multiplane binary to install (default: the running binary)")
+    inst.add_argument(
+        "--sa-dir", default=SERVICE_ACCOUNT_DIR, help="the service account's token and ca.crt (default %(default)s)"
+    )
+    inst.add_argument("--api-server", default="", help="API server URL (default https://$KUBERNETES_SERVICE_HOST:PORT)")
+    inst.add_argument("--no-kubeconfig", action="store_true", help="write no kubeconfig (the plugin reads local files)")
+    inst.add_argument("--kubeconfig", default="", help="reference this existing kubeconfig (a node path) instead")
+    inst.add_argument(
+        "--wait-seconds",
+        type=float,
+        default=600.0,
+        help="how long to wait for the primary CNI config (default %(default)g)",
+    )
+    inst.add_argument("--cni-version", default="", help="cniVersion of 00-multiplane.conf (default: the primary's)")
+    inst.add_argument("--multiplane-conf-dir", help="the config key confDir")
+    inst.add_argument("--multiplane-cni-dir", help="the config key cniDir")
+    inst.add_argument("--multiplane-bin-dir", help="the config key binDir (default: the node's view of --cni-bin-dir)")
+    inst.add_argument("--namespace-isolation", action="store_true", help="the config key namespaceIsolation")
+    inst.add_argument("--global-namespaces", help="the config key globalNamespaces (comma-separated)")
+    inst.add_argument("--readiness-indicator-file", help="the config key readinessindicatorfile")
+    inst.add_argument("--log-file", help="the config key logFile")
+    inst.add_argument("--log-level", choices=LOG_LEVELS, help="the config key logLevel")
+    inst.add_argument(
+        "--refresh-token-only",
+        action="store_true",
+        help="only keep the token copy next to the kubeconfig fresh, forever (the DaemonSet's main container)",
+    )
+    inst.add_argument(
+        "--refresh-interval", type=float, default=60.0, help="seconds between token checks (default %(default)g)"
+    )
+    inst.add_argument("--max-iterations", type=int, default=None, help=argparse.SUPPRESS)  # test hook
+    _common(commands.add_parser("uninstall", help="remove what install wrote"))
+    return parser
+
+
+def options_from(args: argparse.Namespace) -> Options:
+    meta: dict[str, object] = {}
+    for flag, key in (
+        ("multiplane_conf_dir", "confDir"),
+        ("multiplane_cni_dir", "cniDir"),
+        ("multiplane_bin_dir", "binDir"),
+        ("global_namespaces", "globalNamespaces"),
+        ("readiness_indicator_file", "readinessindicatorfile"),
+        ("log_file", "logFile"),
+        ("log_level", "logLevel"),
+    ):
+        if getattr(args, flag, None) is not None:
+            meta[key] = getattr(args, flag)
+    if getattr(args, "namespace_isolation", False):
+        meta["namespaceIsolation"] = True
+    return Options(
+        source=getattr(args, "source", ""),
+        cni_bin_dir=args.cni_bin_dir,
+        cni_conf_dir=args.cni_conf_dir,
+        root=args.root,
+        host_prefix=args.host_prefix,
+        kubeconfig_out=args.kubeconfig_out,
+        kubeconfig=getattr(args, "kubeconfig", ""),
+        write_kubeconfig=not getattr(args, "no_kubeconfig", False),
+        sa_dir=getattr(args, "sa_dir", SERVICE_ACCOUNT_DIR),
+        api_server=getattr(args, "api_server", ""),
+        wait_seconds=getattr(args, "wait_seconds", 600.0),
+        cni_version=getattr(args, "cni_version", ""),
+        meta=meta,
+    )
+
+
+def main(argv: list[str]) -> int:
+    """`multiplane install|uninstall [flags]` (argv without the program name); returns the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else 2
+    opts = options_from(args)
+    try:
+        if args.command == "uninstall":
+            uninstall(opts)
+        elif args.refresh_token_only:
+            refresh_token(opts, args.refresh_interval, args.max_iterations)
+        else:
+            install(opts)
+    except InstallError as exc:
+        _stderr(f"error: {exc}")
+        return 1
+    except OSError as exc:
+        _stderr(f"error: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -1,0 +1,618 @@
+"""`multiplane install` / `uninstall` (multiplane.installer) in a temporary root: no privileges needed.
+
+Every path the installer is given is interpreted under `--root`; the fake node has a
+primary CNI config, a service account directory and a few files that are not ours.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from multiplane import installer
+from multiplane.installer import InstallError, Options, WrapsItself
+from multiplane.k8s.client import load_kubeconfig
+from multiplane.plugins.meta.config import MetaConf
+from multiplane.spec.netconf import NetConf
+
+CONF_DIR = "/etc/cni/net.d"
+BIN_DIR = "/opt/cni/bin"
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+SOURCE = "/build/multiplane"
+CA = b"-----BEGIN CERTIFICATE-----\nmp-test-ca\n-----END CERTIFICATE-----\n"
+TOKEN = b"mp-token-1"
+IN_CLUSTER = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
+PRIMARY = {"cniVersion": "0.3.1", "name": "mp-cbr", "type": "bridge", "bridge": "mp-cni0"}
+LINKS = ("multiplane-host-local", "multiplane-macvlan")
+
+
+class Node:
+    """A fake node under a temporary root, and helpers to run the installer against it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.messages: list[str] = []
+
+    def path(self, logical: str) -> Path:
+        return self.root / logical.lstrip("/")
+
+    def write(self, logical: str, data: bytes | str, mode: int = 0o644) -> Path:
+        path = self.path(logical)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data.encode() if isinstance(data, str) else data)
+        path.chmod(mode)
+        return path
+
+    def primary(self, name: str = "10-mp-bridge.conf", doc: Any = None) -> Path:
+        return self.write(f"{CONF_DIR}/{name}", json.dumps(PRIMARY if doc is None else doc))
+
+    def opts(self, **kw: Any) -> Options:
+        kw.setdefault("source", SOURCE)
+        kw.setdefault("wait_seconds", 0)
+        return Options(root=str(self.root), **kw)
+
+    def install(self, env: dict[str, str] | None = None, **kw: Any) -> None:
+        installer.install(self.opts(**kw), env=IN_CLUSTER if env is None else env, say=self.messages.append)
+
+    def uninstall(self, **kw: Any) -> None:
+        installer.uninstall(self.opts(**kw), say=self.messages.append)
+
+    def conf(self) -> dict[str, Any]:
+        return json.loads(self.path(f"{CONF_DIR}/00-multiplane.conf").read_bytes())
+
+    def snapshot(self, times: bool = True) -> dict[str, tuple[int, int, int, bytes | str]]:
+        """Every entry under the root: (inode, mtime_ns, mode, content or link target); directories without times."""
+        found: dict[str, tuple[int, int, int, bytes | str]] = {}
+        for path in sorted(self.root.rglob("*")):
+            st = path.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                content: bytes | str = os.readlink(path)
+            elif stat.S_ISREG(st.st_mode):
+                content = path.read_bytes()
+            else:
+                content = "<dir>"
+            stamp = (st.st_ino, st.st_mtime_ns) if times and content != "<dir>" else (0, 0)
+            found[str(path.relative_to(self.root))] = (*stamp, st.st_mode, content)
+        return found
+
+    def main(self, *args: str) -> int:
+        return installer.main([args[0], "--root", str(self.root), *args[1:]])
+
+
+@pytest.fixture
+def node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Node:
+    """A node with the binary to install, a primary config and a service account directory; in a cluster."""
+    for key, value in IN_CLUSTER.items():
+        monkeypatch.setenv(key, value)
+    n = Node(tmp_path / "mp-root")
+    n.write(SOURCE, b"\x7fELF mp-binary v1\n", 0o755)
+    n.write(f"{SA_DIR}/token", TOKEN)
+    n.write(f"{SA_DIR}/ca.crt", CA)
+    n.write(f"{BIN_DIR}/bridge", b"mp-reference-bridge", 0o755)
+    n.primary()
+    return n
+
+
+def tmp_files(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
+
+
+# ---- the binary and the links -------------------------------------------------------------------
+
+
+def test_install_writes_binary_links_config_and_kubeconfig(node: Node) -> None:
+    """One install puts the binary (0755), both plugin links, the kubeconfig and 00-multiplane.conf in place."""
+    node.install()
+    binary = node.path(f"{BIN_DIR}/multiplane")
+    assert binary.read_bytes() == b"\x7fELF mp-binary v1\n"
+    assert stat.S_IMODE(binary.stat().st_mode) == 0o755
+    for name in LINKS:
+        link = node.path(f"{BIN_DIR}/{name}")
+        assert link.is_symlink() and os.readlink(link) == "multiplane"
+        assert link.resolve() == binary.resolve()
+    assert node.conf()["type"] == "multiplane"
+    assert node.path(f"{CONF_DIR}/multiplane.d/multiplane.kubeconfig").is_file()
+    assert tmp_files(node.path(BIN_DIR)) == [] and tmp_files(node.path(CONF_DIR)) == []
+
+
+def test_binary_is_replaced_by_rename_not_rewritten(node: Node) -> None:
+    """An upgrade gives the binary a new inode; a reader holding the old file still reads the old bytes."""
+    node.install()
+    target = node.path(f"{BIN_DIR}/multiplane")
+    old_inode = target.stat().st_ino
+    with open(target, "rb") as held:
+        node.write(SOURCE, b"\x7fELF mp-binary v2 (longer)\n", 0o755)
+        node.install()
+        assert target.stat().st_ino != old_inode
+        assert held.read() == b"\x7fELF mp-binary v1\n"
+    assert target.read_bytes() == b"\x7fELF mp-binary v2 (longer)\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o755
+    assert tmp_files(node.path(BIN_DIR)) == []
+
+
+def test_running_binary_is_replaced_without_text_file_busy(node: Node) -> None:
+    """While the installed binary runs (writing to it fails with ETXTBSY), install still replaces it."""
+    node.write(SOURCE, Path("/bin/sleep").read_bytes(), 0o755)
+    node.install()
+    target = node.path(f"{BIN_DIR}/multiplane")
+    proc = subprocess.Popen([str(target), "30"])
+    try:
+        time.sleep(0.2)
+        with pytest.raises(OSError) as busy:
+            open(target, "r+b")  # what `cp` onto the file does: the kernel refuses
+        assert busy.value.errno == 26  # ETXTBSY
+        node.write(SOURCE, Path("/bin/true").read_bytes(), 0o755)
+        node.install()
+        assert target.read_bytes() == Path("/bin/true").read_bytes()
+        assert subprocess.run([str(target)], check=False).returncode == 0
+        assert proc.poll() is None  # the old program runs on, undisturbed
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_links_are_replaced_atomically(node: Node) -> None:
+    """A plugin name holding an old copy or a link elsewhere becomes a link to `multiplane`."""
+    node.write(f"{BIN_DIR}/multiplane-macvlan", b"mp-old-copy", 0o755)
+    os.symlink("mp-elsewhere", node.path(f"{BIN_DIR}/multiplane-host-local"))
+    node.install()
+    for name in LINKS:
+        assert os.readlink(node.path(f"{BIN_DIR}/{name}")) == "multiplane"
+    assert node.path(f"{BIN_DIR}/bridge").read_bytes() == b"mp-reference-bridge"
+    assert tmp_files(node.path(BIN_DIR)) == []
+
+
+def test_second_install_changes_nothing(node: Node) -> None:
+    """Installing twice leaves every file, link and directory as the first install made it (inode and mtime)."""
+    node.install()
+    before = node.snapshot()
+    node.messages.clear()
+    time.sleep(0.01)
+    node.install()
+    assert node.snapshot() == before
+    assert all(m.startswith(("unchanged", "waiting")) for m in node.messages), node.messages
+
+
+def test_source_equal_to_target_is_left_alone(node: Node) -> None:
+    """Installing the installed binary onto itself (run from the bin dir) changes nothing."""
+    node.install()
+    inode = node.path(f"{BIN_DIR}/multiplane").stat().st_ino
+    node.install(source=f"{BIN_DIR}/multiplane")
+    assert node.path(f"{BIN_DIR}/multiplane").stat().st_ino == inode
+
+
+def test_missing_source_is_an_error(node: Node) -> None:
+    """A --source that does not exist is refused before anything is written."""
+    with pytest.raises(InstallError, match="does not exist"):
+        node.install(source="/build/mp-missing")
+    assert not node.path(f"{BIN_DIR}/multiplane").exists()
+
+
+def test_source_is_required_when_not_frozen(node: Node, capsys: pytest.CaptureFixture[str]) -> None:
+    """From Python sources (not the single binary), install without --source fails and asks for it."""
+    assert node.main("install", "--wait-seconds", "0") == 1
+    assert "--source" in capsys.readouterr().err
+
+
+# ---- choosing the primary network ---------------------------------------------------------------
+
+
+def test_primary_is_the_first_other_config_in_lexical_order(node: Node) -> None:
+    """Own files (00-multiplane*), hidden files, other extensions and directories are passed over."""
+    node.primary("20-mp-later.conflist", {"cniVersion": "1.0.0", "name": "mp-l", "plugins": [{"type": "ptp"}]})
+    node.primary("05-mp-first.conf", {"cniVersion": "0.4.0", "name": "mp-f", "type": "ptp"})
+    node.write(f"{CONF_DIR}/00-multiplane.conflist", '{"cniVersion": "1.0.0", "name": "x", "type": "multiplane"}')
+    node.write(f"{CONF_DIR}/00-multiplane-old.conf", '{"cniVersion": "1.0.0", "name": "x", "type": "multiplane"}')
+    node.write(f"{CONF_DIR}/.01-mp-hidden.conf", json.dumps(PRIMARY))
+    node.write(f"{CONF_DIR}/02-mp-notes.json", json.dumps(PRIMARY))
+    node.path(f"{CONF_DIR}/03-mp-dir.conf").mkdir()
+    node.install()
+    conf = node.conf()
+    assert conf["clusterNetwork"] == f"{CONF_DIR}/05-mp-first.conf"
+    assert conf["cniVersion"] == "0.4.0"
+
+
+def test_own_config_is_never_wrapped(node: Node) -> None:
+    """With only 00-multiplane.conf present (a re-install after the primary vanished), install waits, never wraps it."""
+    node.install()
+    node.path(f"{CONF_DIR}/10-mp-bridge.conf").unlink()
+    before = node.path(f"{CONF_DIR}/00-multiplane.conf").read_bytes()
+    with pytest.raises(InstallError, match="no .conf or .conflist file other than 00-multiplane"):
+        node.install()
+    assert node.path(f"{CONF_DIR}/00-multiplane.conf").read_bytes() == before
+
+
+def test_config_of_type_multiplane_is_refused_at_once(node: Node) -> None:
+    """A primary candidate that is itself a multiplane config fails immediately instead of waiting."""
+    node.primary("05-mp-renamed.conf", {"cniVersion": "1.0.0", "name": "mp-x", "type": "multiplane"})
+    started = time.monotonic()
+    with pytest.raises(WrapsItself, match="05-mp-renamed.conf"):
+        node.install(wait_seconds=30)
+    assert time.monotonic() - started < 5
+    assert not node.path(f"{CONF_DIR}/00-multiplane.conf").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("{not json", "is not valid JSON"),
+        ("[1, 2]", "not a JSON object"),
+        ('{"cniVersion": "1.0.0", "name": "mp-x"}', "neither `type` nor a list of `plugins`"),
+        ('{"cniVersion": "1.0.0", "name": "mp-x", "plugins": []}', "neither `type` nor a list of `plugins`"),
+    ],
+)
+def test_invalid_first_file_is_an_error_naming_it(node: Node, content: str, reason: str) -> None:
+    """The first candidate must be a CNI config: otherwise install fails naming it (a later valid file is not taken)."""
+    node.write(f"{CONF_DIR}/05-mp-bad.conf", content)
+    with pytest.raises(InstallError) as info:
+        node.install()
+    assert "05-mp-bad.conf" in str(info.value) and reason in str(info.value)
+    assert not node.path(f"{CONF_DIR}/00-multiplane.conf").exists()
+
+
+def test_capabilities_are_the_union_of_enabled_ones(node: Node) -> None:
+    """capabilities lists every capability set to true at the top or in any plugin of the primary conflist."""
+    node.path(f"{CONF_DIR}/10-mp-bridge.conf").unlink()
+    node.primary(
+        "10-mp-chain.conflist",
+        {
+            "cniVersion": "1.0.0",
+            "name": "mp-chain",
+            "capabilities": {"mp-top": True, "mp-off": False},
+            "plugins": [
+                {"type": "bridge", "capabilities": {"portMappings": True}},
+                {"type": "portmap", "capabilities": {"portMappings": True, "bandwidth": False}},
+                {"type": "tuning", "capabilities": {"io.kubernetes.cri.pod-annotations": True}},
+                {"type": "bandwidth", "capabilities": "not-a-map"},
+            ],
+        },
+    )
+    node.install()
+    assert node.conf()["capabilities"] == {
+        "io.kubernetes.cri.pod-annotations": True,
+        "mp-top": True,
+        "portMappings": True,
+    }
+
+
+def test_primary_sorting_first_gives_a_warning(node: Node) -> None:
+    """A primary that sorts before 00-multiplane.conf is used, with a warning that the runtime will prefer it."""
+    node.path(f"{CONF_DIR}/10-mp-bridge.conf").unlink()
+    node.primary("00-aaa-mp.conf")
+    node.install()
+    assert any(m.startswith("warning: ") and "00-aaa-mp.conf sorts before" in m for m in node.messages)
+
+
+def test_missing_cni_version_asks_for_the_flag(node: Node) -> None:
+    """A primary without cniVersion fails with a pointer to --cni-version, which then fixes it."""
+    node.primary(doc={"name": "mp-cbr", "type": "bridge"})
+    with pytest.raises(InstallError, match="--cni-version"):
+        node.install()
+    node.install(cni_version="0.3.1")
+    assert node.conf()["cniVersion"] == "0.3.1"
+
+
+# ---- waiting ------------------------------------------------------------------------------------
+
+
+def test_waits_for_the_primary_then_succeeds(node: Node, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without a primary, install says it is waiting, and finishes once the primary appears."""
+    node.path(f"{CONF_DIR}/10-mp-bridge.conf").unlink()
+    timer = threading.Timer(1.5, node.primary)
+    timer.start()
+    try:
+        started = time.monotonic()
+        rc = node.main("install", "--source", SOURCE, "--wait-seconds", "20")
+    finally:
+        timer.join()
+    assert rc == 0
+    assert 1.4 < time.monotonic() - started < 10
+    err = capsys.readouterr().err
+    assert f"waiting for the node's primary CNI configuration in {CONF_DIR} ..." in err
+    assert node.conf()["clusterNetwork"] == f"{CONF_DIR}/10-mp-bridge.conf"
+
+
+def test_timeout_fails_with_the_message_and_writes_no_config(node: Node, capsys: pytest.CaptureFixture[str]) -> None:
+    """When no primary appears in time, install exits 1 saying what it waited for; no 00-multiplane.conf exists."""
+    node.path(f"{CONF_DIR}/10-mp-bridge.conf").unlink()
+    started = time.monotonic()
+    assert node.main("install", "--source", SOURCE, "--wait-seconds", "1.5") == 1
+    assert 1.4 < time.monotonic() - started < 10
+    err = capsys.readouterr().err
+    assert f"error: timed out after 1.5 s waiting for the node's primary CNI configuration in {CONF_DIR}" in err
+    assert [p.name for p in node.path(CONF_DIR).iterdir()] == ["multiplane.d"]
+
+
+def test_a_failed_write_leaves_the_old_config_whole(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    """If writing the new config fails half-way, the previous 00-multiplane.conf stays and no temp file is left."""
+    node.install()
+    before = node.path(f"{CONF_DIR}/00-multiplane.conf").read_bytes()
+    node.primary(doc=dict(PRIMARY, cniVersion="1.0.0"))
+
+    def broken_fsync(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(installer.os, "fsync", broken_fsync)
+    with pytest.raises(OSError):
+        node.install()
+    assert node.path(f"{CONF_DIR}/00-multiplane.conf").read_bytes() == before
+    assert tmp_files(node.path(CONF_DIR)) == []
+
+
+def test_never_writes_an_empty_file(tmp_path: Path) -> None:
+    """write_atomic refuses empty content instead of producing a 0-byte config (multus #1155)."""
+    target = tmp_path / "mp-00.conf"
+    with pytest.raises(InstallError, match="empty"):
+        installer.write_atomic(str(target), b"", 0o644)
+    assert not target.exists()
+
+
+# ---- the generated config -----------------------------------------------------------------------
+
+
+def test_config_content_and_options(node: Node) -> None:
+    """00-multiplane.conf carries the primary's version, the primary's path, the kubeconfig and every option flag."""
+    rc = node.main(
+        "install",
+        "--source",
+        SOURCE,
+        "--wait-seconds",
+        "0",
+        "--multiplane-conf-dir",
+        "/etc/cni/multiplane/net.d",
+        "--multiplane-cni-dir",
+        "/var/lib/cni/multiplane",
+        "--namespace-isolation",
+        "--global-namespaces",
+        "default,mp-shared",
+        "--readiness-indicator-file",
+        "/run/mp-ready",
+        "--log-file",
+        "/var/log/mp.log",
+        "--log-level",
+        "verbose",
+    )
+    assert rc == 0
+    assert node.conf() == {
+        "cniVersion": "0.3.1",
+        "name": "multiplane-cni-network",
+        "type": "multiplane",
+        "clusterNetwork": f"{CONF_DIR}/10-mp-bridge.conf",
+        "capabilities": {},
+        "confDir": "/etc/cni/multiplane/net.d",
+        "cniDir": "/var/lib/cni/multiplane",
+        "binDir": BIN_DIR,
+        "namespaceIsolation": True,
+        "globalNamespaces": "default,mp-shared",
+        "readinessindicatorfile": "/run/mp-ready",
+        "logFile": "/var/log/mp.log",
+        "logLevel": "verbose",
+        "kubeconfig": f"{CONF_DIR}/multiplane.d/multiplane.kubeconfig",
+    }
+    assert stat.S_IMODE(node.path(f"{CONF_DIR}/00-multiplane.conf").stat().st_mode) == 0o644
+
+
+def test_generated_config_is_accepted_by_the_meta_plugin(node: Node) -> None:
+    """The meta-plugin's own parser reads the generated config back with the same values."""
+    node.install(meta={"namespaceIsolation": True, "globalNamespaces": "default,mp-x", "logLevel": "debug"})
+    conf = MetaConf(NetConf.parse(node.path(f"{CONF_DIR}/00-multiplane.conf").read_bytes()))
+    assert conf.cluster_network == f"{CONF_DIR}/10-mp-bridge.conf"
+    assert conf.kubeconfig == f"{CONF_DIR}/multiplane.d/multiplane.kubeconfig"
+    assert conf.bin_dir == BIN_DIR
+    assert conf.namespace_isolation is True
+    assert conf.log_level == "debug"
+
+
+def test_host_prefix_is_stripped_from_written_paths(node: Node) -> None:
+    """In the DaemonSet (/host mounts) files land under /host, but the configs name the node's own paths."""
+    node.write(f"/host{CONF_DIR}/10-mp-bridge.conf", json.dumps(PRIMARY))
+    node.install(cni_bin_dir=f"/host{BIN_DIR}", cni_conf_dir=f"/host{CONF_DIR}", host_prefix="/host")
+    conf = json.loads(node.path(f"/host{CONF_DIR}/00-multiplane.conf").read_bytes())
+    assert conf["clusterNetwork"] == f"{CONF_DIR}/10-mp-bridge.conf"
+    assert conf["kubeconfig"] == f"{CONF_DIR}/multiplane.d/multiplane.kubeconfig"
+    assert conf["binDir"] == BIN_DIR
+    kube = load_kubeconfig(str(node.path(f"/host{CONF_DIR}/multiplane.d/multiplane.kubeconfig")))
+    assert kube.token_file == f"{CONF_DIR}/multiplane.d/token"
+    assert node.path(f"/host{BIN_DIR}/multiplane").is_file()
+
+
+def test_path_outside_the_host_prefix_is_refused(node: Node) -> None:
+    """A dir not under --host-prefix would be invisible to the node: install refuses before writing anything."""
+    with pytest.raises(InstallError, match="not under --host-prefix /host"):
+        node.install(cni_conf_dir=CONF_DIR, cni_bin_dir=f"/host{BIN_DIR}", host_prefix="/host")
+    assert not node.path(f"/host{BIN_DIR}").exists()
+
+
+# ---- the kubeconfig -----------------------------------------------------------------------------
+
+
+def test_kubeconfig_names_server_ca_and_token_copy(node: Node) -> None:
+    """The kubeconfig (0600) parses with our client: server from the env, CA inline, tokenFile the 0600 copy."""
+    node.install()
+    path = node.path(f"{CONF_DIR}/multiplane.d/multiplane.kubeconfig")
+    kube = load_kubeconfig(str(path))
+    assert kube.server == "https://10.96.0.1:443"
+    assert kube.ca_data == CA
+    assert kube.token_file == f"{CONF_DIR}/multiplane.d/token"
+    token = node.path(f"{CONF_DIR}/multiplane.d/token")
+    assert token.read_bytes() == TOKEN
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert node.conf()["kubeconfig"] == f"{CONF_DIR}/multiplane.d/multiplane.kubeconfig"
+
+
+def test_kubeconfig_server_with_ipv6_address(node: Node) -> None:
+    """An IPv6 KUBERNETES_SERVICE_HOST is bracketed in the server URL."""
+    node.install(env={"KUBERNETES_SERVICE_HOST": "fd00:10:96::1", "KUBERNETES_SERVICE_PORT": "6443"})
+    kube = load_kubeconfig(str(node.path(f"{CONF_DIR}/multiplane.d/multiplane.kubeconfig")))
+    assert kube.server == "https://[fd00:10:96::1]:6443"
+
+
+def test_api_server_flag_overrides_the_service_address(node: Node) -> None:
+    """--api-server replaces the service IP (for nodes where it is not routable before kube-proxy runs)."""
+    node.install(api_server="https://192.0.2.10:6443")
+    kube = load_kubeconfig(str(node.path(f"{CONF_DIR}/multiplane.d/multiplane.kubeconfig")))
+    assert kube.server == "https://192.0.2.10:6443"
+
+
+def test_no_cluster_means_no_kubeconfig(node: Node) -> None:
+    """Without KUBERNETES_SERVICE_HOST/PORT, install says so and writes no kubeconfig and no kubeconfig key."""
+    node.install(env={})
+    assert not node.path(f"{CONF_DIR}/multiplane.d").exists()
+    assert "kubeconfig" not in node.conf()
+    assert any(m.startswith("not in a cluster") for m in node.messages)
+
+
+def test_no_kubeconfig_flag_skips_it(node: Node) -> None:
+    """--no-kubeconfig skips the kubeconfig even in a cluster."""
+    node.install(write_kubeconfig=False)
+    assert not node.path(f"{CONF_DIR}/multiplane.d").exists()
+    assert "kubeconfig" not in node.conf()
+
+
+def test_existing_kubeconfig_is_referenced_not_written(node: Node) -> None:
+    """--kubeconfig puts that node path into the config and writes no kubeconfig of its own."""
+    node.install(kubeconfig="/etc/kubernetes/mp-admin.conf")
+    assert node.conf()["kubeconfig"] == "/etc/kubernetes/mp-admin.conf"
+    assert not node.path(f"{CONF_DIR}/multiplane.d").exists()
+
+
+def test_missing_ca_is_an_error(node: Node) -> None:
+    """In a cluster, a service account directory without ca.crt fails and names the file."""
+    node.path(f"{SA_DIR}/ca.crt").unlink()
+    with pytest.raises(InstallError, match="ca.crt"):
+        node.install()
+    assert not node.path(f"{CONF_DIR}/00-multiplane.conf").exists()
+
+
+def test_refresh_token_only_copies_a_rotated_token(node: Node, capsys: pytest.CaptureFixture[str]) -> None:
+    """--refresh-token-only replaces the token copy (atomically, 0600) when the service account's changes."""
+    node.install()
+    copy = node.path(f"{CONF_DIR}/multiplane.d/token")
+    inode = copy.stat().st_ino
+    node.write(f"{SA_DIR}/token", b"mp-token-2")
+    args = ("install", "--refresh-token-only", "--refresh-interval", "0", "--max-iterations", "3")
+    assert node.main(*args) == 0
+    assert copy.read_bytes() == b"mp-token-2"
+    assert copy.stat().st_ino != inode
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o600
+    err = capsys.readouterr().err
+    assert err.count(f"refreshed: {CONF_DIR}/multiplane.d/token") == 1
+
+
+def test_refresh_does_nothing_without_a_kubeconfig(node: Node, capsys: pytest.CaptureFixture[str]) -> None:
+    """After uninstall (no kubeconfig), the refresher writes nothing and says why, once."""
+    args = ("install", "--refresh-token-only", "--refresh-interval", "0", "--max-iterations", "3")
+    assert node.main(*args) == 0
+    assert not node.path(f"{CONF_DIR}/multiplane.d").exists()
+    assert capsys.readouterr().err.count("nothing to refresh") == 1
+
+
+def test_refresh_reports_a_missing_token_and_keeps_going(node: Node) -> None:
+    """A missing service-account token is reported once; the loop continues and recovers when it returns."""
+    node.install()
+    node.path(f"{SA_DIR}/token").unlink()
+    messages: list[str] = []
+    installer.refresh_token(node.opts(), interval=0, iterations=3, say=messages.append)
+    assert len(messages) == 1 and messages[0].startswith("error: cannot refresh")
+    node.write(f"{SA_DIR}/token", b"mp-token-3")
+    installer.refresh_token(node.opts(), interval=0, iterations=1, say=messages.append)
+    assert node.path(f"{CONF_DIR}/multiplane.d/token").read_bytes() == b"mp-token-3"
+
+
+# ---- uninstall ----------------------------------------------------------------------------------
+
+
+def test_uninstall_removes_exactly_what_install_made(node: Node) -> None:
+    """After install then uninstall the tree is as before; a second uninstall succeeds and changes nothing."""
+    node.write(f"{CONF_DIR}/99-mp-other.conflist", '{"cniVersion": "1.0.0", "name": "o", "plugins": []}')
+    before = node.snapshot()
+    node.install()
+    node.uninstall()
+    assert node.snapshot() == before
+    node.uninstall()
+    assert node.snapshot() == before
+
+
+def test_uninstall_keeps_a_kubeconfig_it_did_not_write(node: Node) -> None:
+    """A file at --kubeconfig-out without our marker line (someone else's kubeconfig) is kept."""
+    foreign = node.write("/etc/kubernetes/mp-admin.conf", "apiVersion: v1\nkind: Config\n")
+    node.install(write_kubeconfig=False)
+    node.uninstall(kubeconfig_out="/etc/kubernetes/mp-admin.conf")
+    assert foreign.read_text() == "apiVersion: v1\nkind: Config\n"
+    assert any(m.startswith("kept /etc/kubernetes/mp-admin.conf") for m in node.messages)
+
+
+def test_uninstall_keeps_foreign_files_in_the_kubeconfig_dir(node: Node) -> None:
+    """multiplane.d is removed only when empty: a file someone else put there survives."""
+    node.install()
+    foreign = node.write(f"{CONF_DIR}/multiplane.d/mp-notes.txt", "mine")
+    node.uninstall()
+    assert foreign.read_text() == "mine"
+    assert sorted(p.name for p in foreign.parent.iterdir()) == ["mp-notes.txt"]
+
+
+# ---- command line -------------------------------------------------------------------------------
+
+
+def test_unknown_flag_is_a_usage_error(node: Node) -> None:
+    """An unknown flag exits 2, as argparse usage errors do, without installing anything."""
+    assert node.main("install", "--mp-no-such-flag") == 2
+    assert not node.path(f"{BIN_DIR}/multiplane").exists()
+
+
+def test_cli_dispatches_install_and_uninstall(node: Node) -> None:
+    """`multiplane install …` and `multiplane uninstall …` reach the installer through the real entry point."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CNI_", "KUBERNETES_"))}
+    base = [sys.executable, "-m", "multiplane"]
+    root = ["--root", str(node.root)]
+    proc = subprocess.run(
+        [*base, "install", *root, "--source", SOURCE, "--wait-seconds", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    assert "wrote: /etc/cni/net.d/00-multiplane.conf" in proc.stderr
+    proc = subprocess.run([*base, "uninstall", *root], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert not node.path(f"{CONF_DIR}/00-multiplane.conf").exists()
+    assert not node.path(f"{BIN_DIR}/multiplane").exists()
+
+
+def test_usage_mentions_install() -> None:
+    """The entry point's usage text lists install and uninstall."""
+    proc = subprocess.run([sys.executable, "-m", "multiplane", "--help"], capture_output=True, text=True, check=False)
+    assert "multiplane install" in proc.stderr and "multiplane uninstall" in proc.stderr
+
+
+def test_install_help_lists_the_flags() -> None:
+    """`multiplane install --help` exits 0 and documents the main flags."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "multiplane", "install", "--help"], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0
+    for flag in ("--cni-bin-dir", "--cni-conf-dir", "--host-prefix", "--wait-seconds", "--refresh-token-only"):
+        assert flag in proc.stdout
+
+
+def test_parser_flags_match_options(node: Node) -> None:
+    """Options built from parsed flags equal the defaults of Options, so the two front ends agree."""
+    args = installer.build_parser().parse_args(["install"])
+    opts = installer.options_from(args)
+    default = Options()
+    for attr in ("cni_bin_dir", "cni_conf_dir", "kubeconfig_out", "sa_dir", "wait_seconds", "write_kubeconfig"):
+        assert getattr(opts, attr) == getattr(default, attr)
