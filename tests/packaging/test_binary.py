@@ -278,3 +278,21 @@ def test_integration_scenarios_through_the_binary(binary: Path) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+def test_the_readme_demo_runs_and_cleans_up(binary: Path) -> None:
+    """`make demo`'s script plays the seed scenario successfully, well within 3 minutes, and leaves no namespace."""
+    import time
+
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "packaging" / "demo" / "demo_seed.py")],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert time.monotonic() - started < 180
+    assert "pod web-2 -> pod web-1 (192.168.174.200): reachable" in proc.stdout
+    assert "mp-demo" not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
