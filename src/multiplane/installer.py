@@ -129,6 +129,25 @@ def _unlink_quietly(path: str) -> None:
         pass
 
 
+def _sweep_temporaries(directory: str, names: list[str], older_than: float) -> None:
+    """Delete `.<name>.<pid>.tmp` files an interrupted run left (a crash between write and rename)."""
+    try:
+        entries = os.listdir(directory)
+    except FileNotFoundError:
+        return
+    now = time.time()
+    for entry in entries:
+        for name in names:
+            middle = entry[len(name) + 2 : -4] if entry.startswith(f".{name}.") and entry.endswith(".tmp") else ""
+            if middle.isdigit():
+                path = os.path.join(directory, entry)
+                try:
+                    if now - os.lstat(path).st_mtime >= older_than:
+                        os.unlink(path)
+                except FileNotFoundError:
+                    pass
+
+
 def _replace_with(path: str, mode: int, fill: Callable[[int], None]) -> None:
     """Write a temporary file next to `path` with `fill(fd)`, fsync it and rename it onto `path`."""
     tmp = _tmp_name(path)
@@ -296,14 +315,11 @@ def wait_for_primary(
                 raise
             except InstallError as exc:
                 problem = str(exc)
-        message = f"waiting for the node's primary CNI configuration in {shown_dir} ..."
-        if problem:
-            message = f"{message} ({problem})"
+        what = f"waiting for the node's primary CNI configuration in {shown_dir}"
         if time.monotonic() >= deadline:
-            raise InstallError(
-                f"timed out after {wait_seconds:g} s {message.removesuffix(' ...')}"
-                + ("" if problem else ": no .conf or .conflist file other than 00-multiplane*")
-            )
+            reason = problem or "no .conf or .conflist file other than 00-multiplane*"
+            raise InstallError(f"timed out after {wait_seconds:g} s {what}: {reason}")
+        message = f"{what} ..." + (f" ({problem})" if problem else "")
         if message != waiting_said:
             say(message)
             waiting_said = message
@@ -432,6 +448,15 @@ def _default_source() -> str:
     return os.environ.get("STATICX_PROG_PATH") or sys.executable
 
 
+def _owned(opts: Options) -> list[tuple[str, list[str]]]:
+    """(directory, file names) of everything install writes, for sweeping temporaries."""
+    return [
+        (opts.real(opts.cni_bin_dir), [BINARY, *opts.plugin_links()]),
+        (opts.real(opts.cni_conf_dir), [CONF_NAME]),
+        (opts.real(os.path.dirname(opts.kubeconfig_out)), [os.path.basename(opts.kubeconfig_out), TOKEN_NAME]),
+    ]
+
+
 def install(opts: Options, env: dict[str, str] | None = None, say: Say | None = None) -> None:
     """Install binary, links, kubeconfig, then (last, so the runtime finds everything) 00-multiplane.conf.
 
@@ -447,6 +472,8 @@ def install(opts: Options, env: dict[str, str] | None = None, say: Say | None = 
     bin_dir, conf_dir = opts.real(opts.cni_bin_dir), opts.real(opts.cni_conf_dir)
     os.makedirs(bin_dir, exist_ok=True)
     os.makedirs(conf_dir, exist_ok=True)
+    for directory, names in _owned(opts):
+        _sweep_temporaries(directory, names, older_than=3600)  # younger ones may be another install's
 
     changed = _copy_binary(source, os.path.join(bin_dir, BINARY))
     say(f"{'installed' if changed else 'unchanged'}: {os.path.join(opts.cni_bin_dir, BINARY)}")
@@ -480,6 +507,8 @@ def uninstall(opts: Options, say: Say | None = None) -> None:
         say(f"removed: {shown}")
 
     remove(os.path.join(conf_dir, CONF_NAME), os.path.join(opts.cni_conf_dir, CONF_NAME))
+    for directory, names in _owned(opts):
+        _sweep_temporaries(directory, names, older_than=0)
     kubeconfig = opts.real(opts.kubeconfig_out)
     try:
         with open(kubeconfig, encoding="utf-8", errors="replace") as fh:

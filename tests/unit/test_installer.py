@@ -160,6 +160,20 @@ def test_running_binary_is_replaced_without_text_file_busy(node: Node) -> None:
         proc.wait()
 
 
+def test_leftover_temporaries_are_swept(node: Node) -> None:
+    """A temporary file from an interrupted install is removed once old; a fresh one (a parallel install) is kept."""
+    stale = node.write(f"{BIN_DIR}/.multiplane.4242.tmp", b"mp-half-copied")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    fresh = node.write(f"{CONF_DIR}/.00-multiplane.conf.4243.tmp", b"{")
+    foreign = node.write(f"{BIN_DIR}/.mp-other.4244.tmp", b"not ours")
+    os.utime(foreign, (time.time() - 7200, time.time() - 7200))
+    node.install()
+    assert not stale.exists()
+    assert fresh.exists() and foreign.exists()
+    node.uninstall()
+    assert not fresh.exists() and foreign.exists()
+
+
 def test_links_are_replaced_atomically(node: Node) -> None:
     """A plugin name holding an old copy or a link elsewhere becomes a link to `multiplane`."""
     node.write(f"{BIN_DIR}/multiplane-macvlan", b"mp-old-copy", 0o755)
@@ -318,6 +332,19 @@ def test_waits_for_the_primary_then_succeeds(node: Node, capsys: pytest.CaptureF
     assert 1.4 < time.monotonic() - started < 10
     err = capsys.readouterr().err
     assert f"waiting for the node's primary CNI configuration in {CONF_DIR} ..." in err
+    assert node.conf()["clusterNetwork"] == f"{CONF_DIR}/10-mp-bridge.conf"
+
+
+def test_a_half_written_primary_is_waited_for(node: Node) -> None:
+    """A first file that is not yet valid JSON is named while waiting, and used once its writer finishes."""
+    node.path(f"{CONF_DIR}/10-mp-bridge.conf").write_text('{"cniVersion": "0.3.1", "na')
+    timer = threading.Timer(1.5, node.primary)
+    timer.start()
+    try:
+        node.install(wait_seconds=20)
+    finally:
+        timer.join()
+    assert any(m.startswith("waiting for") and "10-mp-bridge.conf is not valid JSON" in m for m in node.messages)
     assert node.conf()["clusterNetwork"] == f"{CONF_DIR}/10-mp-bridge.conf"
 
 

@@ -1,0 +1,410 @@
+"""The Kubernetes and OpenShift manifests in packaging/k8s, and packaging/Containerfile, read as data.
+
+They cannot be applied here (no cluster), so these tests check what `kubectl apply` and
+the node would trip over: required fields, names that refer to each other, RBAC that
+matches the API calls of multiplane.k8s.client, and DaemonSet arguments that the
+installer's own parser accepts, with paths that the mounts really provide.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import multiplane
+from multiplane import installer
+from multiplane.k8s.client import NAD_PATH
+
+PACKAGING = Path(__file__).resolve().parents[2] / "packaging"
+K8S = PACKAGING / "k8s"
+OPENSHIFT = K8S / "openshift"
+IMAGE = "multiplane:0.1.0"
+BINARY_IN_IMAGE = "/usr/local/bin/multiplane"
+VARIANTS = {"kubernetes": K8S, "openshift": OPENSHIFT}
+EXPECTED_RULES = {
+    ("", "pods"): {"get"},
+    ("", "pods/status"): {"update"},
+    ("k8s.cni.cncf.io", "network-attachment-definitions"): {"get", "list", "watch"},
+}
+
+
+def load(path: Path) -> list[dict[str, Any]]:
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    assert docs, f"{path} holds no document"
+    return docs
+
+
+def one(path: Path, kind: str) -> dict[str, Any]:
+    found = [d for d in load(path) if d.get("kind") == kind]
+    assert len(found) == 1, f"{path}: expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def containers(ds: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = ds["spec"]["template"]["spec"]
+    return list(spec.get("initContainers", [])) + list(spec["containers"])
+
+
+def install_parser() -> argparse.ArgumentParser:
+    """The `install` sub-parser of the installer's command line."""
+    parser = installer.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices["install"]
+
+
+def parse_install(args: list[str]) -> argparse.Namespace:
+    """The installer's own parsing of a container's args; a flag it does not know fails the test."""
+    assert args[0] == "install", args
+    known = set(install_parser()._option_string_actions)
+    for token in args[1:]:
+        if token.startswith("--"):
+            assert token.split("=", 1)[0] in known, f"the installer has no flag {token}"
+    try:
+        return installer.build_parser().parse_args(args)
+    except SystemExit as exc:  # argparse reports and exits on a bad value
+        pytest.fail(f"the installer rejects {args}: exit {exc.code}")
+
+
+def mounted_host_path(ds: dict[str, Any], container: dict[str, Any], path: str) -> str:
+    """The node path that `path` inside `container` is, through its hostPath mounts; fails if not mounted."""
+    volumes = {v["name"]: v for v in ds["spec"]["template"]["spec"]["volumes"]}
+    best = None
+    for mount in container.get("volumeMounts", []):
+        mp = mount["mountPath"].rstrip("/")
+        if (path == mp or path.startswith(mp + "/")) and (best is None or len(mp) > len(best["mountPath"])):
+            best = mount
+    assert best is not None, f"{container['name']}: {path} is on no volume mount"
+    volume = volumes[best["name"]]
+    assert "hostPath" in volume, f"{path} is mounted from {best['name']}, which is not a hostPath"
+    return volume["hostPath"]["path"].rstrip("/") + path[len(best["mountPath"].rstrip("/")) :]
+
+
+# ---- every file ---------------------------------------------------------------------------------
+
+
+ALL_MANIFESTS = sorted(K8S.rglob("*.yaml"))
+
+
+def test_manifests_are_found() -> None:
+    """The manifests this suite is about exist."""
+    names = {str(p.relative_to(K8S)) for p in ALL_MANIFESTS}
+    assert {"crd.yaml", "rbac.yaml", "daemonset.yaml"} <= names
+    assert {"openshift/scc.yaml", "openshift/daemonset.yaml", "openshift/rbac.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", ALL_MANIFESTS, ids=lambda p: str(p.relative_to(K8S)))
+def test_every_document_has_the_required_fields(path: Path) -> None:
+    """Each YAML document parses and has apiVersion, kind and metadata.name, and the app label."""
+    for doc in load(path):
+        assert isinstance(doc.get("apiVersion"), str) and doc["apiVersion"]
+        assert isinstance(doc.get("kind"), str) and doc["kind"]
+        assert isinstance(doc["metadata"].get("name"), str) and doc["metadata"]["name"]
+        if doc["kind"] != "CustomResourceDefinition":
+            assert doc["metadata"].get("labels", {}).get("app") == "multiplane"
+
+
+@pytest.mark.parametrize(
+    ("path", "kinds"),
+    [
+        (K8S / "crd.yaml", ["CustomResourceDefinition"]),
+        (K8S / "rbac.yaml", ["ServiceAccount", "ClusterRole", "ClusterRoleBinding"]),
+        (K8S / "daemonset.yaml", ["DaemonSet"]),
+        (OPENSHIFT / "namespace.yaml", ["Namespace"]),
+        (OPENSHIFT / "rbac.yaml", ["ServiceAccount", "ClusterRole", "ClusterRoleBinding"]),
+        (OPENSHIFT / "scc.yaml", ["SecurityContextConstraints"]),
+        (OPENSHIFT / "daemonset.yaml", ["DaemonSet"]),
+        (OPENSHIFT / "crd-v1beta1.yaml", ["CustomResourceDefinition"]),
+    ],
+    ids=lambda v: str(v.relative_to(K8S)) if isinstance(v, Path) else "-".join(v),
+)
+def test_files_hold_the_expected_kinds(path: Path, kinds: list[str]) -> None:
+    """Each manifest holds exactly the objects its name promises, with the expected API versions."""
+    docs = load(path)
+    assert [d["kind"] for d in docs] == kinds
+    versions = {
+        "CustomResourceDefinition": ("apiextensions.k8s.io/v1", "apiextensions.k8s.io/v1beta1"),
+        "ServiceAccount": ("v1",),
+        "Namespace": ("v1",),
+        "ClusterRole": ("rbac.authorization.k8s.io/v1",),
+        "ClusterRoleBinding": ("rbac.authorization.k8s.io/v1",),
+        "DaemonSet": ("apps/v1",),
+        "SecurityContextConstraints": ("security.openshift.io/v1",),
+    }
+    for doc in docs:
+        assert doc["apiVersion"] in versions[doc["kind"]]
+
+
+# ---- the CRD ------------------------------------------------------------------------------------
+
+
+def client_nad_route() -> tuple[str, str, str]:
+    """(group, version, plural) of the path multiplane.k8s.client requests NADs at."""
+    match = re.fullmatch(r"/apis/([^/]+)/([^/]+)/namespaces/\{ns\}/([^/]+)/\{name\}", NAD_PATH)
+    assert match, NAD_PATH
+    return match.group(1), match.group(2), match.group(3)
+
+
+def test_crd_matches_what_the_client_requests() -> None:
+    """The CRD serves the group, version and plural the meta-plugin's client GETs, namespaced, with spec.config."""
+    crd = one(K8S / "crd.yaml", "CustomResourceDefinition")
+    assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
+    group, version, plural = client_nad_route()
+    spec = crd["spec"]
+    assert (spec["group"], spec["names"]["plural"]) == (group, plural)
+    assert crd["metadata"]["name"] == f"{plural}.{group}"
+    assert spec["scope"] == "Namespaced"
+    assert spec["names"]["kind"] == "NetworkAttachmentDefinition"
+    assert set(spec["names"]["shortNames"]) == {"net-attach-def", "nad"}
+    (served,) = spec["versions"]
+    assert (served["name"], served["served"], served["storage"]) == (version, True, True)
+    schema = served["schema"]["openAPIV3Schema"]
+    assert schema["properties"]["spec"]["properties"]["config"]["type"] == "string"
+
+
+def test_legacy_crd_matches_the_current_one() -> None:
+    """The v1beta1 CRD for old clusters (OpenShift 3.11) defines the same resource."""
+    old = one(OPENSHIFT / "crd-v1beta1.yaml", "CustomResourceDefinition")
+    new = one(K8S / "crd.yaml", "CustomResourceDefinition")
+    assert old["metadata"]["name"] == new["metadata"]["name"]
+    assert (old["spec"]["group"], old["spec"]["version"], old["spec"]["scope"]) == (
+        new["spec"]["group"],
+        new["spec"]["versions"][0]["name"],
+        new["spec"]["scope"],
+    )
+    assert old["spec"]["names"] == new["spec"]["names"]
+    assert old["spec"]["validation"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["config"] == {
+        "type": "string"
+    }
+
+
+# ---- RBAC ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_cluster_role_grants_exactly_the_calls_we_make(variant: str) -> None:
+    """The ClusterRole allows get pods, update pods/status, get/list/watch NADs, and nothing else."""
+    role = one(VARIANTS[variant] / "rbac.yaml", "ClusterRole")
+    granted: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        assert "resourceNames" not in rule and "nonResourceURLs" not in rule
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted.setdefault((group, resource), set()).update(rule["verbs"])
+    assert granted == EXPECTED_RULES
+    group, _, plural = client_nad_route()
+    assert (group, plural) in granted
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_binding_ties_the_role_to_the_service_account(variant: str) -> None:
+    """The ClusterRoleBinding names the ClusterRole and the ServiceAccount of the same file."""
+    path = VARIANTS[variant] / "rbac.yaml"
+    sa, role, binding = one(path, "ServiceAccount"), one(path, "ClusterRole"), one(path, "ClusterRoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": sa["metadata"]["namespace"]}
+    ]
+
+
+# ---- the DaemonSets -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_daemonset_selector_matches_template_labels(variant: str) -> None:
+    """The DaemonSet's selector selects its own pod template."""
+    ds = one(VARIANTS[variant] / "daemonset.yaml", "DaemonSet")
+    labels = ds["spec"]["template"]["metadata"]["labels"]
+    selector = ds["spec"]["selector"]["matchLabels"]
+    assert selector and all(labels.get(k) == v for k, v in selector.items())
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_daemonset_runs_as_the_rbac_service_account(variant: str) -> None:
+    """The pod's service account is the one rbac.yaml creates, in the DaemonSet's namespace."""
+    ds = one(VARIANTS[variant] / "daemonset.yaml", "DaemonSet")
+    sa = one(VARIANTS[variant] / "rbac.yaml", "ServiceAccount")
+    assert ds["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
+    assert ds["metadata"]["namespace"] == sa["metadata"]["namespace"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_daemonset_runs_on_every_node_in_the_host_network(variant: str) -> None:
+    """hostNetwork, a toleration for every taint, and privileged containers."""
+    ds = one(VARIANTS[variant] / "daemonset.yaml", "DaemonSet")
+    spec = ds["spec"]["template"]["spec"]
+    assert spec["hostNetwork"] is True
+    assert {"operator": "Exists"} in spec["tolerations"]
+    for c in containers(ds):
+        assert c["securityContext"]["privileged"] is True
+
+
+def test_image_is_the_same_everywhere() -> None:
+    """Every container of both variants runs multiplane:0.1.0 with imagePullPolicy IfNotPresent (offline use)."""
+    seen = []
+    for path in VARIANTS.values():
+        for c in containers(one(path / "daemonset.yaml", "DaemonSet")):
+            seen.append((c["image"], c["imagePullPolicy"], c["command"]))
+    assert seen and set(map(repr, seen)) == {repr((IMAGE, "IfNotPresent", [BINARY_IN_IMAGE]))}
+    assert IMAGE.split(":")[1] == multiplane.__version__
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_init_container_installs_with_flags_the_installer_knows(variant: str) -> None:
+    """The init container runs `multiplane install` from the image's binary, with flags the parser accepts."""
+    ds = one(VARIANTS[variant] / "daemonset.yaml", "DaemonSet")
+    (init,) = ds["spec"]["template"]["spec"]["initContainers"]
+    args = parse_install(init["args"])
+    assert args.command == "install" and not args.refresh_token_only
+    assert args.source == BINARY_IN_IMAGE
+    assert args.no_kubeconfig is False  # the pod has a service account: the plugin uses the API
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_main_container_refreshes_the_token(variant: str) -> None:
+    """The long-running container is `multiplane install --refresh-token-only` with the init container's dirs."""
+    ds = one(VARIANTS[variant] / "daemonset.yaml", "DaemonSet")
+    (init,) = ds["spec"]["template"]["spec"]["initContainers"]
+    (main,) = ds["spec"]["template"]["spec"]["containers"]
+    args, init_args = parse_install(main["args"]), parse_install(init["args"])
+    assert args.refresh_token_only is True
+    opts, init_opts = installer.options_from(args), installer.options_from(init_args)
+    assert opts.kubeconfig_out == init_opts.kubeconfig_out
+    assert opts.sa_dir == init_opts.sa_dir == installer.SERVICE_ACCOUNT_DIR
+    # The token copy it writes must land where the node-side kubeconfig says it is.
+    assert mounted_host_path(ds, main, opts.token_path) == init_opts.host(init_opts.token_path)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_installer_paths_are_the_mounted_node_dirs(variant: str) -> None:
+    """Every dir passed to `install` is a hostPath mount, and stripping --host-prefix gives that node path."""
+    ds = one(VARIANTS[variant] / "daemonset.yaml", "DaemonSet")
+    for c in containers(ds):
+        args = parse_install(c["args"])
+        opts = installer.options_from(args)
+        paths = [opts.cni_conf_dir, opts.kubeconfig_out]
+        if not args.refresh_token_only:
+            paths.append(opts.cni_bin_dir)
+        for path in paths:
+            assert mounted_host_path(ds, c, path) == opts.host(path), f"{c['name']}: {path}"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_state_dir_is_mounted_at_the_same_path(variant: str) -> None:
+    """cniDir (delegate cache, status files, the binary's runtime dir) is the node's own path in both containers."""
+    ds = one(VARIANTS[variant] / "daemonset.yaml", "DaemonSet")
+    (init,) = ds["spec"]["template"]["spec"]["initContainers"]
+    cni_dir = parse_install(init["args"]).multiplane_cni_dir
+    assert cni_dir == "/var/lib/cni/multiplane"
+    for c in containers(ds):
+        assert mounted_host_path(ds, c, cni_dir) == cni_dir
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_the_image_has_a_writable_tmp(variant: str) -> None:
+    """The image is FROM scratch (no /tmp): every container gets an emptyDir on /tmp and TMPDIR=/tmp."""
+    ds = one(VARIANTS[variant] / "daemonset.yaml", "DaemonSet")
+    volumes = {v["name"]: v for v in ds["spec"]["template"]["spec"]["volumes"]}
+    for c in containers(ds):
+        tmp = [m for m in c["volumeMounts"] if m["mountPath"] == "/tmp"]
+        assert len(tmp) == 1 and "emptyDir" in volumes[tmp[0]["name"]]
+        assert {"name": "TMPDIR", "value": "/tmp"} in c["env"]
+
+
+def test_variants_run_the_same_containers() -> None:
+    """Both DaemonSets run the same commands and mounts; they differ in namespace and scheduling only."""
+    k8s = one(K8S / "daemonset.yaml", "DaemonSet")["spec"]["template"]["spec"]
+    osh = one(OPENSHIFT / "daemonset.yaml", "DaemonSet")["spec"]["template"]["spec"]
+    for key in ("initContainers", "containers", "volumes"):
+        assert k8s[key] == osh[key], key
+
+
+# ---- OpenShift ----------------------------------------------------------------------------------
+
+
+def test_openshift_uses_the_openshift_sdn_dirs() -> None:
+    """The OpenShift DaemonSet installs into openshift-sdn's /opt/cni/bin and /etc/cni/net.d on the node."""
+    ds = one(OPENSHIFT / "daemonset.yaml", "DaemonSet")
+    (init,) = ds["spec"]["template"]["spec"]["initContainers"]
+    opts = installer.options_from(parse_install(init["args"]))
+    assert mounted_host_path(ds, init, opts.cni_bin_dir) == opts.host(opts.cni_bin_dir) == "/opt/cni/bin"
+    assert mounted_host_path(ds, init, opts.cni_conf_dir) == opts.host(opts.cni_conf_dir) == "/etc/cni/net.d"
+
+
+def test_openshift_namespace_exists_and_schedules_everywhere() -> None:
+    """The DaemonSet's project is created by namespace.yaml, with an empty project node selector."""
+    ns = one(OPENSHIFT / "namespace.yaml", "Namespace")
+    ds = one(OPENSHIFT / "daemonset.yaml", "DaemonSet")
+    assert ds["metadata"]["namespace"] == ns["metadata"]["name"]
+    assert ns["metadata"]["annotations"]["openshift.io/node-selector"] == ""
+
+
+def test_scc_admits_the_service_account_and_what_the_pod_needs() -> None:
+    """The SCC names the DaemonSet's service account and allows hostPath, hostNetwork, privileged and its volumes."""
+    scc = one(OPENSHIFT / "scc.yaml", "SecurityContextConstraints")
+    ds = one(OPENSHIFT / "daemonset.yaml", "DaemonSet")
+    spec = ds["spec"]["template"]["spec"]
+    assert f"system:serviceaccount:{ds['metadata']['namespace']}:{spec['serviceAccountName']}" in scc["users"]
+    assert scc["allowHostDirVolumePlugin"] is True
+    assert scc["allowHostNetwork"] is True
+    assert scc["allowPrivilegedContainer"] is True
+    used = {next(k for k in v if k != "name") for v in spec["volumes"]} | {"projected"}  # + the SA token
+    assert used <= set(scc["volumes"])
+
+
+# ---- the image ----------------------------------------------------------------------------------
+
+
+def test_containerfile_copies_the_binary_the_daemonset_runs() -> None:
+    """packaging/Containerfile is FROM scratch and puts dist/multiplane where the DaemonSet's command expects it."""
+    lines = [
+        line.split()
+        for line in (PACKAGING / "Containerfile").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert lines[0] == ["FROM", "scratch"]
+    assert ["COPY", "dist/multiplane", BINARY_IN_IMAGE] in lines
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_daemonset_commands_work_on_a_fake_node(variant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both containers' exact args, run under a fake root where /host is the node's /, leave a config whose paths exist."""
+    root = tmp_path / "mp-node"
+    (root / "etc/cni/net.d").mkdir(parents=True)
+    (root / "etc/cni/net.d/80-openshift-network.conf").write_text(
+        '{"cniVersion": "0.3.1", "name": "openshift.1", "type": "openshift-sdn"}'
+    )
+    for name, data in (("token", "mp-token"), ("ca.crt", "mp-ca")):
+        (root / installer.SERVICE_ACCOUNT_DIR.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        (root / installer.SERVICE_ACCOUNT_DIR.lstrip("/") / name).write_text(data)
+    (root / BINARY_IN_IMAGE.lstrip("/")).parent.mkdir(parents=True)
+    (root / BINARY_IN_IMAGE.lstrip("/")).write_bytes(b"mp-binary")
+    os.symlink(".", root / "host")  # the hostPath mounts: /host/<path> is the node's /<path>
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+
+    ds = one(VARIANTS[variant] / "daemonset.yaml", "DaemonSet")
+    (init,) = ds["spec"]["template"]["spec"]["initContainers"]
+    (main,) = ds["spec"]["template"]["spec"]["containers"]
+    assert installer.main([*init["args"], "--root", str(root), "--wait-seconds", "0"]) == 0
+    conf = json.loads((root / "etc/cni/net.d/00-multiplane.conf").read_text())
+    for key in ("clusterNetwork", "kubeconfig"):
+        assert (root / conf[key].lstrip("/")).is_file(), key
+    assert (root / conf["binDir"].lstrip("/") / "multiplane").is_file()
+    kube = (root / conf["kubeconfig"].lstrip("/")).read_text()
+    token_file = json.loads(kube.split("tokenFile: ", 1)[1].splitlines()[0])
+    assert (root / token_file.lstrip("/")).read_text() == "mp-token"
+
+    (root / installer.SERVICE_ACCOUNT_DIR.lstrip("/") / "token").write_text("mp-token-rotated")
+    assert installer.main([*main["args"], "--root", str(root), "--max-iterations", "1"]) == 0
+    assert (root / token_file.lstrip("/")).read_text() == "mp-token-rotated"
