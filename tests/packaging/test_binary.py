@@ -296,3 +296,39 @@ def test_the_readme_demo_runs_and_cleans_up(binary: Path) -> None:
     assert time.monotonic() - started < 180
     assert "pod web-2 -> pod web-1 (192.168.174.200): reachable" in proc.stdout
     assert "mp-demo" not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+
+
+def test_binary_installs_itself_into_a_node_root(binary: Path, tmp_path: Path) -> None:
+    """`multiplane install` from the static binary copies itself, links its names and wraps the primary config."""
+    root = tmp_path / "mp-node"
+    (root / "etc" / "cni" / "net.d").mkdir(parents=True)
+    (root / "opt" / "cni" / "bin").mkdir(parents=True)
+    primary = {
+        "cniVersion": "0.4.0",
+        "name": "mp-flannel",
+        "plugins": [{"type": "flannel", "capabilities": {"portMappings": True}}],
+    }
+    (root / "etc" / "cni" / "net.d" / "10-flannel.conflist").write_text(json.dumps(primary))
+    env = {"PATH": "/usr/bin:/bin"}
+    args = [str(binary), "install", "--root", str(root), "--no-kubeconfig", "--wait-seconds", "2"]
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    installed = root / "opt" / "cni" / "bin" / "multiplane"
+    assert installed.read_bytes() == binary.read_bytes()
+    for name in NAMES[1:]:
+        assert os.path.realpath(root / "opt" / "cni" / "bin" / name) == str(installed)
+    conf = json.loads((root / "etc" / "cni" / "net.d" / "00-multiplane.conf").read_text())
+    assert (conf["type"], conf["cniVersion"], conf["clusterNetwork"]) == (
+        "multiplane",
+        "0.4.0",
+        "/etc/cni/net.d/10-flannel.conflist",
+    )
+    assert conf["capabilities"] == {"portMappings": True}
+    out = subprocess.run([str(installed), "--version"], capture_output=True, text=True, check=False)
+    assert out.stdout.startswith("multiplane ")
+    proc = subprocess.run(
+        [str(binary), "uninstall", "--root", str(root)], env=env, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(os.listdir(root / "opt" / "cni" / "bin")) == []
+    assert sorted(os.listdir(root / "etc" / "cni" / "net.d")) == ["10-flannel.conflist"]
