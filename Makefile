@@ -52,5 +52,5 @@ lint: setup
 	$(VENV)/bin/ruff check src tests packaging
 
 .PHONY: bench
-bench: setup
+bench: binary
 	$(PY) tests/bench/bench.py

@@ -42,3 +42,13 @@ def test_plugin_modules_import_without_pyroute2() -> None:
     loaded = _modules_after("import multiplane.plugins.macvlan, multiplane.plugins.macvlan_check")
     assert not any(m == "pyroute2" or m.startswith("pyroute2.") for m in loaded)
     assert "json" in loaded and "multiplane.netlink.rtnl" in loaded
+
+
+def test_local_mode_meta_plugin_does_not_load_the_http_client() -> None:
+    """Without a kubeconfig or cluster, the meta-plugin's modules (and their NotFound) leave http.client and ssl unloaded."""
+    loaded = _modules_after(
+        "import multiplane.plugins.meta.plugin, multiplane.plugins.meta.plan, multiplane.plugins.meta.networks\n"
+        "from multiplane.k8s.errors import NotFound\n"
+    )
+    assert "multiplane.plugins.meta.plugin" in loaded
+    assert sorted({"ssl", "http.client", "multiplane.k8s.client"} & loaded) == []

@@ -25,7 +25,8 @@ import tempfile
 import time
 import urllib.parse
 
-from multiplane.errors import CniError, InvalidConfig
+from multiplane.errors import InvalidConfig
+from multiplane.k8s.errors import ApiError, NotFound
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -35,18 +36,6 @@ __all__ = ["ApiError", "KubeClient", "KubeConfig", "NotFound", "in_cluster_confi
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 NAD_PATH = "/apis/k8s.cni.cncf.io/v1/namespaces/{ns}/network-attachment-definitions/{name}"
-
-
-class ApiError(CniError):
-    """The API server answered with an error (or could not be reached); `status` is the HTTP code (0: none)."""
-
-    def __init__(self, msg: str, status: int = 0, details: str = "") -> None:
-        super().__init__(msg, details)
-        self.status = status
-
-
-class NotFound(ApiError):
-    pass
 
 
 class KubeConfig:

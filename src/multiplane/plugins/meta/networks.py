@@ -195,7 +195,7 @@ class LocalSource:
                 meta = doc.get("metadata") or {}
                 if meta.get("name") == name and meta.get("namespace", namespace) == namespace:
                     return doc
-        from multiplane.k8s.client import NotFound
+        from multiplane.k8s.errors import NotFound
 
         raise NotFound(
             f'network-attachment-definitions.k8s.cni.cncf.io "{namespace}/{name}" not found',
@@ -210,7 +210,7 @@ class LocalSource:
 def resolve_network(value: str, namespace: str, source: Any, conf_dir: str) -> tuple[str, NetworkConfig]:
     """clusterNetwork/defaultNetworks value → (display name, config), in Multus's order."""
     if "/" not in value:
-        from multiplane.k8s.client import NotFound
+        from multiplane.k8s.errors import NotFound
 
         try:
             nad = source.nad(namespace, value)

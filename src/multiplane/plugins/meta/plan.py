@@ -141,7 +141,7 @@ def plan(conf: MetaConf, source: Any, pod: PodRef, ifname: str, tolerant: bool =
     resolved are left out instead of failing the whole plan.
     """
     from multiplane.errors import CniError
-    from multiplane.k8s.client import NotFound
+    from multiplane.k8s.errors import NotFound
 
     def attempt(step: Any) -> Any:
         try:
