@@ -207,17 +207,24 @@ def test_macvlan_and_meta_run_from_the_chroot(chroot: Path, netns: str) -> None:
 
 def test_runs_with_noexec_tmp_and_no_tmpdir(binary: Path) -> None:
     """With /tmp mounted noexec and no TMPDIR (the runtime's empty environment) the binary still starts and cleans up."""
-    before = _staticx_dirs()
-    script = f'mount -t tmpfs -o noexec tmpfs /tmp && echo "{{}}" | env -i CNI_COMMAND=VERSION {binary}'
-    proc = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["supportedVersions"] == VERSIONS
-    assert _staticx_dirs() <= before
+    # The binary must itself live outside /tmp (the checkout may be under /tmp): use our state dir.
+    home = Path(f"/var/lib/cni/multiplane/mp-test-{os.getpid()}")
+    home.mkdir(parents=True)
+    try:
+        shutil.copy(binary, home / "multiplane")
+        before = _staticx_dirs()
+        script = f'mount -t tmpfs -o noexec tmpfs /tmp && echo "{{}}" | env -i CNI_COMMAND=VERSION {home}/multiplane'
+        proc = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["supportedVersions"] == VERSIONS
+        assert _staticx_dirs() <= before
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_fifty_concurrent_invocations(binary: Path, tmp_path: Path) -> None:
