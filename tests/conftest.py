@@ -42,27 +42,9 @@ def ip_tool() -> str:
 @pytest.fixture(scope="session")
 def cnidriver(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The libcni runtime driver (tests/cnidriver), built from source with Debian's Go and libcni."""
-    import subprocess
+    from tests.cnidriver.build import BuildError, build_driver
 
-    go = shutil.which("go")
-    if go is None or not os.path.isdir("/usr/share/gocode/src/github.com/containernetworking/cni/libcni"):
-        pytest.fail(
-            "Go or Debian's libcni sources are missing: make setup installs golang-go and golang-github-appc-cni-dev"
-        )
-    root = tmp_path_factory.mktemp("mp-go")
-    src = root / "src" / "cnidriver"
-    src.mkdir(parents=True)
-    shutil.copy(os.path.join(os.path.dirname(__file__), "cnidriver", "main.go"), src / "main.go")
-    out = root / "cnidriver"
-    env = dict(
-        os.environ,
-        GO111MODULE="off",
-        GOPATH=f"{root}:/usr/share/gocode",
-        GOPROXY="off",
-        GOCACHE=str(root / "cache"),
-        GOFLAGS="",
-    )
-    proc = subprocess.run([go, "build", "-o", str(out), "."], cwd=src, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.fail(f"building the libcni driver failed:\n{proc.stderr}")
-    return str(out)
+    try:
+        return build_driver(tmp_path_factory.mktemp("mp-go"))
+    except BuildError as exc:
+        pytest.fail(str(exc))

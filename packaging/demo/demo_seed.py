@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BINARY = os.path.join(ROOT, "dist", "multiplane")
@@ -38,14 +39,10 @@ def sh(*argv: str, check: bool = True, **kw: object) -> str:
 
 
 def build_driver(workdir: str) -> str:
-    src = os.path.join(workdir, "go", "src", "cnidriver")
-    os.makedirs(src)
-    shutil.copy(os.path.join(ROOT, "tests", "cnidriver", "main.go"), src)
-    out = os.path.join(workdir, "cnidriver")
-    env = dict(os.environ, GO111MODULE="off", GOPATH=f"{workdir}/go:/usr/share/gocode", GOPROXY="off")
-    env["GOCACHE"] = os.path.join(workdir, "gocache")
-    sh("go", "build", "-o", out, ".", cwd=src, env=env)
-    return out
+    sys.path.insert(0, ROOT)
+    from tests.cnidriver.build import build_driver as build
+
+    return build(Path(workdir) / "go")
 
 
 class Node:

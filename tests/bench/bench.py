@@ -102,28 +102,14 @@ def ratio(ours: tuple[float, float], ref: tuple[float, float]) -> str:
 
 
 def build_driver(root: Path) -> str:
-    """tests/cnidriver built as the `cnidriver` fixture builds it: Debian's Go and libcni, GOPATH mode, offline."""
-    go = shutil.which("go")
-    if go is None or not os.path.isdir("/usr/share/gocode/src/github.com/containernetworking/cni/libcni"):
-        raise BenchError(
-            "Go or Debian's libcni sources are missing: make setup installs golang-go and golang-github-appc-cni-dev"
-        )
-    src = root / "src" / "cnidriver"
-    src.mkdir(parents=True)
-    shutil.copy(DRIVER_SRC, src / "main.go")
-    out = root / "cnidriver"
-    env = dict(
-        os.environ,
-        GO111MODULE="off",
-        GOPATH=f"{root}:/usr/share/gocode",
-        GOPROXY="off",
-        GOCACHE=str(root / "cache"),
-        GOFLAGS="",
-    )
-    proc = subprocess.run([go, "build", "-o", str(out), "."], cwd=src, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise BenchError(f"building the libcni driver failed:\n{proc.stderr}")
-    return str(out)
+    """tests/cnidriver, built as the `cnidriver` fixture builds it."""
+    from tests.cnidriver.build import BuildError
+    from tests.cnidriver.build import build_driver as build
+
+    try:
+        return build(root)
+    except BuildError as exc:
+        raise BenchError(str(exc)) from exc
 
 
 def link_dir(directory: Path, target: Path | None) -> Path:
