@@ -177,6 +177,15 @@ class Meta:
 
     def add(self, req: Request) -> Result:
         call = _Call(req)
+        try:
+            return self._add(call)
+        except CniError as exc:
+            # The runtime shows this too, but node logs are where operators look first.
+            call.log.error(f"{call.pod.label()}: ADD of container {req.args.container_id} failed: {exc}")
+            raise
+
+    def _add(self, call: _Call) -> Result:
+        req = call.req
         call.wait_ready(wait=True)
         call.read_pod()
         delegates = plan(call.conf, call.source, call.pod, req.args.ifname)
@@ -266,6 +275,7 @@ class Meta:
                 call.invoker.delete(d.net, call.env(d), d.cap_args, d.args_cni, d.result)
             except Exception as exc:  # noqa: BLE001 - DEL goes on past failures and reports them together
                 errors.append(f"{d.name} ({d.ifname}): {exc}")
+        call.log.verbose(f"{call.pod.label()}: deleted {len(delegates)} attachment(s) of container {cid}")
         if errors and cached is None:
             # Without a cache nothing is recorded as attached (a completed ADD leaves one; a failed
             # ADD rolled back and removed it): the rebuilt plan was a guess, so its errors are not
