@@ -47,6 +47,10 @@ class PodRef:
         self.infra = args.get("K8S_POD_INFRA_CONTAINER_ID", "")
         own = {"IgnoreUnknown", "K8S_POD_NAMESPACE", "K8S_POD_NAME", "K8S_POD_UID", "K8S_POD_INFRA_CONTAINER_ID"}
         self.other_args = [(k, v) for k, v in pairs if k not in own and not k.startswith("MULTIPLANE_")]
+        if not self.namespace and ("MULTIPLANE_NETWORKS" in args or "MULTIPLANE_DEFAULT_NETWORK" in args):
+            # podman sends K8S_POD_NAME (the container) but no namespace: selections given in
+            # CNI_ARGS still apply, in the "default" namespace.
+            self.namespace, self.name = "default", self.name or "-"
         self.annotations: dict[str, str] = {}
 
     @property
@@ -96,15 +100,20 @@ class Delegate:
         return d
 
 
-def cni_args_for(pod: PodRef, extra: list[tuple[str, str]]) -> str:
-    """CNI_ARGS for a delegate: IgnoreUnknown and the K8S_* keys first, as Multus orders them."""
+def cni_args_for(pod: PodRef, extra: list[tuple[str, str]], master: bool = False) -> str:
+    """CNI_ARGS for a delegate: IgnoreUnknown and the K8S_* keys first, as Multus orders them.
+
+    The runtime's own `IP=`/`MAC=` (podman's --ip, --mac-address) are for the pod's primary
+    interface: only the cluster network gets them; a secondary network gets its selection's.
+    """
+    other = pod.other_args if master else [(k, v) for k, v in pod.other_args if k not in ("IP", "MAC")]
     pairs = [
         ("IgnoreUnknown", "true"),
         ("K8S_POD_NAMESPACE", pod.namespace),
         ("K8S_POD_NAME", pod.name),
         ("K8S_POD_INFRA_CONTAINER_ID", pod.infra),
         ("K8S_POD_UID", pod.uid),
-        *pod.other_args,
+        *other,
         *extra,
     ]
     return ";".join(f"{k}={v}" for k, v in pairs)
@@ -172,7 +181,7 @@ def plan(conf: MetaConf, source: Any, pod: PodRef, ifname: str, tolerant: bool =
             if found is not None:
                 delegates.append(Delegate(*found))
     delegates[0].cap_args = {k: v for k, v in conf.runtime_config.items() if k in KNOWN_CAPABILITIES}
-    delegates[0].cni_args = cni_args_for(pod, [])
+    delegates[0].cni_args = cni_args_for(pod, [], master=True)
     for d in delegates[1:]:
         d.cni_args = cni_args_for(pod, [])
 
