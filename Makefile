@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # Debian's interpreter: staticx refuses pyenv builds, and its start-up is faster.
 BASE_PYTHON ?= /usr/bin/python3
-APT_PACKAGES := containernetworking-plugins iproute2 busybox-static python3-venv python3-dev make golang-go golang-github-appc-cni-dev openssl patchelf containerd runc podman
+APT_PACKAGES := containernetworking-plugins iproute2 busybox-static python3-venv python3-dev make golang-go golang-github-appc-cni-dev openssl patchelf procps containerd runc podman
 
 .PHONY: help setup test test-unit demo clean binary
 
