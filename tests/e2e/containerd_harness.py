@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +38,12 @@ import grpc
 from cri_api.v1 import api_pb2 as cri
 from cri_api.v1 import api_pb2_grpc as cri_grpc
 
+from tests.e2e import procs
+
 __all__ = ["CNI_TOOLS", "Containerd", "ContainerdError", "CriClient", "cni_bin_dir", "missing_tools"]
 
 REFERENCE_DIR = "/usr/lib/cni"
 CNI_TOOLS = ("containerd", "containerd-shim-runc-v2", "ctr", "runc", "unshare", "nsenter")
-CGROUP_ROOT = "/sys/fs/cgroup"
 CRI_PLUGIN = "io.containerd.grpc.v1.cri"
 
 
@@ -112,87 +113,11 @@ def _cmdline(pid: int) -> list[str]:
     return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
 
 
-def _ns_inode(pid: int, kind: str = "mnt") -> int | None:
-    try:
-        return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
-    except OSError:
-        return None
-
-
-def _pids() -> list[int]:
-    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
-
-
 def _children(pid: int) -> list[int]:
     try:
         return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
-def _kill_and_wait(pids: Iterable[int], timeout: float = 10) -> None:
-    pids = [p for p in pids if p != os.getpid()]
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
-        time.sleep(0.05)
-
-
-def _cgroup_dirs(parent: str) -> list[Path]:
-    """`parent` in every mounted cgroup hierarchy (v1 controllers and the v2 mount), where it exists."""
-    rel = parent.strip("/")
-    out = []
-    if not rel:
-        return out
-    candidates = [Path(CGROUP_ROOT) / rel]
-    if os.path.isdir(CGROUP_ROOT):
-        candidates += [Path(CGROUP_ROOT) / h / rel for h in sorted(os.listdir(CGROUP_ROOT))]
-    for c in candidates:
-        if c.is_dir() and (c / "cgroup.procs").exists():
-            out.append(c)
-    return out
-
-
-def _cgroup_pids(parent: str) -> set[int]:
-    found: set[int] = set()
-    for top in _cgroup_dirs(parent):
-        for root, _dirs, _files in os.walk(top):
-            try:
-                text = Path(root, "cgroup.procs").read_text()
-            except OSError:
-                continue
-            found |= {int(x) for x in text.split()}
-    return found
-
-
-def _remove_cgroups(parent: str) -> list[str]:
-    """rmdir `parent` and its children (deepest first) in every hierarchy; return what could not be removed."""
-    failed = []
-    for top in _cgroup_dirs(parent):
-        for root, _dirs, _files in sorted(os.walk(top), key=lambda w: -len(w[0])):
-            for _ in range(50):  # a cgroup is busy for a moment after its last task exits
-                try:
-                    os.rmdir(root)
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.05)
-            else:
-                failed.append(root)
-    return failed
 
 
 # ---- the CRI client -------------------------------------------------------------------------------
@@ -413,7 +338,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             if os.path.exists(self.socket):
                 try:
                     v = self.cri.version(timeout=2)
-                    self.mnt_ns = _ns_inode(self.pid)
+                    self.mnt_ns = procs.ns_inode(self.pid)
                     children = _children(self.pid)  # the reaper's one child is sh, which exec'd containerd
                     self.daemon_pid = next((c for c in children if _cmdline(c)[:1] == ["containerd"]), 0)
                     if not self.daemon_pid:
@@ -488,17 +413,17 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 
     def our_processes(self) -> list[int]:
         """Processes we started that are still alive: in our mount namespace, our shims, our containers."""
-        found = set(_cgroup_pids(self.cgroup_parent))
-        for pid in _pids():
+        found = set(procs.cgroup_pids(self.cgroup_parent))
+        for pid in procs.pids():
             if pid == os.getpid():
                 continue
-            if self.mnt_ns is not None and _ns_inode(pid) == self.mnt_ns:
+            if self.mnt_ns is not None and procs.ns_inode(pid) == self.mnt_ns:
                 found.add(pid)
                 continue
             argv = _cmdline(pid)
             if argv and "containerd-shim" in os.path.basename(argv[0]) and self.socket in argv:
                 found.add(pid)
-        return sorted(p for p in found if _alive(p))
+        return sorted(p for p in found if procs.alive(p))
 
     def close(self) -> None:
         """Remove sandboxes, stop containerd, kill what survived, drop the cgroups; `forced` lists the trouble.
@@ -513,7 +438,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             # The reaper forwards SIGTERM to containerd and exits once containerd and every shim are gone.
             self.proc.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + 15
-            while self.daemon_pid and _alive(self.daemon_pid) and time.monotonic() < deadline:
+            while self.daemon_pid and procs.alive(self.daemon_pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
             try:
                 self.proc.wait(timeout=3)
@@ -525,7 +450,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                 "processes left after containerd stopped (killed): "
                 + "; ".join(f"{p} {' '.join(_cmdline(p))[:120]}" for p in stray)
             )
-            _kill_and_wait(stray)
+            procs.kill_and_wait(stray)
         if self.proc is not None:
             try:
                 self.proc.wait(timeout=10)  # it reaps what was just killed, then exits
@@ -533,6 +458,6 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                 self.forced.append("the namespace holder did not exit (killed)")
                 self.proc.kill()
                 self.proc.wait(timeout=10)
-        failed = _remove_cgroups(self.cgroup_parent)
+        failed = procs.remove_cgroups(self.cgroup_parent)
         if failed:
             self.forced.append(f"cgroups that could not be removed: {failed}")

@@ -34,21 +34,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from tests.e2e import procs
 
 __all__ = ["PLUGIN_NAMES", "TOOLS", "Podman", "PodmanError", "Running", "missing_tools"]
 
 REFERENCE_DIR = "/usr/lib/cni"
 PLUGIN_NAMES = ("multiplane", "multiplane-macvlan", "multiplane-host-local")
 TOOLS = ("podman", "runc", "conmon", "unshare", "nsenter")
-CGROUP_ROOT = "/sys/fs/cgroup"
 ULIMITS = ("nofile=20000:20000", "nproc=32768:32768")
 # Host paths podman (or runc, libcni) writes when nothing redirects them; all land in our overlays.
 HOST_PATHS = ("/var/lib/containers", "/var/lib/cni/results", "/run/libpod", "/run/containers", "/run/runc")
@@ -66,81 +66,12 @@ def missing_tools() -> list[str]:
 # ---- processes, namespaces, cgroups -------------------------------------------------------------
 
 
-def _ns_inode(pid: int, kind: str = "mnt") -> int | None:
-    try:
-        return os.stat(f"/proc/{pid}/ns/{kind}").st_ino
-    except OSError:
-        return None
-
-
-def _pids() -> list[int]:
-    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
 def _describe(pid: int) -> str:
     try:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         cmd = "?"
     return f"{pid} {cmd[:120]}"
-
-
-def _kill_and_wait(pids: Iterable[int], timeout: float = 10) -> None:
-    pids = [p for p in pids if p != os.getpid()]
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
-        time.sleep(0.05)
-
-
-def _cgroup_dirs(parent: str) -> list[Path]:
-    """`parent` in every mounted cgroup hierarchy (the v1 controllers and the v2 mount), where it exists."""
-    rel = parent.strip("/")
-    if not rel or not os.path.isdir(CGROUP_ROOT):
-        return []
-    candidates = [Path(CGROUP_ROOT) / rel] + [Path(CGROUP_ROOT) / h / rel for h in sorted(os.listdir(CGROUP_ROOT))]
-    return [c for c in candidates if c.is_dir() and (c / "cgroup.procs").exists()]
-
-
-def _cgroup_pids(parent: str) -> set[int]:
-    found: set[int] = set()
-    for top in _cgroup_dirs(parent):
-        for root, _dirs, _files in os.walk(top):
-            try:
-                found |= {int(x) for x in Path(root, "cgroup.procs").read_text().split()}
-            except OSError:
-                continue
-    return found
-
-
-def _remove_cgroups(parent: str) -> list[str]:
-    """rmdir `parent` and its children (deepest first) in every hierarchy; return what could not be removed."""
-    failed = []
-    for top in _cgroup_dirs(parent):
-        for root, _dirs, _files in sorted(os.walk(top), key=lambda w: -len(w[0])):
-            for _ in range(50):  # a cgroup stays busy for a moment after its last task exits
-                try:
-                    os.rmdir(root)
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.05)
-            else:
-                failed.append(root)
-    return failed
 
 
 def _mounts_under(path: Path) -> list[str]:
@@ -320,7 +251,7 @@ runroot = "{self.runroot}"
             raise
 
     def _start_namespace(self) -> None:
-        own = _ns_inode(os.getpid())
+        own = procs.ns_inode(os.getpid())
         self.holder = subprocess.Popen(
             ["unshare", "--mount", "--propagation", "private", "--", "sleep", "infinity"],
             stdin=subprocess.DEVNULL,
@@ -329,7 +260,7 @@ runroot = "{self.runroot}"
         )
         deadline = time.monotonic() + 10
         while True:
-            ns = _ns_inode(self.holder.pid)
+            ns = procs.ns_inode(self.holder.pid)
             if ns is not None and ns != own:
                 self.mnt_ns = ns
                 break
@@ -512,10 +443,10 @@ runroot = "{self.runroot}"
 
     def processes(self) -> list[int]:
         """Every live process we started: in our mount namespace (podman, conmon) or our cgroup (containers)."""
-        pids = set(_cgroup_pids(self.cgroup_parent))
+        pids = set(procs.cgroup_pids(self.cgroup_parent))
         if self.mnt_ns is not None:
-            pids |= {p for p in _pids() if _ns_inode(p) == self.mnt_ns}
-        return sorted(p for p in pids if _alive(p) and p != os.getpid())
+            pids |= {p for p in procs.pids() if procs.ns_inode(p) == self.mnt_ns}
+        return sorted(p for p in pids if procs.alive(p) and p != os.getpid())
 
     # ---- teardown ----
 
@@ -539,7 +470,7 @@ runroot = "{self.runroot}"
             time.sleep(0.05)
         if stray:
             self.forced.append("killed: " + "; ".join(_describe(p) for p in stray))
-            _kill_and_wait(stray)
+            procs.kill_and_wait(stray)
         if holder is not None:
             if holder.poll() is None:
                 holder.kill()
@@ -549,8 +480,8 @@ runroot = "{self.runroot}"
         late = self.processes()  # anything that escaped both the namespace and the cgroup scan
         if late:
             self.forced.append("killed late: " + "; ".join(_describe(p) for p in late))
-            _kill_and_wait(late)
-        failed = _remove_cgroups(self.cgroup_parent)
+            procs.kill_and_wait(late)
+        failed = procs.remove_cgroups(self.cgroup_parent)
         if failed:
             self.forced.append(f"cgroups not removable: {failed}")
         for ns in sorted(_host_netns() - self._netns_before):
