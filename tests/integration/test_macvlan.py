@@ -566,6 +566,44 @@ def test_check_detects_tampering(
     assert message in err["msg"], err
 
 
+@pytest.mark.parametrize("ipam", [False, True], ids=["l2-only", "l3-without-routes"])
+def test_check_fails_when_the_link_is_set_down(topo: Topology, ipam: bool) -> None:
+    """CHECK fails naming the interface once it is administratively down, even with no route to vanish with it."""
+    conf = _conf(topo, ipam=ipam)
+    if ipam:
+        conf["ipam"]["routes"] = []
+    result = _add(topo, conf)
+    assert topo.cni(MACVLAN, "CHECK", _check_conf(conf, result), topo.pods[0]).ok
+    ip("-n", topo.pods[0], "link", "set", "net1", "down")
+    err = topo.cni(MACVLAN, "CHECK", _check_conf(conf, result), topo.pods[0]).error()
+    assert err["msg"] == 'interface "net1" is down', err
+
+
+def test_check_names_the_link_down_rather_than_the_routes_it_took_along(topo: Topology) -> None:
+    """With a default route, setting the link down also drops the route: CHECK reports the link, the cause."""
+    conf = _conf(topo)
+    result = _add(topo, conf)
+    ip("-n", topo.pods[0], "link", "set", "net1", "down")
+    err = topo.cni(MACVLAN, "CHECK", _check_conf(conf, result), topo.pods[0]).error()
+    assert err["msg"] == 'interface "net1" is down', err
+
+
+def test_check_fails_when_the_link_has_no_carrier(topo: Topology) -> None:
+    """The pod link admin-up but operationally down (its master lost carrier) fails CHECK naming link and master."""
+    conf = _conf(topo, ipam=False)
+    result = _add(topo, conf)
+    ip("-n", topo.lan, "link", "set", topo.peer, "down")  # the master's cable is pulled
+    link = _link(topo.pods[0])
+    assert link is not None and "UP" in link["flags"] and link["operstate"] == "DOWN"
+    err = topo.cni(MACVLAN, "CHECK", _check_conf(conf, result), topo.pods[0]).error()
+    master = _link(None, topo.master)
+    assert master is not None and "NO-CARRIER" in master["flags"]
+    assert err["msg"] == (
+        f'interface "net1" is not operational (operstate DOWN); master "{topo.master}" has operstate '
+        f"{master['operstate']}"
+    ), err
+
+
 # --- DEL -------------------------------------------------------------------------------------
 
 

@@ -9,6 +9,9 @@ namespace; the host-local dataDir holds no new reservation.
 The reference (1.1.1) cleans up worse (reference-plugins.md §1.4 "Cleanup on failure"): after
 an IPAM failure, a failed route or a result it cannot convert, its macvlan stays in the pod.
 `test_reference_leaks_the_link_where_we_leave_none` shows that difference side by side.
+
+An ADD that is killed cannot clean up; the last section checks that the runtime's DEL does,
+from the state a kill leaves (made by hand, and by SIGKILLing a real ADD stopped at each step).
 """
 
 from __future__ import annotations
@@ -16,7 +19,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
+import sys
+import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -568,3 +575,168 @@ def test_reference_leaks_the_link_where_we_leave_none(topo: Topology, tmp_path: 
     assert leaked["linkinfo"]["info_kind"] == "macvlan"
     assert ("UP" in leaked["flags"]) == case.ref_up
     assert _reservations(ref_dir) == ref_before.reservations  # the reference does release (or never took) the IP
+
+
+# --------------------------------------------------------------------------- a killed ADD, then DEL
+
+# A runtime whose ADD dies (SIGKILL, OOM, node reboot of the runtime only) calls DEL for the same
+# container id and ifname. ADD creates the macvlan under a temporary name derived from exactly those
+# two (docs/macvlan.md), so DEL can find the link a kill left between create and rename.
+
+
+def _tmp_name(container_id: str, ifname: str) -> str:
+    """The documented temporary name: `mpv` + CRC-32 of "<container id>\\0<ifname>" as 8 hex digits."""
+    return "mpv" + format(zlib.crc32(f"{container_id}\0{ifname}".encode()), "08x")
+
+
+def _create_like_the_plugin(topo: Topology, pod: str, name: str) -> None:
+    """One RTM_NEWLINK, as ADD sends it: a bridge macvlan of the master created directly inside the pod."""
+    ip("link", "add", name, "link", topo.master, "netns", pod, "type", "macvlan", "mode", "bridge")
+
+
+def _names(pod: str) -> list[str]:
+    return sorted(link["ifname"] for link in ip_json("-n", pod, "link", "show"))
+
+
+def _del(topo: Topology, conf: dict[str, Any], pod: str, **kw: Any) -> None:
+    inv = topo.cni(OURS, "DEL", conf, pod, **kw)
+    assert inv.ok and inv.stdout == "", inv.stdout + inv.stderr
+
+
+def test_del_removes_the_temporary_link_a_killed_add_left(topo: Topology, tmp_path: Path) -> None:
+    """A macvlan under this attachment's temporary name (ADD killed before the rename) is removed by DEL."""
+    pod, data_dir = topo.pods[0], str(tmp_path / "mp-ipam")
+    before = World.take(topo, data_dir)
+    _create_like_the_plugin(topo, pod, _tmp_name(CID, IFNAME))
+    _del(topo, _conf(topo, data_dir), pod, container_id=CID, ifname=IFNAME)
+    before.assert_unchanged(topo)
+    _del(topo, _conf(topo, data_dir), pod, container_id=CID, ifname=IFNAME)  # and a repeated DEL still succeeds
+
+
+def test_del_leaves_temporary_links_that_are_not_this_attachments(topo: Topology, tmp_path: Path) -> None:
+    """DEL removes only its own leftover: another attachment's temporary macvlans and a veth holding our
+    temporary name (not a macvlan, so not made by us) stay, untouched."""
+    pod, data_dir = topo.pods[0], str(tmp_path / "mp-ipam")
+    other_ctr, other_if, ours = _tmp_name("mp-other", IFNAME), _tmp_name(CID, "net2"), _tmp_name(CID, IFNAME)
+    _create_like_the_plugin(topo, pod, other_ctr)
+    _create_like_the_plugin(topo, pod, other_if)
+    ip("-n", pod, "link", "add", ours, "type", "veth", "peer", "name", "mp-vpeer")
+    before = _pod_links(pod)
+    _del(topo, _conf(topo, data_dir), pod, container_id=CID, ifname=IFNAME)
+    assert _pod_links(pod) == before
+    assert _names(pod) == sorted(["lo", other_ctr, other_if, ours, "mp-vpeer"])
+
+
+def test_add_after_a_killed_add_replaces_its_temporary_link(topo: Topology, tmp_path: Path) -> None:
+    """A retried ADD (no DEL in between) removes the leftover of the killed one and succeeds; DEL then leaves nothing."""
+    pod, data_dir = topo.pods[0], str(tmp_path / "mp-ipam")
+    before = World.take(topo, data_dir)
+    _create_like_the_plugin(topo, pod, _tmp_name(CID, IFNAME))
+    inv = _add(topo, _conf(topo, data_dir), pod, container_id=CID)
+    assert inv.ok, inv.stdout + inv.stderr
+    assert _names(pod) == ["lo", IFNAME]
+    _del(topo, _conf(topo, data_dir), pod, container_id=CID)
+    before.assert_unchanged(topo)
+
+
+def test_add_refuses_a_foreign_link_holding_the_temporary_name(topo: Topology, tmp_path: Path) -> None:
+    """A link that is not a macvlan under our temporary name is not ours to remove: ADD fails (code 4), keeps it."""
+    pod, data_dir = topo.pods[0], str(tmp_path / "mp-ipam")
+    tmp = _tmp_name(CID, IFNAME)
+    ip("-n", pod, "link", "add", tmp, "type", "veth", "peer", "name", "mp-vpeer")
+    before = World.take(topo, data_dir)
+    err = _cni_error(_add(topo, _conf(topo, data_dir), pod, container_id=CID))
+    assert (err["code"], err["msg"]) == (
+        4,
+        f'interface "{tmp}" (the temporary name for "{IFNAME}") already exists in netns "{topo.netns_path(pod)}" '
+        "and is not a macvlan",
+    )
+    assert _pod_links(pod) == before.pods[pod]
+    assert not Path(data_dir).exists()  # IPAM never ran
+
+
+# The wrapper runs the real plugin (argv[0] multiplane-macvlan, the installed package) and stops the
+# process with SIGSTOP right after one step returns, so the test can SIGKILL it at exactly that point.
+_STOPPER = """\
+import os, signal, sys
+from multiplane.netlink import links
+from multiplane.plugins import delegation
+
+def stop_after(module, name, when=lambda *a: True):
+    real = getattr(module, name)
+    def step(*args, **kwargs):
+        out = real(*args, **kwargs)
+        if when(*args):
+            os.kill(os.getpid(), signal.SIGSTOP)
+        return out
+    setattr(module, name, step)
+
+point = os.environ["MP_STOP_AFTER"]
+if point == "create":
+    stop_after(links, "create_macvlan")
+elif point == "rename":
+    stop_after(links, "rename_link")
+elif point == "ipam":
+    stop_after(delegation, "ipam", lambda _req, _type, command: command == "ADD")
+from multiplane.cli import main
+sys.exit(main(["multiplane-macvlan"]))
+"""
+
+
+def _stopped_add(topo: Topology, conf: dict[str, Any], pod: str, point: str, tmp_path: Path) -> subprocess.Popen[bytes]:
+    """Start ADD under the stopper; return once the process is stopped after `point` (fails if it exits)."""
+    script = tmp_path / "mp-stopper.py"
+    script.write_text(_STOPPER)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        "CNI_COMMAND": "ADD",
+        "CNI_CONTAINERID": CID,
+        "CNI_NETNS": topo.netns_path(pod),
+        "CNI_IFNAME": IFNAME,
+        "CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAME=mp",
+        "CNI_PATH": topo.cni_path,
+        "MP_STOP_AFTER": point,
+    }
+    with (tmp_path / "mp-stopper.err").open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, env=env
+        )
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(conf).encode())
+    proc.stdin.close()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        pid, status = os.waitpid(proc.pid, os.WUNTRACED | os.WNOHANG)
+        if pid == 0:
+            time.sleep(0.01)
+            continue
+        if os.WIFSTOPPED(status):
+            return proc
+        raise AssertionError(f"ADD ended before {point}: {(tmp_path / 'mp-stopper.err').read_text()}")
+    proc.kill()
+    proc.wait()
+    raise AssertionError(f"ADD did not reach {point} within 30 s")
+
+
+@pytest.mark.parametrize("point", ["create", "rename", "ipam"])
+def test_del_after_add_killed_mid_way_leaves_nothing(topo: Topology, tmp_path: Path, point: str) -> None:
+    """ADD SIGKILLed right after creating the link (temporary name), after renaming it, or after IPAM reserved
+    an address: DEL for the same container id and ifname removes the link and the reservation."""
+    pod, data_dir = topo.pods[0], str(tmp_path / "mp-ipam")
+    conf = _conf(topo, data_dir)
+    before = World.take(topo, data_dir)
+    proc = _stopped_add(topo, conf, pod, point, tmp_path)
+    try:
+        (left,) = (name for name in _names(pod) if name != "lo")
+        assert TMP_NAME.fullmatch(left) if point == "create" else left == IFNAME, left
+        reserved = _reservations(data_dir)
+        assert list(reserved.values()) == ([f"{CID}\r\n{IFNAME}".encode()] if point == "ipam" else [])
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert _names(pod) == sorted(["lo", left])  # what the kill left behind
+    _del(topo, conf, pod, container_id=CID, ifname=IFNAME)
+    before.assert_unchanged(topo)
+    if point == "create":
+        assert left == _tmp_name(CID, IFNAME)  # the plugin uses the documented name

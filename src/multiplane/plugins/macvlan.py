@@ -4,14 +4,16 @@ Behaviour follows containernetworking/plugins macvlan (see docs/macvlan.md) and 
 everything is checked before anything is created (interface name free, master present and
 up, MTU, MAC, a version that can express the result), and a failed ADD undoes every step
 in reverse: no link in either namespace, no IP reservation. Addresses are announced on the
-wire (gratuitous ARP / unsolicited NA). CHECK verifies master, mode, MTU, MAC, addresses and
-routes; DEL releases IPAM first and treats anything already gone as success.
+wire (gratuitous ARP / unsolicited NA). CHECK verifies master, mode, MTU, MAC, link state,
+addresses and routes; DEL releases IPAM first, removes the link (and the temporary-named link
+a killed ADD may have left, see `temporary_name`) and treats anything already gone as success.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import zlib
 
 from multiplane.errors import CniError, InvalidConfig, InvalidEnvironment, NotAvailable, TryAgainLater
 from multiplane.netlink import addrs, announce, links
@@ -111,6 +113,34 @@ def _master(conf: MacvlanConf, rtnl: Rtnl) -> links.Link:
     return master
 
 
+def temporary_name(container_id: str, ifname: str) -> str:
+    """The name ADD creates the macvlan under before renaming it to `ifname`: `mpv` + 8 hex digits.
+
+    The link is created directly in the pod's namespace under this name and then renamed, so a
+    process killed between the two steps leaves it there. The name is derived from the attachment
+    (CRC-32 of "<container id>\\0<ifname>" as 8 hex digits), not drawn at random, so that DEL,
+    which receives the same container id and ifname, can find exactly this leftover and nothing
+    else. The alternatives are worse: a random name marked as ours (an ifalias) cannot be set in
+    the creating RTM_NEWLINK, so a kill could still leave an unmarked link; removing every `mpv…`
+    link in the pod would also take another attachment's link while its own ADD is running.
+    DEL removes a link of this name only if it is a macvlan (nothing else is made by us), and a
+    retried ADD replaces it. Two attachments of one pod would have to share the 32-bit CRC for
+    either to touch the other's link (a CRC cannot collide for ids differing in one 32-bit
+    window, such as net1/net2). CRC-32 rather than a SHA: zlib is built in, hashlib loads
+    OpenSSL (~2 ms per call), and nothing here is adversarial.
+    """
+    key = f"{container_id}\0{ifname}".encode()
+    return f"mpv{zlib.crc32(key):08x}"
+
+
+def _remove_leftover(pod: Rtnl, name: str) -> bool:
+    """Delete the macvlan a killed ADD left under `name`; False if there is none (or it is not a macvlan)."""
+    link = links.get_link(pod, name)
+    if link is None or link.kind != "macvlan":
+        return False
+    return links.delete_link(pod, link.index)
+
+
 class _Undo:
     """Undo steps, run last-in first-out unless `keep()` is called (the ExitStack idea, with logging)."""
 
@@ -158,7 +188,16 @@ class Macvlan:
                     raise InvalidConfig(f"invalid MTU {conf.mtu}, must be [0, master MTU({master.mtu})]")
                 if links.get_link(pod, ifname) is not None:
                     raise InvalidEnvironment(f'interface "{ifname}" already exists in netns "{req.args.netns}"')
-                link = self._create(conf, master, host, pod, fd, ifname, undo)
+                tmp = temporary_name(req.args.container_id, ifname)
+                stale = links.get_link(pod, tmp)
+                if stale is not None and stale.kind != "macvlan":
+                    raise InvalidEnvironment(
+                        f'interface "{tmp}" (the temporary name for "{ifname}") already exists in netns '
+                        f'"{req.args.netns}" and is not a macvlan'
+                    )
+                if stale is not None:  # a killed ADD of this same attachment left it: replace it
+                    links.delete_link(pod, stale.index)
+                link = self._create(conf, master, host, pod, fd, tmp, ifname, undo)
                 index = len(result.interfaces)
                 result.interfaces.append(Interface(ifname, link.mac, req.args.netns, link.mtu))
                 if conf.ipam_type:
@@ -184,10 +223,9 @@ class Macvlan:
 
     @staticmethod
     def _create(
-        conf: MacvlanConf, master: links.Link, host: Rtnl, pod: Rtnl, fd: int, ifname: str, undo: _Undo
+        conf: MacvlanConf, master: links.Link, host: Rtnl, pod: Rtnl, fd: int, tmp: str, ifname: str, undo: _Undo
     ) -> links.Link:
-        """Create under a temporary name directly in the pod netns, then rename (kernel name clashes)."""
-        tmp = "mpv" + os.urandom(4).hex()
+        """Create under `tmp` (see `temporary_name`) directly in the pod netns, then rename (kernel name clashes)."""
         creator = pod if conf.link_in_container else host
         try:
             links.create_macvlan(creator, tmp, master.index, conf.mode, fd, conf.mtu, conf.mac)
@@ -230,6 +268,8 @@ class Macvlan:
                         link = links.get_link(pod, req.args.ifname)
                         if link is not None:
                             links.delete_link(pod, link.index)
+                        # An ADD killed between creating the link and renaming it left it under this name.
+                        _remove_leftover(pod, temporary_name(req.args.container_id, req.args.ifname))
                 except CniError as exc:
                     errors.append(str(exc))
                 finally:

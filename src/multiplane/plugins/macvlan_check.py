@@ -1,9 +1,9 @@
 """macvlan CHECK: compare the pod's interface with the configuration and with prevResult.
 
 Stronger than the reference, which checks only mode, MAC, addresses and connected routes:
-we also check that the link hangs off the configured master, its MTU, and every route of
-prevResult (with its gateway, or the gateway ADD would have used). Each mismatch is one
-error that names what differs.
+we also check that the link hangs off the configured master, its MTU, that it is up (admin
+and operational state), and every route of prevResult (with its gateway, or the gateway ADD
+would have used). Each mismatch is one error that names what differs.
 """
 
 from __future__ import annotations
@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     from multiplane.skel import Request
 
 __all__ = ["check"]
+
+# RFC 2863 states the kernel counts as running (netif_oper_up): UNKNOWN is what drivers without
+# carrier reporting show.
+_OPERATIONAL = ("UP", "UNKNOWN")
 
 
 def check(req: Request, conf: MacvlanConf, master: links.Link, pod: Rtnl) -> None:
@@ -49,6 +53,15 @@ def check(req: Request, conf: MacvlanConf, master: links.Link, pod: Rtnl) -> Non
         raise CniError(f'interface "{ifname}" has MTU {link.mtu}, expected {want_mtu}')
     if expected.mac and expected.mac.lower() != link.mac:
         raise CniError(f"interface {ifname} MAC {expected.mac} doesn't match container MAC: {link.mac}")
+    # Before addresses and routes: taking a link down also removes its routes (and IPv6
+    # addresses), and the down link is the cause to report, not what went with it.
+    if not link.up:
+        raise CniError(f'interface "{ifname}" is down')
+    if link.operstate not in _OPERATIONAL:
+        msg = f'interface "{ifname}" is not operational (operstate {link.operstate})'
+        if not master.up or master.operstate not in _OPERATIONAL:
+            msg += f'; master "{master.name}" has operstate {master.operstate}'
+        raise CniError(msg)
 
     ours = [ip for ip in prev.ips if ip.interface == index or (ip.interface is None and len(prev.interfaces) == 1)]
     present = {(a.address, a.prefixlen) for a in addrs.addresses(pod, link.index)}
