@@ -21,6 +21,8 @@ import os
 import sys
 import time
 
+from multiplane.fsutil import fsync_dir, replace_with, sweep_temporaries, tmp_name, unlink_quietly, write_all
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -107,72 +109,7 @@ class Options:
         return sorted(name for name in REGISTRY if name != BINARY)
 
 
-# ---- atomic file operations ---------------------------------------------------------------------
-
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _tmp_name(path: str) -> str:
-    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def _sweep_temporaries(directory: str, names: list[str], older_than: float) -> None:
-    """Delete `.<name>.<pid>.tmp` files an interrupted run left (a crash between write and rename)."""
-    try:
-        entries = os.listdir(directory)
-    except FileNotFoundError:
-        return
-    now = time.time()
-    for entry in entries:
-        for name in names:
-            middle = entry[len(name) + 2 : -4] if entry.startswith(f".{name}.") and entry.endswith(".tmp") else ""
-            if middle.isdigit():
-                path = os.path.join(directory, entry)
-                try:
-                    if now - os.lstat(path).st_mtime >= older_than:
-                        os.unlink(path)
-                except FileNotFoundError:
-                    pass
-
-
-def _replace_with(path: str, mode: int, fill: Callable[[int], None]) -> None:
-    """Write a temporary file next to `path` with `fill(fd)`, fsync it and rename it onto `path`."""
-    tmp = _tmp_name(path)
-    _unlink_quietly(tmp)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
-    try:
-        try:
-            fill(fd)
-            os.fchmod(fd, mode)  # the umask must not decide the mode
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        # rename(2) swaps the directory entry: a process executing or reading the old file
-        # keeps the old inode, and nobody ever opens the target for writing (no ETXTBSY).
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    _fsync_dir(os.path.dirname(path))
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+# ---- atomic file operations (multiplane.fsutil) ----------------------------------------------
 
 
 def write_atomic(path: str, data: bytes, mode: int) -> bool:
@@ -188,7 +125,7 @@ def write_atomic(path: str, data: bytes, mode: int) -> bool:
             return False
     except FileNotFoundError:
         pass
-    _replace_with(path, mode, lambda fd: _write_all(fd, data))
+    replace_with(path, mode, lambda fd: write_all(fd, data))
     return True
 
 
@@ -219,9 +156,9 @@ def _copy_binary(source: str, target: str) -> bool:
     def fill(fd: int) -> None:
         with open(source, "rb") as src:
             while chunk := src.read(1 << 20):
-                _write_all(fd, chunk)
+                write_all(fd, chunk)
 
-    _replace_with(target, 0o755, fill)
+    replace_with(target, 0o755, fill)
     return True
 
 
@@ -229,15 +166,15 @@ def _link(target: str, path: str) -> bool:
     """Make `path` a symlink to `target` by renaming a new link over it; False if it already is one."""
     if os.path.islink(path) and os.readlink(path) == target:
         return False
-    tmp = _tmp_name(path)
-    _unlink_quietly(tmp)
+    tmp = tmp_name(path)
+    unlink_quietly(tmp)
     os.symlink(target, tmp)
     try:
         os.replace(tmp, path)
     except OSError:
-        _unlink_quietly(tmp)
+        unlink_quietly(tmp)
         raise
-    _fsync_dir(os.path.dirname(path))
+    fsync_dir(os.path.dirname(path))
     return True
 
 
@@ -473,7 +410,7 @@ def install(opts: Options, env: dict[str, str] | None = None, say: Say | None = 
     os.makedirs(bin_dir, exist_ok=True)
     os.makedirs(conf_dir, exist_ok=True)
     for directory, names in _owned(opts):
-        _sweep_temporaries(directory, names, older_than=3600)  # younger ones may be another install's
+        sweep_temporaries(directory, names, older_than=3600)  # younger ones may be another install's
 
     changed = _copy_binary(source, os.path.join(bin_dir, BINARY))
     say(f"{'installed' if changed else 'unchanged'}: {os.path.join(opts.cni_bin_dir, BINARY)}")
@@ -508,7 +445,7 @@ def uninstall(opts: Options, say: Say | None = None) -> None:
 
     remove(os.path.join(conf_dir, CONF_NAME), os.path.join(opts.cni_conf_dir, CONF_NAME))
     for directory, names in _owned(opts):
-        _sweep_temporaries(directory, names, older_than=0)
+        sweep_temporaries(directory, names, older_than=0)
     kubeconfig = opts.real(opts.kubeconfig_out)
     try:
         with open(kubeconfig, encoding="utf-8", errors="replace") as fh:

@@ -18,7 +18,7 @@ import pytest
 
 from multiplane.plugins.meta.selection import NETWORK_STATUS_ANNOTATION, NETWORKS_ANNOTATION
 from tests.k8s_server import K8sServer
-from tests.unit.test_meta_runner import Spies, World
+from tests.unit.test_meta_runner import Spies, World, spy_result
 
 pytestmark = pytest.mark.root
 
@@ -153,6 +153,7 @@ def test_case49_capability_args_per_selection_and_runtime_args_to_cluster_only(w
             {"cniVersion": "0.4.0", "name": "mp-cluster", "type": "mp-spy1", "capabilities": {"portMappings": True}}
         )
     )
+    world.spies.add("mp-spy2", spy_result("10.99.0.50/24"))  # honours the requested address
     host_ports = [{"hostPort": 30080, "containerPort": 80, "protocol": "tcp"}]
     conf = {**world.meta, "capabilities": {"portMappings": True}, "runtimeConfig": {"portMappings": host_ports}}
     element = {
@@ -351,3 +352,93 @@ def test_add_writes_network_status_to_the_pod_and_del_works_after_pod_and_nad_ar
         world.spies.reset()
         assert world.run("DEL", conf, netns=path_of(netns), args=POD_ARGS) is None
     assert world.spies.seen() == [("mp-spy2", "DEL", "net1"), ("mp-spy1", "DEL", "eth0")]
+
+
+# ---- issue 11: static pods, requested IPs, the status file, hostile pod references ------------------------
+
+
+def test_static_pod_with_a_mirror_uid_is_attached(world: World, netns: str, tmp_path: Path) -> None:
+    """Issue 11 #4: a static pod's API object is its mirror (another UID): ADD goes on and network-status is written."""
+    with K8sServer() as api:
+        mirror = {
+            "kubernetes.io/config.source": "file",
+            "kubernetes.io/config.mirror": "abc",
+            NETWORKS_ANNOTATION: "mp-net1",
+        }
+        api.add_pod("test", "mp-pod", annotations=mirror, uid="mp-mirror-uid")
+        api.add_nad("test", "mp-net1", {"cniVersion": "1.0.0", "name": "mp-net1", "type": "mp-spy2"})
+        conf = {**world.meta, "kubeconfig": api.kubeconfig(tmp_path / "mp-kc")}
+        add(world, netns, f"{POD_ARGS};K8S_POD_UID=mp-static-uid", conf)
+        written = api.pod("test", "mp-pod")["metadata"]["annotations"][NETWORK_STATUS_ANNOTATION]
+    assert [e["name"] for e in json.loads(written)] == ["mp-cluster", "test/mp-net1"]
+    assert all("K8S_POD_UID=mp-static-uid" in c.env["CNI_ARGS"] for c in world.spies.calls())
+
+
+def test_uid_mismatch_of_an_api_pod_still_fails(world: World, netns: str, tmp_path: Path) -> None:
+    """Only static pods are exempt: `config.source: api` with another UID is still a replaced pod (ADD fails)."""
+    with K8sServer() as api:
+        api.add_pod("test", "mp-pod", annotations={"kubernetes.io/config.source": "api"}, uid="mp-other")
+        conf = {**world.meta, "kubeconfig": api.kubeconfig(tmp_path / "mp-kc")}
+        err = world.fails("ADD", conf, netns=path_of(netns), args=f"{POD_ARGS};K8S_POD_UID=mp-static-uid")
+    assert 'expected pod UID "mp-static-uid" but got "mp-other"' in err.msg
+    assert world.spies.calls() == []
+
+
+def test_requested_ip_ignored_by_the_network_fails_and_rolls_back(world: World, netns: str) -> None:
+    """Issue 11 #9: the pod asked for 10.99.0.50; the network assigned 10.99.0.7: ADD fails (7) saying so, all undone."""
+    err = world.fails(
+        "ADD", netns=path_of(netns), args=POD_ARGS + ';MULTIPLANE_NETWORKS=[{"name":"mp-net1","ips":["10.99.0.50/24"]}]'
+    )
+    assert err.error_code == 7
+    assert "asked for 10.99.0.50/24 but the network assigned 10.99.0.7/24" in err.msg
+    assert world.spies.seen() == [
+        ("mp-spy1", "ADD", "eth0"),
+        ("mp-spy2", "ADD", "net1"),
+        ("mp-spy2", "DEL", "net1"),
+        ("mp-spy1", "DEL", "eth0"),
+    ]
+    assert not world.cache_path().exists()
+
+
+def test_status_file_is_0600_and_replaces_a_planted_link(world: World, netns: str, tmp_path: Path) -> None:
+    """Issue 11 #7: under umask 000 the status file is 0600, and a symlink at its path is replaced, not written through."""
+    import os
+    import stat
+
+    victim = tmp_path / "mp-victim"
+    victim.write_text("precious")
+    (world.cni_dir / "status").mkdir(parents=True)
+    status_file(world).symlink_to(victim)
+    old = os.umask(0)
+    try:
+        add(world, netns, f"{POD_ARGS};MULTIPLANE_NETWORKS=mp-net1")
+    finally:
+        os.umask(old)
+    assert victim.read_text() == "precious"
+    assert not status_file(world).is_symlink()
+    assert stat.S_IMODE(status_file(world).stat().st_mode) == 0o600
+    assert [e["name"] for e in json.loads(status_file(world).read_text())] == ["mp-cluster", "test/mp-net1"]
+
+
+def test_linked_status_directory_is_refused_and_rolled_back(world: World, netns: str, tmp_path: Path) -> None:
+    """A status directory planted as a link is not written into: ADD fails and undoes its delegates."""
+    elsewhere = tmp_path / "mp-elsewhere"
+    elsewhere.mkdir()
+    world.cni_dir.mkdir()
+    (world.cni_dir / "status").symlink_to(elsewhere)
+    err = world.fails("ADD", netns=path_of(netns), args=f"{POD_ARGS};MULTIPLANE_NETWORKS=mp-net1")
+    assert "network-status file" in err.msg
+    assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "args", ["K8S_POD_NAMESPACE=../x;K8S_POD_NAME=mp-pod", "K8S_POD_NAMESPACE=test;K8S_POD_NAME=../../mp-pod"]
+)
+def test_pod_reference_cannot_escape_the_pod_directory(world: World, netns: str, args: str) -> None:
+    """Issue 11 #7: K8S_POD_NAMESPACE=../x (or a name with `/`) never reads a manifest outside localPodDir: code 4."""
+    outside = world.pod_dir.parent / "x"
+    outside.mkdir()
+    (outside / "mp-pod.yaml").write_text(f"metadata:\n  annotations:\n    {NETWORKS_ANNOTATION}: mp-net1\n")
+    err = world.fails("ADD", netns=path_of(netns), args=args)
+    assert err.error_code == 4 and "K8S_POD_" in err.msg
+    assert world.spies.calls() == []

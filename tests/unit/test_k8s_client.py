@@ -681,3 +681,34 @@ def test_kubeconfig_ca_data_round_trips(tls_api: K8sServer, tmp_path: Path) -> N
     text = Path(path).read_text()
     assert base64.b64encode(tls_api.ca_pem).decode() in text
     assert load_kubeconfig(path).ca_data.startswith(b"-----BEGIN CERTIFICATE-----")
+
+
+# ---- paths are built from validated segments only (issue 11 #2b) ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("namespace", "name"),
+    [
+        ("x", "a/../../../other/network-attachment-definitions/secret"),
+        ("..", "net1"),
+        ("kube-system/pods", "net1"),
+        ("default", "net1?watch=true"),
+        ("default", "Net1"),
+        ("default", ""),
+    ],
+)
+def test_names_that_are_not_kubernetes_names_never_reach_the_server(
+    api: K8sServer, tmp_path: Path, namespace: str, name: str
+) -> None:
+    """get_nad/get_pod/set_pod_annotation refuse a namespace or name that cannot name an object (7); no request is sent."""
+    client = _client(api, tmp_path)
+    for call in (client.get_nad, client.get_pod, lambda ns, n: client.set_pod_annotation(ns, n, "k", "v")):
+        with pytest.raises(InvalidConfig, match="DNS-1123"):
+            call(namespace, name)
+    assert api.requests == []
+
+
+def test_dotted_names_are_valid_segments(api: K8sServer, tmp_path: Path) -> None:
+    """A NAD name with dots (a DNS subdomain) is requested as one path segment."""
+    api.add_nad("default", "macvlan.conf", {"cniVersion": "1.0.0", "type": "x"})
+    assert _client(api, tmp_path).get_nad("default", "macvlan.conf")["metadata"]["name"] == "macvlan.conf"

@@ -122,9 +122,45 @@ def test_wrong_kind_or_shape_is_an_error(cni_dir: Path, content: object) -> None
 
 
 def test_unreadable_cache_is_an_error_naming_the_file(cni_dir: Path) -> None:
-    """A cache path that exists but cannot be read as a file (a directory) is an error naming it."""
+    """A cache path that exists but is not a regular file (a directory) is CacheUnreadable naming it."""
     (cni_dir / "mp-c1").mkdir(parents=True)
-    with pytest.raises(CniError, match=f"cannot read the delegate cache {cni_dir / 'mp-c1'}"):
+    with pytest.raises(cache.CacheUnreadable, match=f"the delegate cache {cni_dir / 'mp-c1'} is not a regular file"):
+        cache.load(str(cni_dir), "mp-c1")
+
+
+def test_symlinked_cache_is_not_followed(cni_dir: Path, tmp_path: Path) -> None:
+    """A link planted at the cache path is refused without reading its target, even a valid cache."""
+    cache.save(str(cni_dir), "mp-real", RECORD)
+    (cni_dir / "mp-c1").symlink_to(cni_dir / "mp-real")
+    with pytest.raises(cache.CacheUnreadable, match="symbolic link"):
+        cache.load(str(cni_dir), "mp-c1")
+
+
+def test_save_replaces_a_planted_link_instead_of_writing_through_it(cni_dir: Path, tmp_path: Path) -> None:
+    """save() over a symlink replaces the link; the file it pointed to is untouched."""
+    victim = tmp_path / "mp-victim"
+    victim.write_text("precious")
+    cni_dir.mkdir()
+    (cni_dir / "mp-c1").symlink_to(victim)
+    cache.save(str(cni_dir), "mp-c1", RECORD)
+    assert victim.read_text() == "precious"
+    assert not (cni_dir / "mp-c1").is_symlink()
+    assert cache.load(str(cni_dir), "mp-c1") is not None
+
+
+def test_cache_of_another_container_is_refused(cni_dir: Path) -> None:
+    """A cache file whose containerID is another container's (copied or renamed) is not used."""
+    cache.save(str(cni_dir), "mp-c2", RECORD)
+    with pytest.raises(cache.CacheUnreadable, match="belongs to container 'mp-c1'"):
+        cache.load(str(cni_dir), "mp-c2")
+
+
+@pytest.mark.parametrize("content", [b"", b"{", b"\xff\xfe", b"[" * 5000 + b"]" * 5000])
+def test_corrupt_cache_is_cache_unreadable(cni_dir: Path, content: bytes) -> None:
+    """Empty, truncated, non-UTF-8 and absurdly nested files are CacheUnreadable, never another exception."""
+    cni_dir.mkdir()
+    (cni_dir / "mp-c1").write_bytes(content)
+    with pytest.raises(cache.CacheUnreadable):
         cache.load(str(cni_dir), "mp-c1")
 
 

@@ -260,3 +260,50 @@ def test_version_and_name_come_from_the_request() -> None:
     """cniVersion and name are the request's own."""
     conf = meta(clusterNetwork="c", cniVersion="0.4.0", name="mp-other")
     assert (conf.cni_version, conf.name) == ("0.4.0", "mp-other")
+
+
+# ---- path settings (issue 11 #7) --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["cniDir", "confDir", "binDir", "logFile", "localNADDir", "localPodDir", "kubeconfig", "readinessindicatorfile"],
+)
+@pytest.mark.parametrize("value", ["mp-relative", "./mp-cache", "/var/lib/../../tmp/mp-x", "/var/lib/mp\u0000x"])
+def test_path_settings_must_be_absolute_without_dotdot(key: str, value: str) -> None:
+    """A relative path (it would resolve against the runtime's cwd), `..` or a NUL is refused with code 7, naming the key."""
+    err = invalid(clusterNetwork="mp-cluster", **{key: value})
+    assert key in err.msg
+    assert "absolute path" in err.msg or "NUL" in err.msg
+
+
+@pytest.mark.parametrize("key", ["clusterNetwork", "defaultNetworks"])
+def test_network_paths_must_be_absolute(key: str) -> None:
+    """A clusterNetwork or defaultNetworks entry given as a path must be absolute without `..`; a bare name is a name."""
+    value = "mp-dir/../10-x.conf"
+    extra: dict[str, Any] = {key: [value] if key == "defaultNetworks" else value}
+    if key == "defaultNetworks":
+        extra["clusterNetwork"] = "mp-cluster"
+    assert key in invalid(**extra).msg
+    assert meta(clusterNetwork="mp-cluster", defaultNetworks=["mp-name"]).default_networks == ["mp-name"]
+
+
+def test_default_networks_entries_must_be_strings() -> None:
+    """A non-string defaultNetworks entry is code 7, not a Python error later."""
+    assert "defaultNetworks" in invalid(clusterNetwork="mp-cluster", defaultNetworks=[5]).msg
+
+
+def test_absolute_paths_are_kept() -> None:
+    """Absolute paths pass unchanged."""
+    conf = meta(clusterNetwork="/etc/cni/net.d/10-x.conf", cniDir="/var/lib/mp-x", logFile="/var/log/mp.log")
+    assert (conf.cluster_network, conf.cni_dir, conf.log_file) == (
+        "/etc/cni/net.d/10-x.conf",
+        "/var/lib/mp-x",
+        "/var/log/mp.log",
+    )
+
+
+def test_retry_delete_on_error_defaults_to_false() -> None:
+    """retryDeleteOnError is off unless set, as in Multus."""
+    assert meta(clusterNetwork="x").retry_delete_on_error is False
+    assert meta(clusterNetwork="x", retryDeleteOnError=True).retry_delete_on_error is True

@@ -448,14 +448,27 @@ def test_default_network_annotation_with_two_entries_is_an_error(world: Any, clu
     assert "must name exactly one network" in err.msg
 
 
-def test_default_network_annotation_ignores_namespace_isolation(
+def test_default_network_annotation_is_subject_to_namespace_isolation(
     world: Any, conf_dir: Path, cluster_conf: MetaConf
 ) -> None:
-    """The default-network override is not subject to namespaceIsolation (it names a kube-system NAD)."""
-    world.add_nad("kube-system", "net1", {"type": "mynet1"})
+    """Issue 11 #2a: under isolation the default-network override may not name another pod namespace's NAD."""
+    world.add_nad("other", "net1", {"type": "mynet1"})
     conf = meta(conf_dir, clusterNetwork=cluster_conf.cluster_network, namespaceIsolation=True)
-    out = plan(conf, world.source(), pod(annotations={DEFAULT_NETWORK_ANNOTATION: "kube-system/net1"}), "eth0")
-    assert out[0].name == "kube-system/net1"
+    err = plan_error(conf, world.source(), pod(annotations={DEFAULT_NETWORK_ANNOTATION: "other/net1"}))
+    assert err.code == 7
+    assert "refers to target namespace other in v1.multus-cni.io/default-network" in err.msg
+
+
+@pytest.mark.parametrize("target", ["kube-system/net1", "net1", "default/net1", "test/net1"])
+def test_default_network_under_isolation_allows_own_multus_and_global_namespaces(
+    world: Any, conf_dir: Path, cluster_conf: MetaConf, target: str
+) -> None:
+    """The pod's namespace, the meta-plugin's namespace (the annotation's default) and globalNamespaces stay allowed."""
+    for ns in ("kube-system", "default", "test"):
+        world.add_nad(ns, "net1", {"type": "mynet1"})
+    conf = meta(conf_dir, clusterNetwork=cluster_conf.cluster_network, namespaceIsolation=True)
+    out = plan(conf, world.source(), pod(annotations={DEFAULT_NETWORK_ANNOTATION: target}), "eth0")
+    assert out[0].name.endswith("/net1") and out[0].master
 
 
 # ---- namespace isolation (cases 27–28) ------------------------------------------------------------
@@ -711,9 +724,16 @@ def test_one_ip_is_also_sent_as_ip_arg_with_mac(world: Any, cluster_conf: MetaCo
     assert "IP=" not in out[0].cni_args and "MAC=" not in out[0].cni_args
 
 
+def test_two_ips_without_the_ips_capability_are_refused(world: Any, cluster_conf: MetaConf) -> None:
+    """Issue 11 #9: two IPs can only travel as the `ips` capability; a NAD whose plugins lack it fails the plan (7)."""
+    world.add_nad("test", "net1", {"type": "x", "ipam": {"type": "host-local"}})
+    err = plan_error(cluster_conf, world.source(), networks('[{"name":"net1","ips":["10.0.0.1/24","10.0.0.2/24"]}]'))
+    assert err.code == 7 and '"ips" capability' in err.msg and "10.0.0.1/24, 10.0.0.2/24" in err.msg
+
+
 def test_two_ips_are_not_sent_as_ip_arg(world: Any, cluster_conf: MetaConf) -> None:
     """Unlike Multus's comma-joined `IP=a,b` (host-local cannot read it), two IPs go only in the `ips` capability."""
-    world.add_nad("test", "net1", {"type": "x"})
+    world.add_nad("test", "net1", {"type": "x", "capabilities": {"ips": True}})
     out = plan(
         cluster_conf, world.source(), networks('[{"name":"net1","ips":["10.0.0.1/24","fd00:10::1/64"]}]'), "eth0"
     )

@@ -778,6 +778,85 @@ def test_del_without_cache_ignores_failures_of_the_rebuilt_plan(world: World) ->
     assert world.spies.seen() == [("mp-spy2", "DEL", "net1"), ("mp-spy1", "DEL", "eth0")]
 
 
+def _reserve(data_dir: Path, network: str, ip: str, owner: str) -> Path:
+    """A host-local reservation file as the reference writes it ("<id>\\r\\n<ifname>")."""
+    (data_dir / network).mkdir(parents=True, exist_ok=True)
+    path = data_dir / network / ip
+    path.write_bytes(owner.encode())
+    return path
+
+
+def _host_local_nad(world: World, name: str, data_dir: Path) -> None:
+    world.add_nad(
+        name,
+        {
+            "cniVersion": "1.0.0",
+            "name": name,
+            "type": "mp-spy2",
+            "ipam": {"type": "host-local", "dataDir": str(data_dir), "subnet": "10.99.0.0/24"},
+        },
+    )
+
+
+def test_del_without_cache_or_selection_releases_the_containers_addresses(world: World) -> None:
+    """Issue 11 #6: selection unknown, cache gone: host-local addresses of this container in known networks are freed.
+
+    Another container's address, and this container's address in a network the node's
+    multiplane does not know (another runtime's), stay.
+    """
+    data = world.root / "mp-ipam"
+    _host_local_nad(world, "mp-net2", data)
+    ours = _reserve(data, "mp-net2", "10.99.0.7", "mp-c1\r\nnet1")
+    legacy = _reserve(data, "mp-net2", "10.99.0.8", "mp-c1")
+    theirs = _reserve(data, "mp-net2", "10.99.0.9", "mp-c2\r\nnet1")
+    foreign = _reserve(data, "mp-podman-net", "10.98.0.2", "mp-c1\r\neth1")
+    log = world.root / "mp-meta.log"
+    assert world.run("DEL", {**world.meta, "logFile": str(log)}, args=POD_ARGS) is None
+    assert not ours.exists() and not legacy.exists()
+    assert theirs.exists() and foreign.exists()
+    assert "mp-net2/10.99.0.7" in log.read_text()
+
+
+def test_del_with_the_api_down_releases_addresses_of_networks_known_from_other_caches(
+    world: World, tmp_path: Path
+) -> None:
+    """Issue 11 #6 with a cluster: the API is unreachable, the NAD is known only from another pod's cache."""
+    data = world.root / "mp-ipam"
+    nad = {
+        "cniVersion": "1.0.0",
+        "name": "mp-api-net",
+        "type": "mp-spy2",
+        "ipam": {"type": "host-local", "dataDir": str(data), "subnet": "10.97.0.0/24"},
+    }
+    world.seed_cache(
+        "mp-c2",
+        [
+            ("mp-cluster", {"cniVersion": "0.4.0", "name": "mp-cluster", "type": "mp-spy1"}, "eth0", None),
+            ("test/mp-api-net", nad, "net1", None),
+        ],
+    )
+    ours = _reserve(data, "mp-api-net", "10.97.0.5", "mp-c1\r\nnet1")
+    theirs = _reserve(data, "mp-api-net", "10.97.0.6", "mp-c2\r\nnet1")
+    with K8sServer() as api:
+        kubeconfig = api.kubeconfig(tmp_path / "mp-kc")
+    conf = {**world.meta, "kubeconfig": kubeconfig}  # the server is gone now
+    assert world.run("DEL", conf, args=POD_ARGS) is None
+    assert not ours.exists() and theirs.exists()
+    assert ("mp-spy1", "DEL", "eth0") in world.spies.seen()
+
+
+def test_del_sweep_does_not_follow_a_linked_network_directory(world: World) -> None:
+    """A network directory planted as a symlink is not swept: nothing outside the data dir is touched."""
+    data = world.root / "mp-ipam"
+    outside = world.root / "mp-outside"
+    _reserve(outside, "x", "10.99.0.7", "mp-c1\r\nnet1")
+    data.mkdir()
+    (data / "mp-net2").symlink_to(outside / "x")
+    _host_local_nad(world, "mp-net2", data)
+    assert world.run("DEL", args=POD_ARGS) is None
+    assert (outside / "x" / "10.99.0.7").exists()
+
+
 def test_del_from_cache_in_reverse_with_cached_results_and_args(world: World) -> None:
     """DEL uses only the cache: reverse order, each delegate's ifname, CNI_ARGS and cached result; cache and status file go."""
     r1, r2 = cached("10.88.0.5/16", "0.4.0"), cached("10.99.0.7/24")
@@ -800,8 +879,7 @@ def test_del_from_cache_in_reverse_with_cached_results_and_args(world: World) ->
     assert not (world.cni_dir / "status" / "mp-c1.json").exists()
 
 
-def test_del_goes_past_failures_and_keeps_the_cache(world: World) -> None:
-    """A failing delegate DEL does not stop the others; the error names it and the cache stays for a retry."""
+def _two_spies_cached(world: World) -> None:
     world.seed_cache(
         "mp-c1",
         [
@@ -809,20 +887,95 @@ def test_del_goes_past_failures_and_keeps_the_cache(world: World) -> None:
             ("test/mp-net1", {"cniVersion": "1.0.0", "name": "mp-net1", "type": "mp-spy2"}, "net1", None),
         ],
     )
+
+
+def test_del_goes_past_failures_and_drops_the_cache_by_default(world: World) -> None:
+    """A failing delegate DEL does not stop the others; the error names it; the cache goes (retryDeleteOnError off)."""
+    _two_spies_cached(world)
     world.spies.fail("mp-spy2", "DEL", 5, "cannot release")
     err = world.fails("DEL")
     assert err.msg == "failed to delete some attachments: test/mp-net1 (net1): cannot release"
     assert [c.name for c in world.spies.calls()] == ["mp-spy2", "mp-spy1"]
+    assert not world.cache_path().exists()
+
+
+def test_a_delegate_that_never_deletes_cannot_pin_the_sandbox(world: World) -> None:
+    """Issue 11 #5: with the default, the runtime's retried DEL succeeds although the delegate still fails."""
+    _two_spies_cached(world)
+    world.spies.fail("mp-spy2", "DEL", 5, "cannot release")
+    world.fails("DEL")
+    world.spies.reset()
+    assert world.run("DEL", args=POD_ARGS) is None  # no cache: best effort from the configuration
+    assert ("mp-spy1", "DEL", "eth0") in world.spies.seen()
+
+
+def test_retry_delete_on_error_keeps_the_cache_for_the_retry(world: World) -> None:
+    """retryDeleteOnError: true keeps the cache after a failed DEL, and the retry runs from it again."""
+    _two_spies_cached(world)
+    conf = {**world.meta, "retryDeleteOnError": True}
+    world.spies.fail("mp-spy2", "DEL", 5, "cannot release")
+    world.fails("DEL", conf)
     assert world.cache_path().exists()
+    world.spies.reset()
+    world.fails("DEL", conf)
+    assert world.spies.seen() == [("mp-spy2", "DEL", "net1"), ("mp-spy1", "DEL", "eth0")]
 
 
-def test_del_with_corrupt_cache_is_an_error_naming_it(world: World) -> None:
-    """Unlike Multus (which skips every delegate, #1087), a corrupt cache fails DEL naming the file; nothing runs."""
-    world.cni_dir.mkdir()
-    world.cache_path().write_text("{not json")
-    err = world.fails("DEL", args=f"{POD_ARGS};MULTIPLANE_NETWORKS=mp-net1")
-    assert str(world.cache_path()) in err.msg and "corrupt" in err.msg
-    assert world.spies.calls() == [] and world.cache_path().exists()
+def test_retry_delete_on_error_drops_the_cache_when_a_plugin_binary_is_gone(world: World) -> None:
+    """Multus's exception to retryDeleteOnError: a delegate whose binary is missing can never succeed."""
+    world.seed_cache(
+        "mp-c1",
+        [
+            ("mp-cluster", {"cniVersion": "0.4.0", "name": "mp-cluster", "type": "mp-spy1"}, "eth0", None),
+            ("test/mp-gone", {"cniVersion": "1.0.0", "name": "mp-gone", "type": "mp-removed-plugin"}, "net1", None),
+        ],
+    )
+    err = world.fails("DEL", {**world.meta, "retryDeleteOnError": True})
+    assert 'failed to find plugin "mp-removed-plugin"' in err.msg
+    assert not world.cache_path().exists()
+
+
+def test_retry_delete_on_error_must_be_a_bool(world: World) -> None:
+    """A non-boolean retryDeleteOnError is a config error (7)."""
+    assert world.fails("DEL", {**world.meta, "retryDeleteOnError": "yes"}).code == 7
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["truncate", "empty", "garble", "not-ours", "other-container", "symlink", "directory", "bad-delegate"],
+)
+def test_del_with_an_unusable_cache_deletes_from_the_configuration(world: World, damage: str) -> None:
+    """Issue 11 #1: a corrupt, emptied, replaced or linked cache no longer pins DEL: it rebuilds, succeeds, logs."""
+    log = world.root / "mp-meta.log"
+    conf = {**world.meta, "logFile": str(log), "logLevel": "error"}
+    _two_spies_cached(world)
+    path = world.cache_path()
+    good = path.read_bytes()
+    victim = world.root / "mp-victim"
+    victim.write_bytes(good)
+    path.unlink()
+    if damage == "truncate":
+        path.write_bytes(good[: len(good) // 2])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "garble":
+        path.write_bytes(bytes(b ^ 0x5A for b in good))
+    elif damage == "not-ours":
+        path.write_text(json.dumps({"kind": "somethingElse", "delegates": []}))
+    elif damage == "other-container":
+        path.write_bytes(good.replace(b'"containerID": "mp-c1"', b'"containerID": "mp-c9"'))
+    elif damage == "symlink":
+        path.symlink_to(victim)
+    elif damage == "directory":
+        path.mkdir()
+    else:
+        path.write_text(json.dumps({"kind": cache.KIND, "containerID": "mp-c1", "delegates": [{"config": 5}]}))
+    assert world.run("DEL", conf, args=f"{POD_ARGS};MULTIPLANE_NETWORKS=mp-net1") is None
+    assert world.spies.seen() == [("mp-spy2", "DEL", "net1"), ("mp-spy1", "DEL", "eth0")]
+    assert "unusable" in log.read_text()
+    assert victim.read_bytes() == good  # a link's target is never read as ours, written or removed
+    if damage != "directory":
+        assert not os.path.lexists(path)
 
 
 def test_del_with_missing_readiness_file_still_deletes(world: World, tmp_path: Path) -> None:

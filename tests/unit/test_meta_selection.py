@@ -353,3 +353,38 @@ def test_selection_key_and_repr() -> None:
     s = parse("ns1/net1@if9", "test")[0]
     assert s.key == "ns1/net1"
     assert repr(s) == "Selection(ns1/net1@if9)"
+
+
+# ---- names reach API paths only validated (issue 11 #2b) ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "element",
+    [
+        {"name": "x/../../../other/network-attachment-definitions/secret"},
+        {"name": "../x"},
+        {"name": "net1", "namespace": "../kube-system"},
+        {"name": "net1", "namespace": "a/b"},
+        {"name": "Net1"},
+        {"name": "net1\u0000"},
+        {"name": "net1", "namespace": "x" * 64},
+    ],
+)
+def test_json_form_validates_names_and_namespaces(element: dict[str, str]) -> None:
+    """The JSON form refuses a name that is not a DNS-1123 subdomain or a namespace that is not a label (code 7)."""
+    err = invalid(json.dumps([element]))
+    assert "DNS-1123" in err.msg
+
+
+def test_dotted_nad_names_are_subdomains() -> None:
+    """NAD names are subdomains: dots are fine in both forms."""
+    assert keys(parse("macvlan.conf", "test")) == [("test", "macvlan.conf", "")]
+    assert keys(parse('[{"name":"macvlan.conf"}]', "test")) == [("test", "macvlan.conf", "")]
+
+
+def test_deeply_nested_json_is_a_config_error() -> None:
+    """Issue 11 #8: `[` repeated 3,000 times is code 7, not a RecursionError."""
+    err = invalid("[" * 3000)
+    assert err.code == 7
+    err = invalid('[{"name":' * 3000)
+    assert err.code == 7

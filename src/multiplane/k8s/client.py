@@ -248,11 +248,11 @@ class KubeClient:
     # ---- the calls --------------------------------------------------------------------
 
     def get_pod(self, namespace: str, name: str) -> dict[str, Any]:
-        path = f"/api/v1/namespaces/{urllib.parse.quote(namespace)}/pods/{urllib.parse.quote(name)}"
+        path = f"/api/v1/namespaces/{_segment(namespace, name)}/pods/{_segment(name, namespace, subdomain=True)}"
         return self.request("GET", path, f'pods "{namespace}/{name}"')
 
     def get_nad(self, namespace: str, name: str) -> dict[str, Any]:
-        path = NAD_PATH.format(ns=urllib.parse.quote(namespace), name=urllib.parse.quote(name))
+        path = NAD_PATH.format(ns=_segment(namespace, name), name=_segment(name, namespace, subdomain=True))
         return self.request("GET", path, f'network-attachment-definitions.k8s.cni.cncf.io "{namespace}/{name}"')
 
     def set_pod_annotation(
@@ -260,7 +260,7 @@ class KubeClient:
     ) -> None:
         """GET the pod, set one annotation, PUT pods/status; retried on 409 (someone else wrote first)."""
         what = f'pods "{namespace}/{name}"'
-        path = f"/api/v1/namespaces/{urllib.parse.quote(namespace)}/pods/{urllib.parse.quote(name)}/status"
+        path = f"/api/v1/namespaces/{_segment(namespace, name)}/pods/{_segment(name, namespace, subdomain=True)}/status"
         for attempt in range(tries):
             pod = self.get_pod(namespace, name)
             meta = pod.setdefault("metadata", {})
@@ -277,3 +277,19 @@ class KubeClient:
             except ApiError as exc:
                 if exc.status != 409 or attempt == tries - 1:
                     raise
+
+
+def _segment(value: str, other: str, subdomain: bool = False) -> str:
+    """One path segment of an API URL: a validated namespace (label) or object name (subdomain).
+
+    A value that cannot name a Kubernetes object never reaches the URL (a `/` or `..` would
+    address another resource); InvalidConfig names it.
+    """
+    from multiplane.k8s.names import is_label, is_subdomain
+
+    if not (is_subdomain(value) if subdomain else is_label(value)):
+        what = "name" if subdomain else "namespace"
+        raise InvalidConfig(
+            f"invalid Kubernetes {what} {value!r} (with {other!r}): not a DNS-1123 {'subdomain' if subdomain else 'label'}"
+        )
+    return urllib.parse.quote(value, safe="")

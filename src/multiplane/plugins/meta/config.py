@@ -2,7 +2,9 @@
 
 Keys match case-insensitively (Go's decoder); unknown keys are ignored. Either
 `clusterNetwork` or a non-empty `delegates` is required (code 7 otherwise); `delegates` is
-ignored when `clusterNetwork` is set.
+ignored when `clusterNetwork` is set. Every path setting (and a `clusterNetwork` or
+`defaultNetworks` entry given as a path) must be absolute, without `..` and without NUL:
+a relative path would resolve against whatever directory the runtime runs us in.
 """
 
 from __future__ import annotations
@@ -36,6 +38,19 @@ def _get(raw: dict[str, Any], key: str, kind: type, what: str) -> Any:
     return value
 
 
+def _path(raw: dict[str, Any], key: str, default: str = "") -> str:
+    """An absolute path setting (code 7 for a relative one, `..`, or a NUL byte)."""
+    value = _get(raw, key, str, "a path") or default
+    if value:
+        check_path(value, key)
+    return value
+
+
+def check_path(value: str, key: str) -> None:
+    if not value.startswith("/") or ".." in value.split("/") or "\0" in value:
+        raise InvalidConfig(f"invalid multiplane config: {key} {value!r} must be an absolute path without '..'")
+
+
 class MetaConf:
     """Parsed `00-multiplane.conf`. `delegates` holds the inline delegate objects when used."""
 
@@ -61,6 +76,7 @@ class MetaConf:
         "local_nad_dir",
         "local_pod_dir",
         "runtime_config",
+        "retry_delete_on_error",
     )
 
     def __init__(self, conf: NetConf) -> None:
@@ -80,12 +96,21 @@ class MetaConf:
                     raise InvalidConfig(f"delegate {i} must have the 'type' or 'plugins' field")
             if not self.delegates:
                 raise InvalidConfig("at least one delegate/clusterNetwork must be specified")
-        self.kubeconfig: str = _get(raw, "kubeconfig", str, "a path") or ""
-        self.conf_dir: str = _get(raw, "confDir", str, "a path") or _DEFAULTS["confDir"]
-        self.cni_dir: str = _get(raw, "cniDir", str, "a path") or _DEFAULTS["cniDir"]
-        self.bin_dir: str = _get(raw, "binDir", str, "a path") or _DEFAULTS["binDir"]
-        self.local_nad_dir: str = _get(raw, "localNADDir", str, "a path") or _DEFAULTS["localNADDir"]
-        self.local_pod_dir: str = _get(raw, "localPodDir", str, "a path") or _DEFAULTS["localPodDir"]
+        if "/" in self.cluster_network:
+            check_path(self.cluster_network, "clusterNetwork")
+        for entry in self.default_networks:
+            if not isinstance(entry, str):
+                raise InvalidConfig(
+                    f"invalid multiplane config: defaultNetworks entries must be strings, got {json_type(entry)}"
+                )
+            if "/" in entry:
+                check_path(entry, "defaultNetworks")
+        self.kubeconfig: str = _path(raw, "kubeconfig")
+        self.conf_dir: str = _path(raw, "confDir", _DEFAULTS["confDir"])
+        self.cni_dir: str = _path(raw, "cniDir", _DEFAULTS["cniDir"])
+        self.bin_dir: str = _path(raw, "binDir", _DEFAULTS["binDir"])
+        self.local_nad_dir: str = _path(raw, "localNADDir", _DEFAULTS["localNADDir"])
+        self.local_pod_dir: str = _path(raw, "localPodDir", _DEFAULTS["localPodDir"])
         system = _get(raw, "systemNamespaces", list, "a list of namespaces")
         self.system_namespaces: list[str] = system if system is not None else ["kube-system"]
         self.namespace: str = (
@@ -96,10 +121,12 @@ class MetaConf:
         self.namespace_isolation: bool = bool(_get(raw, "namespaceIsolation", bool, "true or false"))
         globals_text = _get(raw, "globalNamespaces", str, "a comma-separated list") or ""
         self.global_namespaces = [n.strip() for n in globals_text.split(",") if n.strip()] or ["default"]
-        self.readiness_file: str = _get(raw, "readinessindicatorfile", str, "a path") or ""
-        self.log_file: str = _get(raw, "logFile", str, "a path") or ""
+        self.readiness_file: str = _path(raw, "readinessindicatorfile")
+        self.log_file: str = _path(raw, "logFile")
         self.log_level: str = (_get(raw, "logLevel", str, "a level") or "error").lower()
         to_stderr = _get(raw, "logToStderr", bool, "true or false")
         self.log_to_stderr: bool = True if to_stderr is None else to_stderr
         self.capabilities: dict[str, Any] = _get(raw, "capabilities", dict, "an object") or {}
         self.runtime_config: dict[str, Any] = _get(raw, "runtimeConfig", dict, "an object") or {}
+        # Multus's key and default: a failed DEL drops the cache, so the runtime's retry is best effort.
+        self.retry_delete_on_error: bool = bool(_get(raw, "retryDeleteOnError", bool, "true or false"))

@@ -24,11 +24,21 @@ from multiplane.spec.gojson import field
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
     from multiplane.k8s.client import KubeClient
 
-__all__ = ["KubeSource", "LocalSource", "NetworkConfig", "nad_config", "resolve_network"]
+__all__ = [
+    "KubeSource",
+    "LocalSource",
+    "NetworkConfig",
+    "conf_files",
+    "load_file",
+    "load_nad_manifests",
+    "nad_config",
+    "resolve_network",
+]
 
 _CONF_SUFFIXES = (".conf", ".json", ".conflist")
 
@@ -51,7 +61,7 @@ class NetworkConfig:
             raise InvalidConfig(f"{where}: delegate must have the 'type' or 'plugins' field")
         for plugin in self.plugins:
             ptype = field(plugin, "type")
-            if not isinstance(ptype, str) or not ptype or "/" in ptype or "\\" in ptype:
+            if not isinstance(ptype, str) or not ptype or not ptype.isprintable() or any(c in ptype for c in "/\\"):
                 raise InvalidConfig(f"{where}: invalid plugin type {ptype!r}")
 
     @classmethod
@@ -68,7 +78,7 @@ class NetworkConfig:
         return cls(raw, obj, where)
 
 
-def _conf_files(directory: str) -> list[str]:
+def conf_files(directory: str) -> list[str]:
     try:
         names = sorted(os.listdir(directory))
     except FileNotFoundError:
@@ -78,7 +88,7 @@ def _conf_files(directory: str) -> list[str]:
     return [os.path.join(directory, n) for n in names if n.endswith(_CONF_SUFFIXES)]
 
 
-def _load_file(path: str) -> NetworkConfig:
+def load_file(path: str) -> NetworkConfig:
     try:
         with open(path, "rb") as fh:
             raw = fh.read()
@@ -89,8 +99,8 @@ def _load_file(path: str) -> NetworkConfig:
 
 def conf_by_name(conf_dir: str, name: str) -> NetworkConfig | None:
     """The first .conf/.json/.conflist in `conf_dir` (lexical order) whose `name` is `name`."""
-    for path in _conf_files(conf_dir):
-        net = _load_file(path)
+    for path in conf_files(conf_dir):
+        net = load_file(path)
         if net.name == name:
             return net
     return None
@@ -144,6 +154,30 @@ def _load_manifests(path: str) -> list[Any]:
     return [doc for doc in yaml.safe_load_all(text) if doc is not None]
 
 
+def load_nad_manifests(nad_dir: str, strict: bool = False) -> Iterator[dict[str, Any]]:
+    """Every NetworkAttachmentDefinition in the manifests of `nad_dir` (.yaml/.yml/.json, lexical order).
+
+    `strict`: a manifest that cannot be parsed is an InvalidConfig naming it; otherwise skipped.
+    """
+    try:
+        files = sorted(os.listdir(nad_dir)) if nad_dir else []
+    except OSError:
+        files = []
+    for entry in files:
+        if not entry.endswith((".yaml", ".yml", ".json")):
+            continue
+        path = os.path.join(nad_dir, entry)
+        try:
+            docs = _load_manifests(path)
+        except Exception as exc:  # noqa: BLE001 - yaml raises many types; any parse error is a config error
+            if strict:
+                raise InvalidConfig(f"cannot read NetworkAttachmentDefinition manifest {path}: {exc}") from exc
+            continue
+        for doc in docs:
+            if isinstance(doc, dict) and doc.get("kind") == "NetworkAttachmentDefinition":
+                yield doc
+
+
 class LocalSource:
     """NADs and pod annotations from files and the call itself; no cluster needed."""
 
@@ -176,25 +210,10 @@ class LocalSource:
         return pod
 
     def nad(self, namespace: str, name: str) -> dict[str, Any]:
-        files = []
-        try:
-            files = sorted(os.listdir(self.nad_dir))
-        except OSError:
-            pass
-        for entry in files:
-            if not entry.endswith((".yaml", ".yml", ".json")):
-                continue
-            path = os.path.join(self.nad_dir, entry)
-            try:
-                docs = _load_manifests(path)
-            except Exception as exc:  # noqa: BLE001
-                raise InvalidConfig(f"cannot read NetworkAttachmentDefinition manifest {path}: {exc}") from exc
-            for doc in docs:
-                if not isinstance(doc, dict) or doc.get("kind") != "NetworkAttachmentDefinition":
-                    continue
-                meta = doc.get("metadata") or {}
-                if meta.get("name") == name and meta.get("namespace", namespace) == namespace:
-                    return doc
+        for doc in load_nad_manifests(self.nad_dir, strict=True):
+            meta = doc.get("metadata") or {}
+            if meta.get("name") == name and meta.get("namespace", namespace) == namespace:
+                return doc
         from multiplane.k8s.errors import NotFound
 
         raise NotFound(
@@ -226,12 +245,12 @@ def resolve_network(value: str, namespace: str, source: Any, conf_dir: str) -> t
             )
         return found.name or value, found
     if os.path.isdir(value):
-        files = [p for p in _conf_files(value) if not os.path.basename(p).startswith("00-multiplane")]
+        files = [p for p in conf_files(value) if not os.path.basename(p).startswith("00-multiplane")]
         if not files:
             raise InvalidConfig(f"no CNI configuration (.conf/.conflist) found in directory {value}")
-        net = _load_file(files[0])
+        net = load_file(files[0])
         return net.name, net
     if os.path.isfile(value):
-        net = _load_file(value)
+        net = load_file(value)
         return net.name, net
     raise InvalidConfig(f"cannot find network {value!r}: no such file or directory")

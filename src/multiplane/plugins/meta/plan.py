@@ -21,6 +21,7 @@ import json
 from multiplane.errors import InvalidConfig
 from multiplane.plugins.meta import selection as sel
 from multiplane.plugins.meta.networks import NetworkConfig, nad_config, resolve_network
+from multiplane.spec.gojson import field, parse_ip_maybe_cidr
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from multiplane.plugins.meta.config import MetaConf
     from multiplane.spec.result import Result
 
-__all__ = ["Delegate", "KNOWN_CAPABILITIES", "PodRef", "cni_args_for", "plan"]
+__all__ = ["Delegate", "KNOWN_CAPABILITIES", "PodRef", "cni_args_for", "plan", "requested_ips_missing"]
 
 KNOWN_CAPABILITIES = ("portMappings", "bandwidth", "ips", "mac", "infinibandGUID", "deviceID", "CNIDeviceInfoFile")
 
@@ -37,13 +38,14 @@ KNOWN_CAPABILITIES = ("portMappings", "bandwidth", "ips", "mac", "infinibandGUID
 class PodRef:
     """The pod of this call, from CNI_ARGS (K8S_POD_*), and its annotations once read."""
 
-    __slots__ = ("namespace", "name", "uid", "infra", "annotations", "other_args")
+    __slots__ = ("namespace", "name", "uid", "api_uid", "infra", "annotations", "other_args")
 
     def __init__(self, pairs: list[tuple[str, str]]) -> None:
         args = dict(pairs)
         self.namespace = args.get("K8S_POD_NAMESPACE", "")
         self.name = args.get("K8S_POD_NAME", "")
         self.uid = args.get("K8S_POD_UID", "")
+        self.api_uid = ""  # the API object's UID once read (a static pod's mirror has its own)
         self.infra = args.get("K8S_POD_INFRA_CONTAINER_ID", "")
         own = {"IgnoreUnknown", "K8S_POD_NAMESPACE", "K8S_POD_NAME", "K8S_POD_UID", "K8S_POD_INFRA_CONTAINER_ID"}
         self.other_args = [(k, v) for k, v in pairs if k not in own and not k.startswith("MULTIPLANE_")]
@@ -56,6 +58,21 @@ class PodRef:
     @property
     def known(self) -> bool:
         return bool(self.namespace and self.name)
+
+    def problem(self) -> str:
+        """Why K8S_POD_NAMESPACE/K8S_POD_NAME cannot name a pod ("" when they can, or are absent).
+
+        The namespace must be a DNS-1123 label. The name is only kept from reaching a path
+        (no `/`, NUL, leading `.`): podman sends its container name, which need not be a
+        DNS name; the API client refuses a name that is not a subdomain on its own.
+        """
+        from multiplane.k8s.names import is_label
+
+        if self.namespace and not is_label(self.namespace):
+            return f"K8S_POD_NAMESPACE {self.namespace!r} is not a valid namespace (DNS-1123 label)"
+        if self.name and ("/" in self.name or "\0" in self.name or self.name.startswith(".")):
+            return f"K8S_POD_NAME {self.name!r} is not a valid pod name"
+        return ""
 
     def label(self) -> str:
         return f"{self.namespace}/{self.name}" + (f":{self.uid}" if self.uid else "") if self.known else "-"
@@ -143,6 +160,51 @@ def _from_selection(delegate: Delegate, s: sel.Selection) -> list[tuple[str, str
     return extra
 
 
+def _check_isolation(conf: MetaConf, pod: PodRef, target: str, annotation: str, *also: str) -> None:
+    """namespaceIsolation: a pod's annotations may name its own namespace, a global one, or `also`."""
+    if not conf.namespace_isolation or target == pod.namespace or target in conf.global_namespaces or target in also:
+        return
+    where = "" if annotation == sel.NETWORKS_ANNOTATION else f" in {annotation}"
+    raise InvalidConfig(
+        "namespace isolation enabled, annotation violates permission, "
+        f"pod is in namespace {pod.namespace} but refers to target namespace {target}{where}"
+    )
+
+
+def _check_ip_request(d: Delegate, s: sel.Selection) -> None:
+    """Several `ips` reach a delegate only as the `ips` capability: without it they would be dropped.
+
+    One address also travels as `IP=` in CNI_ARGS (host-local reads it); whether the delegate
+    honoured it is checked against its result after ADD (`requested_ips_missing`).
+    """
+    if len(s.ips) < 2:
+        return
+    if any(
+        isinstance(field(p, "capabilities"), dict) and field(p, "capabilities").get("ips") is True
+        for p in d.net.plugins
+    ):
+        return
+    raise InvalidConfig(
+        f'network "{s.key}" was asked for IP addresses {", ".join(s.ips)}, but none of its plugins declares '
+        'the "ips" capability, so they cannot be passed on',
+        'add "capabilities": {"ips": true} to the plugin that assigns addresses (host-local and static support it)',
+    )
+
+
+def requested_ips_missing(d: Delegate) -> list[str]:
+    """The addresses the pod asked for on this attachment that its result does not carry."""
+    wanted = d.cap_args.get("ips") or []
+    if not wanted or d.result is None:
+        return []
+    got = {str(ip.address.ip) for ip in d.result.ips}
+    missing = []
+    for text in wanted:
+        addr = parse_ip_maybe_cidr(str(text))
+        if addr is None or str(addr) not in got:
+            missing.append(str(text))
+    return missing
+
+
 def plan(conf: MetaConf, source: Any, pod: PodRef, ifname: str, tolerant: bool = False) -> list[Delegate]:
     """The delegates for this pod, in attachment order; InvalidConfig/NotFound name what is wrong.
 
@@ -173,6 +235,9 @@ def plan(conf: MetaConf, source: Any, pod: PodRef, ifname: str, tolerant: bool =
         chosen = sel.parse(default_override, conf.namespace)
         if len(chosen) != 1:
             raise InvalidConfig(f"{sel.DEFAULT_NETWORK_ANNOTATION} must name exactly one network")
+        # Isolation covers this annotation too; the meta-plugin's own namespace (where
+        # clusterNetwork lives, and the annotation's default) stays allowed, as do the global ones.
+        _check_isolation(conf, pod, chosen[0].namespace, sel.DEFAULT_NETWORK_ANNOTATION, conf.namespace)
         name, net = resolve_network(chosen[0].name, chosen[0].namespace, source, conf.conf_dir)
         delegates[0] = Delegate(name, net, master=True)
     if not (pod.known and pod.namespace in conf.system_namespaces):
@@ -191,11 +256,7 @@ def plan(conf: MetaConf, source: Any, pod: PodRef, ifname: str, tolerant: bool =
     for s in selections or []:
         if tolerant and attempt(lambda s=s: source.nad(s.namespace, s.name)) is None:
             continue
-        if conf.namespace_isolation and s.namespace != pod.namespace and s.namespace not in conf.global_namespaces:
-            raise InvalidConfig(
-                "namespace isolation enabled, annotation violates permission, "
-                f"pod is in namespace {pod.namespace} but refers to target namespace {s.namespace}"
-            )
+        _check_isolation(conf, pod, s.namespace, sel.NETWORKS_ANNOTATION)
         try:
             nad = source.nad(s.namespace, s.name)
         except NotFound as exc:
@@ -204,6 +265,7 @@ def plan(conf: MetaConf, source: Any, pod: PodRef, ifname: str, tolerant: bool =
                 exc.details,
             ) from exc
         d = Delegate(s.key, nad_config(nad, conf.conf_dir))
+        _check_ip_request(d, s)
         d.cni_args = cni_args_for(pod, _from_selection(d, s))
         d.ifname = s.interface
         delegates.append(d)

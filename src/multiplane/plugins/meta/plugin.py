@@ -12,19 +12,22 @@ readiness file and the cluster network.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 
-from multiplane.errors import CniError, DelegateError, InvalidConfig, InvalidEnvironment, NotAvailable
+from multiplane.errors import CniError, DelegateError, InvalidConfig, InvalidEnvironment, NotAvailable, PluginNotFound
+from multiplane.fsutil import write_atomic
 from multiplane.logs import Logger
 from multiplane.plugins.meta import cache, status
 from multiplane.plugins.meta.config import MetaConf
-from multiplane.plugins.meta.plan import Delegate, PodRef, plan
+from multiplane.plugins.meta.plan import Delegate, PodRef, plan, requested_ips_missing
 from multiplane.plugins.meta.runner import Invoker
 from multiplane.spec.result import Result
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from multiplane.skel import Request
@@ -32,6 +35,8 @@ if TYPE_CHECKING:
 __all__ = ["Meta"]
 
 READINESS_WAIT = 45.0
+CONFIG_SOURCE = "kubernetes.io/config.source"
+CONFIG_MIRROR = "kubernetes.io/config.mirror"
 
 
 def _loose_pairs(text: str) -> list[tuple[str, str]]:
@@ -111,11 +116,21 @@ class _Call:
                 f'pod "{self.pod.namespace}/{self.pod.name}" not found in the Kubernetes API', exc.details
             ) from exc
         meta = (obj or {}).get("metadata") or {}
-        uid = meta.get("uid", "")
+        uid = str(meta.get("uid", ""))
+        annotations = {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()}
         if self.pod.uid and uid and uid != self.pod.uid:
-            raise CniError(f'expected pod UID "{self.pod.uid}" but got "{uid}" from Kube API')
+            if not _is_static(annotations):
+                raise CniError(f'expected pod UID "{self.pod.uid}" but got "{uid}" from Kube API')
+            # A static pod: the API holds its mirror, whose UID is not the one kubelet runs.
+            self.log.verbose(f"{self.pod.label()}: static pod, mirror UID {uid} accepted")
         self.pod.uid = self.pod.uid or uid
-        self.pod.annotations = {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()}
+        self.pod.api_uid = uid
+        self.pod.annotations = annotations
+
+
+def _is_static(annotations: dict[str, str]) -> bool:
+    """Multus's test: the pod came from a file or URL (`config.source` not `api`), or it is a mirror."""
+    return annotations.get(CONFIG_SOURCE, "api") != "api" or CONFIG_MIRROR in annotations
 
 
 def _check_names_free(netns: str, delegates: list[Delegate]) -> None:
@@ -186,6 +201,9 @@ class Meta:
 
     def _add(self, call: _Call) -> Result:
         req = call.req
+        problem = call.pod.problem()
+        if problem:
+            raise InvalidEnvironment(problem, "CNI_ARGS")
         call.wait_ready(wait=True)
         call.read_pod()
         delegates = plan(call.conf, call.source, call.pod, req.args.ifname)
@@ -201,6 +219,13 @@ class Meta:
         for index, d in enumerate(delegates):
             try:
                 d.result = call.invoker.add(d.net, call.env(d), d.cap_args, d.args_cni)
+                missing = requested_ips_missing(d)
+                if missing:
+                    raise InvalidConfig(
+                        f"the pod asked for {', '.join(missing)} but the network assigned "
+                        f"{', '.join(str(ip.address) for ip in d.result.ips) or 'nothing'}",
+                        'its IPAM ignores requested addresses: use host-local or static with the "ips" capability',
+                    )
                 _apply_default_route(req.args.netns, delegates, d, d.result)
             except Exception as exc:
                 self._rollback(call, delegates[: index + 1])
@@ -246,48 +271,102 @@ class Meta:
             from multiplane.k8s.errors import NotFound
 
             try:
-                call.source.write_status(call.pod.namespace, call.pod.name, call.pod.uid, value)
+                call.source.write_status(call.pod.namespace, call.pod.name, call.pod.api_uid or call.pod.uid, value)
             except NotFound:
                 call.log.error(f"{call.pod.label()}: pod disappeared before network-status was written")
-        status_dir = os.path.join(call.conf.cni_dir, "status")
         try:
-            os.makedirs(status_dir, mode=0o700, exist_ok=True)
-            with open(os.path.join(status_dir, f"{call.req.args.container_id}.json"), "w", encoding="utf-8") as fh:
-                fh.write(value)
+            write_atomic(_status_path(call.conf.cni_dir, call.req.args.container_id, create=True), value.encode())
         except OSError as exc:
-            raise CniError(f"cannot write the network-status file in {status_dir}: {exc.strerror}") from exc
+            raise CniError(
+                f"cannot write the network-status file in {call.conf.cni_dir}/status: {exc.strerror}"
+            ) from exc
 
     def delete(self, req: Request) -> None:
+        """Undo every attachment; never pinned by a broken cache, a lost API server or a failing delegate.
+
+        With a readable cache, its delegates are deleted in reverse; their errors are reported,
+        and the cache is dropped anyway unless `retryDeleteOnError` asks to keep it for the
+        runtime's retry (a delegate whose binary is gone drops it regardless: no retry can help).
+        Without one (missing, corrupt, a link), the plan is rebuilt from what is known now, and
+        every host-local reservation of this container in the networks the node knows is
+        released (sweep.py); what fails is logged, and DEL succeeds.
+        """
         call = _Call(req)
+        cid = req.args.container_id
+        problem = call.pod.problem()
+        if problem:
+            call.log.error(f"DEL of container {cid}: {problem}; the pod is ignored")
+            call.pod.namespace = call.pod.name = ""
         if call.conf.readiness_file and not os.path.exists(call.conf.readiness_file):
             call.log.error(
                 f"{call.pod.label()}: readiness indicator file {call.conf.readiness_file} is missing; deleting anyway"
             )
-        cid = req.args.container_id
-        cached = cache.load(call.conf.cni_dir, cid)
-        if cached is not None:
-            delegates = [Delegate.from_cache(item) for item in cached["delegates"]]
-        else:
-            delegates = self._rebuild(call)
-        errors = []
+        delegates = self._from_cache(call)
+        if delegates is None:
+            self._delete_uncached(call)
+            return
+        failures = self._delete_all(call, delegates)
+        call.log.verbose(f"{call.pod.label()}: deleted {len(delegates)} attachment(s) of container {cid}")
+        if failures:
+            keep = call.conf.retry_delete_on_error and not all(isinstance(e, PluginNotFound) for _d, e in failures)
+            if not keep:
+                self._forget(call)
+            text = "; ".join(f"{d.name} ({d.ifname}): {exc}" for d, exc in failures)
+            kept = "kept for a retry (retryDeleteOnError)" if keep else "removed; a retried DEL is best effort"
+            call.log.error(f"{call.pod.label()}: DEL of container {cid} failed: {text}; the cache is {kept}")
+            raise CniError(f"failed to delete some attachments: {text}")
+        self._forget(call)
+
+    def _from_cache(self, call: _Call) -> list[Delegate] | None:
+        """The cached delegates; None when there is no cache or it cannot be used (logged loudly)."""
+        try:
+            cached = cache.load(call.conf.cni_dir, call.req.args.container_id)
+            if cached is None:
+                return None
+            return [Delegate.from_cache(item) for item in cached["delegates"]]
+        except (CniError, AttributeError, TypeError, ValueError) as exc:
+            call.log.error(
+                f"{call.pod.label()}: the delegate cache of container {call.req.args.container_id} is unusable "
+                f"({exc}); deleting from the configuration instead and releasing every address it holds"
+            )
+            return None
+
+    def _delete_all(self, call: _Call, delegates: list[Delegate]) -> list[tuple[Delegate, Exception]]:
+        failures = []
         for d in reversed(delegates):
             try:
                 call.invoker.delete(d.net, call.env(d), d.cap_args, d.args_cni, d.result)
             except Exception as exc:  # noqa: BLE001 - DEL goes on past failures and reports them together
-                errors.append(f"{d.name} ({d.ifname}): {exc}")
-        call.log.verbose(f"{call.pod.label()}: deleted {len(delegates)} attachment(s) of container {cid}")
-        if errors and cached is None:
-            # Without a cache nothing is recorded as attached (a completed ADD leaves one; a failed
-            # ADD rolled back and removed it): the rebuilt plan was a guess, so its errors are not
-            # worth blocking the sandbox's removal for.
-            call.log.error(f"{call.pod.label()}: best-effort DEL without cache: " + "; ".join(errors))
-        elif errors:
-            raise CniError("failed to delete some attachments: " + "; ".join(errors))
-        cache.remove(call.conf.cni_dir, cid)
-        try:
-            os.unlink(os.path.join(call.conf.cni_dir, "status", f"{cid}.json"))
-        except FileNotFoundError:
-            pass
+                failures.append((d, exc))
+        return failures
+
+    def _delete_uncached(self, call: _Call) -> None:
+        """Best effort: the rebuilt plan, then the host-local sweep; failures are logged, DEL succeeds."""
+        from multiplane.plugins.meta import sweep
+
+        cid = call.req.args.container_id
+        delegates = self._rebuild(call)
+        failures = self._delete_all(call, delegates)
+        networks = sweep.known_networks(call.conf, [d.net for d in delegates])
+        released, problems = sweep.release_container(networks, cid)
+        problems += [f"{d.name} ({d.ifname}): {exc}" for d, exc in failures]
+        if released:
+            call.log.error(f"{call.pod.label()}: DEL without cache released addresses of {cid}: {', '.join(released)}")
+        if problems:
+            call.log.error(
+                f"{call.pod.label()}: best-effort DEL of {cid} without cache could not clean: " + "; ".join(problems)
+            )
+        call.log.verbose(
+            f"{call.pod.label()}: deleted {len(delegates)} attachment(s) of container {cid} "
+            "(no usable cache: rebuilt from the configuration)"
+        )
+        self._forget(call)
+
+    def _forget(self, call: _Call) -> None:
+        """Drop the cache (a planted link is unlinked, never followed) and the status file."""
+        cid = call.req.args.container_id
+        _remove_file(call, "cache", lambda: cache.path_for(call.conf.cni_dir, cid))
+        _remove_file(call, "network-status", lambda: _status_path(call.conf.cni_dir, cid))
 
     def _rebuild(self, call: _Call) -> list[Delegate]:
         """No cache: what the configuration and pod say now, best effort; nothing known → nothing to do."""
@@ -376,6 +455,26 @@ def _valid_attachments(raw: dict[str, Any]) -> set[tuple[str, str]]:
         # would tear down every pod's secondary networks on the node.
         raise InvalidConfig("GC needs cni.dev/valid-attachments: refusing to treat every attachment as stale")
     return {(str(i.get("containerID", "")), str(i.get("ifname", ""))) for i in items or [] if isinstance(i, dict)}
+
+
+def _remove_file(call: _Call, what: str, path: Callable[[], str]) -> None:
+    """Unlink a state file (a link is removed, never followed); a failure is logged, DEL goes on."""
+    try:
+        os.unlink(path())
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except OSError as exc:  # a directory planted there, a linked status dir, a read-only mount
+        call.log.error(f"{call.pod.label()}: cannot remove the {what} file of {call.req.args.container_id}: {exc}")
+
+
+def _status_path(cni_dir: str, container_id: str, create: bool = False) -> str:
+    """`<cniDir>/status/<id>.json`; the directory must be ours (a real directory, not a link)."""
+    status_dir = os.path.join(cni_dir, "status")
+    if create:
+        os.makedirs(status_dir, mode=0o700, exist_ok=True)
+    if os.path.islink(status_dir):
+        raise OSError(errno.ELOOP, f"{status_dir} is a symbolic link")
+    return os.path.join(status_dir, f"{container_id}.json")
 
 
 def _named_error(pod: PodRef, d: Delegate, exc: BaseException, doing: str = "adding container to") -> CniError:

@@ -5,17 +5,18 @@ Two forms, as Multus reads them:
 * JSON (chosen when the value contains `[`, `{` or `"`): a list of selection objects with
   `name`, `namespace`, `interface`, `ips`, `mac`, `infiniband-guid`, `default-route`,
   `portMappings`, `bandwidth`, `cni-args`, `deviceID` (unknown keys ignored).
-Names and namespaces must be DNS-1123 labels; an interface name at most 15 characters
-without whitespace or `/`. A missing namespace is the pod's (or, for the default-network
+In both forms a network name must be a DNS-1123 subdomain and a namespace a DNS-1123 label
+(k8s/names.py), so nothing else can reach an API path or a file path; an interface name
+at most 15 characters without whitespace or `/`. A missing namespace is the pod's (or, for the default-network
 annotation, the meta-plugin's namespace). Errors are InvalidConfig (7) naming the item.
 """
 
 from __future__ import annotations
 
 import json
-import re
 
 from multiplane.errors import InvalidConfig
+from multiplane.k8s.names import is_label, is_subdomain
 from multiplane.spec.gojson import parse_ip, parse_ip_maybe_cidr, parse_mac
 
 TYPE_CHECKING = False
@@ -28,7 +29,6 @@ NETWORKS_ANNOTATION = "k8s.v1.cni.cncf.io/networks"
 DEFAULT_NETWORK_ANNOTATION = "v1.multus-cni.io/default-network"
 NETWORK_STATUS_ANNOTATION = "k8s.v1.cni.cncf.io/network-status"
 
-_DNS1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _PREFIX = "parsePodNetworkAnnotation"
 
 
@@ -75,9 +75,13 @@ def _check_ifname(ifname: str, item: str) -> None:
         raise InvalidConfig(f"{_PREFIX}: interface name {ifname!r} in {item!r} contains whitespace or '/'")
 
 
-def _check_label(value: str, what: str, item: str) -> None:
-    if not _DNS1123.fullmatch(value) or len(value) > 253:
-        raise InvalidConfig(f"{_PREFIX}: {what} {value!r} in {item!r} is not a valid DNS-1123 label")
+def _check_label(value: str, what: str, item: object) -> None:
+    """A namespace must be a DNS-1123 label, a network name a DNS-1123 subdomain."""
+    if what == "namespace":
+        if not is_label(value):
+            raise InvalidConfig(f"{_PREFIX}: namespace {value!r} in {item!r} is not a valid DNS-1123 label")
+    elif not is_subdomain(value):
+        raise InvalidConfig(f"{_PREFIX}: {what} {value!r} in {item!r} is not a valid DNS-1123 subdomain")
 
 
 def _parse_text(text: str, default_namespace: str) -> list[Selection]:
@@ -132,7 +136,11 @@ def _from_json(obj: Any, default_namespace: str) -> Selection:
     name = _str(obj.get("name"), "name", obj)
     if not name:
         raise InvalidConfig(f"{_PREFIX}: a selection has no name: {json.dumps(obj)}")
-    namespace = _str(obj.get("namespace"), "namespace", obj) or default_namespace
+    _check_label(name, "network name", name)
+    namespace = _str(obj.get("namespace"), "namespace", obj)
+    if namespace:
+        _check_label(namespace, "namespace", name)
+    namespace = namespace or default_namespace
     interface = _str(obj.get("interface"), "interface", obj) or _str(
         obj.get("interfaceRequest"), "interfaceRequest", obj
     )
@@ -182,6 +190,8 @@ def parse(value: str, default_namespace: str) -> list[Selection]:
     if any(ch in text for ch in '[{"'):
         try:
             data = json.loads(text)
+        except RecursionError:
+            raise InvalidConfig(f"{_PREFIX}: the selection annotation is nested too deeply") from None
         except ValueError as exc:
             raise InvalidConfig(
                 f"{_PREFIX}: failed to parse pod Network Attachment Selection Annotation JSON format: {exc}"
