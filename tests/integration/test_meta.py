@@ -479,3 +479,52 @@ def test_default_route_selection_moves_the_default_route_to_the_attachment(topo:
     assert gateways == {"eth0": None, "net1": [LAN1]}, entries
     _ok(node.run("del", pod, cid, args=f"IgnoreUnknown=1;K8S_POD_NAMESPACE={APP};K8S_POD_NAME={POD}"), "DEL")
     _assert_nothing_left(node, pod)
+
+
+# --------------------------------------------------------------------------- issue 11: DEL can always finish
+
+
+@pytest.mark.parametrize("damage", ["truncate", "empty", "garble", "symlink"])
+def test_del_with_a_damaged_cache_removes_everything(
+    topo: Topology, node: MetaNode, tmp_path: Path, damage: str
+) -> None:
+    """A pod's cache truncated, emptied, garbled or replaced by a link: DEL (selection unknown) still succeeds and
+    removes the pod's links, the host veth and every reservation, and leaves the link's target alone."""
+    node.add_nad("mp-fast", macvlan_conf("mp-fast", topo.master, "10.66.0.0/24", str(node.ipam)), APP)
+    pod, cid = topo.pods[0], f"mp-ctr-{node.tag}"
+    _ok(node.run("add", pod, cid, networks="mp-fast"), "ADD")
+    assert len(ip_files(node.ipam)) == 2
+    path = node.cache_file(cid)
+    good = path.read_bytes()
+    victim = tmp_path / "mp-victim"
+    victim.write_text("not a cache")
+    if damage == "truncate":
+        path.write_bytes(good[: len(good) // 3])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "garble":
+        path.write_bytes(bytes(b ^ 0x33 for b in good))
+    else:
+        path.unlink()
+        path.symlink_to(victim)
+
+    # The runtime no longer says which networks the pod had; the status file still does.
+    _ok(node.run("del", pod, cid), "DEL")
+    _assert_nothing_left(node, pod)
+    assert victim.read_text() == "not a cache"
+    assert "unusable" in node.log_text()
+    _ok(node.run("del", pod, cid), "second DEL")
+
+
+def test_del_without_cache_and_selection_releases_secondary_addresses(topo: Topology, node: MetaNode) -> None:
+    """Cache and status file gone, the pod's selection unknown (API down, pod deleted): DEL still frees the macvlan
+    network's address (the macvlan itself goes with the pod's netns)."""
+    node.add_nad("mp-fast", macvlan_conf("mp-fast", topo.master, "10.66.0.0/24", str(node.ipam)), APP)
+    pod, cid = topo.pods[0], f"mp-ctr-{node.tag}"
+    _ok(node.run("add", pod, cid, networks="mp-fast"), "ADD")
+    node.cache_file(cid).unlink()
+    node.status_file(cid).unlink()
+    _ok(node.run("del", pod, cid), "DEL")
+    assert ip_files(node.ipam) == []
+    assert "mp-fast/10.66.0.10" in node.log_text()
+    assert node.bridge_ports() == []

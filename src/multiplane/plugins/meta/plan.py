@@ -271,9 +271,13 @@ def plan(conf: MetaConf, source: Any, pod: PodRef, ifname: str, tolerant: bool =
         delegates.append(d)
 
     seen: dict[str, str] = {}
+    kept: list[Delegate] = []
     for index, d in enumerate(delegates):
         d.ifname = ifname if d.master else (d.ifname or f"net{index}")
         if d.ifname in seen:
+            if tolerant:  # a guess that clashes with a surer one is dropped, not fatal
+                continue
             raise InvalidConfig(f'interface name "{d.ifname}" is used by both "{seen[d.ifname]}" and "{d.name}"')
         seen[d.ifname] = d.name
-    return delegates
+        kept.append(d)
+    return kept

@@ -13,6 +13,7 @@ readiness file and the cluster network.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import time
 
@@ -23,6 +24,7 @@ from multiplane.plugins.meta import cache, status
 from multiplane.plugins.meta.config import MetaConf
 from multiplane.plugins.meta.plan import Delegate, PodRef, plan, requested_ips_missing
 from multiplane.plugins.meta.runner import Invoker
+from multiplane.plugins.meta.selection import NETWORKS_ANNOTATION
 from multiplane.spec.result import Result
 
 TYPE_CHECKING = False
@@ -376,9 +378,16 @@ class Meta:
             source = call.source
             call.read_pod()
         except CniError as exc:
-            call.log.verbose(f"{call.pod.label()}: DEL without cache, pod unreadable ({exc}); cluster network only")
+            call.log.verbose(f"{call.pod.label()}: DEL without cache, pod unreadable ({exc})")
             call.pod.annotations = {}
             source = LocalSource("", "", {}, {})  # files only: the cluster network may still resolve
+        if NETWORKS_ANNOTATION not in call.pod.annotations:
+            recorded = _selection_from_status(call)
+            if recorded:
+                call.log.verbose(f"{call.pod.label()}: DEL without cache: networks from the status file: {recorded}")
+                call.pod.annotations[NETWORKS_ANNOTATION] = recorded
+                if isinstance(source, LocalSource) and not source.nad_dir:
+                    source = LocalSource(call.conf.local_nad_dir, "", {}, {})
         try:
             return plan(call.conf, source, call.pod, call.req.args.ifname, tolerant=True)
         except CniError as exc:
@@ -455,6 +464,36 @@ def _valid_attachments(raw: dict[str, Any]) -> set[tuple[str, str]]:
         # would tear down every pod's secondary networks on the node.
         raise InvalidConfig("GC needs cni.dev/valid-attachments: refusing to treat every attachment as stale")
     return {(str(i.get("containerID", "")), str(i.get("ifname", ""))) for i in items or [] if isinstance(i, dict)}
+
+
+def _selection_from_status(call: _Call) -> str:
+    """The secondary networks ADD recorded in the network-status file, as a JSON selection ("" if none).
+
+    The status file outlives a damaged cache: it names each attached NAD ("ns/name") and its
+    interface, so DEL can still find links and addresses the configuration alone cannot.
+    """
+    try:
+        fd = os.open(_status_path(call.conf.cni_dir, call.req.args.container_id), os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            raw = os.read(fd, 1 << 20)
+        finally:
+            os.close(fd)
+        entries = json.loads(raw)
+    except (OSError, ValueError, RecursionError):
+        return ""
+    defaults = {v if "/" in v else f"{call.conf.namespace}/{v}" for v in call.conf.default_networks}
+    picked: dict[str, dict[str, str]] = {}
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict) or entry.get("default") or not isinstance(entry.get("name"), str):
+            continue
+        namespace, _sep, name = entry["name"].partition("/")
+        if not name or entry["name"] in defaults or entry["name"] in picked:
+            continue
+        item = {"namespace": namespace, "name": name}
+        if isinstance(entry.get("interface"), str):
+            item["interface"] = entry["interface"]
+        picked[entry["name"]] = item
+    return json.dumps(list(picked.values())) if picked else ""
 
 
 def _remove_file(call: _Call, what: str, path: Callable[[], str]) -> None:
