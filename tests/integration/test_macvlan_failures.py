@@ -98,12 +98,14 @@ def _pod_links(pod: str) -> list[tuple[Any, ...]]:
     return sorted(out)
 
 
-def _root_links() -> set[str]:
-    return {link["ifname"] for link in ip_json("link", "show")}
+def _root_links(topo: Topology) -> set[str]:
+    """Root-namespace links hanging off this test's master: where a leaked host-side macvlan would be."""
+    return {link["ifname"] for link in ip_json("-d", "link", "show") if link.get("link") == topo.master}
 
 
-def _netns_names() -> set[str]:
-    return {ns["name"] for ns in ip_json("netns", "list")}
+def _netns_names(topo: Topology) -> set[str]:
+    """Namespaces this test could have caused: its own (tagged) and the missing one it names (never created)."""
+    return {ns["name"] for ns in ip_json("netns", "list") if topo.tag in ns["name"] or ns["name"] == "mp-nosuch"}
 
 
 def _reservations(data_dir: str) -> dict[str, bytes]:
@@ -113,11 +115,6 @@ def _reservations(data_dir: str) -> dict[str, bytes]:
         if path.is_file() and path.name != "lock" and not path.name.startswith("last_reserved_ip."):
             out[str(path.relative_to(data_dir))] = path.read_bytes()
     return out
-
-
-def _foreign(name: str, topo: Topology) -> bool:
-    """A name another test process's topology may have created meanwhile (mp-*, not ours)."""
-    return name.startswith("mp-") and topo.tag not in name
 
 
 @dataclass
@@ -134,8 +131,8 @@ class World:
     def take(cls, topo: Topology, data_dir: str, pods: list[str] | None = None) -> World:
         return cls(
             pods={p: _pod_links(p) for p in (pods if pods is not None else topo.pods)},
-            root=_root_links(),
-            netns=_netns_names(),
+            root=_root_links(topo),
+            netns=_netns_names(topo),
             reservations=_reservations(data_dir),
             data_dir=data_dir,
         )
@@ -146,9 +143,9 @@ class World:
             names = [link[1] for link in links]
             assert not [n for n in names if TMP_NAME.fullmatch(n)], f"temporary link left in {pod}: {names}"
             assert links == self.pods[pod], f"links of {pod} changed: {self.pods[pod]} -> {links}"
-        new_root = {n for n in after.root - self.root if not _foreign(n, topo)}
-        assert not new_root, f"new links in the root netns: {new_root}"
-        new_ns = {n for n in after.netns - self.netns if not _foreign(n, topo) or n == "mp-nosuch"}
+        new_root = after.root - self.root
+        assert not new_root, f"new links on the master in the root netns: {new_root}"
+        new_ns = after.netns - self.netns
         assert not new_ns, f"new network namespaces: {new_ns}"
         assert after.reservations == self.reservations, "host-local reservations changed"
 
