@@ -2,16 +2,16 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# Debian's interpreter: staticx refuses pyenv builds, and its start-up is faster.
+# Debian's interpreter: the runtime tree carries it (and its bytecode must match the venv's).
 BASE_PYTHON ?= /usr/bin/python3
-APT_PACKAGES := containernetworking-plugins iproute2 busybox-static python3-venv python3-dev make golang-go golang-github-appc-cni-dev openssl patchelf procps containerd runc podman
+APT_PACKAGES := containernetworking-plugins iproute2 busybox-static python3-venv python3-dev make gcc libc6-dev golang-go golang-github-appc-cni-dev openssl procps containerd runc podman
 
 .PHONY: help setup test test-unit demo clean binary
 
 help:
 	@echo "make demo   - the seed scenario with dist/multiplane: a node, a LAN host, two pods with eth0 + net1"
 	@echo "make test   - install what the tests need, build dist/multiplane, then run the whole suite (as root)"
-	@echo "make binary - build dist/multiplane (PyInstaller onefile + staticx)"
+	@echo "make binary - build dist/multiplane (static launcher + the runtime tree: interpreter, libraries, multiplane)"
 
 $(VENV)/.deps-stamp: pyproject.toml
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
@@ -27,8 +27,8 @@ $(VENV)/.deps-stamp: pyproject.toml
 
 setup: $(VENV)/.deps-stamp
 
-dist/multiplane: $(VENV)/.deps-stamp $(shell find src packaging/pyinstaller -name '*.py' -o -name '*.spec') packaging/build_binary.py
-	$(PY) packaging/build_binary.py
+dist/multiplane: $(VENV)/.deps-stamp $(shell find src -name '*.py') packaging/build_runtime.py packaging/runtime/launcher.c
+	$(PY) packaging/build_runtime.py
 
 binary: dist/multiplane
 

@@ -1,7 +1,9 @@
-"""`multiplane install` / `multiplane uninstall`: put the binary and its config on a node, or take them away.
+"""`multiplane install` / `multiplane uninstall`: put the runtime and its config on a node, or take them away.
 
-Standard library only: it runs in the DaemonSet's init container from the same single
-binary, and by hand on nodes without a cluster. Every file is replaced atomically
+Standard library only: it runs in the DaemonSet's init container from the self-contained
+file, and by hand on nodes without a cluster. The runtime tree is laid down once per build
+beside the CNI binaries and switched to atomically (multiplane.runtime.layout); the names
+in the CNI bin dir are the small static launcher. Every file is replaced atomically
 (temporary file, fsync, rename), so a runtime executing the old binary never meets
 "text file busy" (multus #1221) and never reads a half-written or empty config (multus
 #1155). The generated `00-multiplane.conf` never wraps itself (multus #1108): files named
@@ -126,39 +128,6 @@ def write_atomic(path: str, data: bytes, mode: int) -> bool:
     except FileNotFoundError:
         pass
     replace_with(path, mode, lambda fd: write_all(fd, data))
-    return True
-
-
-def _same_content(a: str, b: str) -> bool:
-    try:
-        if os.path.samefile(a, b):
-            return True
-        if os.path.getsize(a) != os.path.getsize(b):
-            return False
-        with open(a, "rb") as fa, open(b, "rb") as fb:
-            while True:
-                chunk = fa.read(1 << 20)
-                if chunk != fb.read(1 << 20):
-                    return False
-                if not chunk:
-                    return True
-    except FileNotFoundError:
-        return False
-
-
-def _copy_binary(source: str, target: str) -> bool:
-    """Install `source` as `target` (mode 0755) through a temporary file and a rename; False if identical."""
-    if _same_content(source, target):
-        if os.stat(target).st_mode & 0o7777 != 0o755:
-            os.chmod(target, 0o755)
-        return False
-
-    def fill(fd: int) -> None:
-        with open(source, "rb") as src:
-            while chunk := src.read(1 << 20):
-                write_all(fd, chunk)
-
-    replace_with(target, 0o755, fill)
     return True
 
 
@@ -375,16 +344,6 @@ def _write_kubeconfig(opts: Options, env: dict[str, str], say: Say) -> str:
 # ---- the commands -------------------------------------------------------------------------------
 
 
-def _default_source() -> str:
-    if not getattr(sys, "frozen", False):
-        raise InstallError(
-            "this multiplane runs from Python sources, not as the single binary: "
-            "give the binary to install with --source PATH (e.g. --source dist/multiplane)"
-        )
-    # staticx runs an extracted copy; STATICX_PROG_PATH names the static file itself.
-    return os.environ.get("STATICX_PROG_PATH") or sys.executable
-
-
 def _owned(opts: Options) -> list[tuple[str, list[str]]]:
     """(directory, file names) of everything install writes, for sweeping temporaries."""
     return [
@@ -403,20 +362,39 @@ def install(opts: Options, env: dict[str, str] | None = None, say: Say | None = 
     say = say or _stderr
     for path in (opts.cni_bin_dir, opts.cni_conf_dir):
         opts.host(path)  # a bad --host-prefix fails before anything is written
-    source = opts.real(opts.source) if opts.source else _default_source()
-    if not os.path.isfile(source):
-        raise InstallError(f"the binary to install, {source}, does not exist")
+    from multiplane.runtime import layout
+
+    if opts.source and not os.path.isfile(opts.real(opts.source)):
+        raise InstallError(f"the file to install, {opts.real(opts.source)}, does not exist")
+    try:
+        launcher, build, entries = layout.source(opts.real(opts.source) if opts.source else None)
+    except layout.RuntimeError_ as exc:
+        raise InstallError(str(exc)) from exc
     bin_dir, conf_dir = opts.real(opts.cni_bin_dir), opts.real(opts.cni_conf_dir)
     os.makedirs(bin_dir, exist_ok=True)
     os.makedirs(conf_dir, exist_ok=True)
     for directory, names in _owned(opts):
         sweep_temporaries(directory, names, older_than=3600)  # younger ones may be another install's
 
-    changed = _copy_binary(source, os.path.join(bin_dir, BINARY))
-    say(f"{'installed' if changed else 'unchanged'}: {os.path.join(opts.cni_bin_dir, BINARY)}")
+    runtime = os.path.join(opts.cni_bin_dir, layout.RUNTIME_DIR)
+    try:
+        changed = layout.lay_down(bin_dir, build, entries)
+    except layout.RuntimeError_ as exc:
+        raise InstallError(str(exc)) from exc
+    say(f"{'installed' if changed else 'unchanged'}: {runtime}/{build}")
+    changed = layout.switch(bin_dir, build)
+    say(f"{'switched' if changed else 'unchanged'}: {runtime}/current -> {build}")
+    changed = write_atomic(os.path.join(bin_dir, BINARY), launcher, 0o755)
+    say(f"{'installed' if changed else 'unchanged'}: {os.path.join(opts.cni_bin_dir, BINARY)} (launcher)")
     for name in opts.plugin_links():
         changed = _link(BINARY, os.path.join(bin_dir, name))
         say(f"{'linked' if changed else 'unchanged'}: {os.path.join(opts.cni_bin_dir, name)} -> {BINARY}")
+
+    removed, busy = layout.sweep(bin_dir, keep=[build])
+    for name in removed:
+        say(f"removed: {runtime}/{name} (no call runs it any more)")
+    for name in busy:
+        say(f"kept: {runtime}/{name} (calls still run it; the next install removes it)")
 
     kubeconfig = _write_kubeconfig(opts, env, say)
 
@@ -469,6 +447,14 @@ def uninstall(opts: Options, say: Say | None = None) -> None:
     for name in opts.plugin_links():
         remove(os.path.join(bin_dir, name), os.path.join(opts.cni_bin_dir, name))
     remove(os.path.join(bin_dir, BINARY), os.path.join(opts.cni_bin_dir, BINARY))
+    from multiplane.runtime import layout
+
+    runtime = os.path.join(opts.cni_bin_dir, layout.RUNTIME_DIR)
+    if os.path.isdir(os.path.join(bin_dir, layout.RUNTIME_DIR)):
+        forced = layout.remove_all(bin_dir)
+        for name in forced:
+            say(f"removed: {runtime}/{name} while calls still ran it (they waited 30 s)")
+        say(f"removed: {runtime}")
 
 
 def refresh_token(opts: Options, interval: float = 60.0, iterations: int | None = None, say: Say | None = None) -> None:
@@ -531,7 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     inst = commands.add_parser("install", help="copy the binary, create the plugin links, write the configs")
     _common(inst)
-    inst.add_argument("--source", default="", help="the multiplane binary to install (default: the running binary)")
+    inst.add_argument(
+        "--source", default="", help="the self-contained multiplane file to install (default: the running one)"
+    )
     inst.add_argument(
         "--sa-dir", default=SERVICE_ACCOUNT_DIR, help="the service account's token and ca.crt (default %(default)s)"
     )

@@ -31,8 +31,19 @@ def binary() -> Path:
     return BINARY
 
 
-def _staticx_dirs() -> set[str]:
-    return {n for n in os.listdir("/var") if n.startswith("staticx-")}
+UNPACK_BASES = ("/var/lib/cni/multiplane/run", "/run/multiplane", "/var/tmp/multiplane", "/tmp/multiplane")
+
+
+def _unpack_leftovers() -> set[str]:
+    """Unpacks in progress or being removed (`*.tmp-<pid>`, `.gone-*`) in the places the file unpacks to."""
+    found = set()
+    for base in UNPACK_BASES:
+        try:
+            names = os.listdir(base)
+        except FileNotFoundError:
+            continue
+        found |= {f"{base}/{n}" for n in names if ".tmp-" in n or n.startswith(".gone-")}
+    return found
 
 
 @pytest.fixture
@@ -213,13 +224,13 @@ def test_macvlan_and_meta_run_from_the_chroot(chroot: Path, netns: str) -> None:
 
 
 def test_runs_with_noexec_tmp_and_no_tmpdir(binary: Path) -> None:
-    """With /tmp mounted noexec and no TMPDIR (the runtime's empty environment) the binary still starts and cleans up."""
+    """With /tmp mounted noexec and an empty environment the file still starts, and leaves no unpack in progress."""
     # The binary must itself live outside /tmp (the checkout may be under /tmp): use our state dir.
     home = Path(f"/var/lib/cni/multiplane/mp-test-{os.getpid()}")
     home.mkdir(parents=True)
     try:
         shutil.copy(binary, home / "multiplane")
-        before = _staticx_dirs()
+        before = _unpack_leftovers()
         script = f'mount -t tmpfs -o noexec tmpfs /tmp && echo "{{}}" | env -i CNI_COMMAND=VERSION {home}/multiplane'
         proc = subprocess.run(
             ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
@@ -229,7 +240,7 @@ def test_runs_with_noexec_tmp_and_no_tmpdir(binary: Path) -> None:
         )
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout)["supportedVersions"] == VERSIONS
-        assert _staticx_dirs() <= before
+        assert _unpack_leftovers() <= before
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
@@ -247,7 +258,7 @@ def test_fifty_concurrent_invocations(binary: Path, tmp_path: Path) -> None:
             "ipam": {"type": "host-local", "dataDir": str(tmp_path / "mp-data"), "subnet": "10.33.0.0/24"},
         }
     ).encode()
-    before = _staticx_dirs()
+    before = _unpack_leftovers()
 
     def add(i: int) -> subprocess.CompletedProcess[bytes]:
         env = {
@@ -271,7 +282,7 @@ def test_fifty_concurrent_invocations(binary: Path, tmp_path: Path) -> None:
     assert all(r.returncode == 0 for r in results), [r.stdout for r in results if r.returncode]
     addresses = {json.loads(r.stdout)["ips"][0]["address"] for r in results}
     assert len(addresses) == 50
-    assert _staticx_dirs() <= before
+    assert _unpack_leftovers() <= before
 
 
 def test_integration_scenarios_through_the_binary(binary: Path) -> None:
@@ -313,7 +324,8 @@ def test_the_readme_demo_runs_and_cleans_up(binary: Path) -> None:
 
 
 def test_binary_installs_itself_into_a_node_root(binary: Path, tmp_path: Path) -> None:
-    """`multiplane install` from the static binary copies itself, links its names and wraps the primary config."""
+    """`multiplane install` from the self-contained file lays its runtime down, installs the launcher, links its
+    names and wraps the primary config; uninstall removes all of it."""
     root = tmp_path / "mp-node"
     (root / "etc" / "cni" / "net.d").mkdir(parents=True)
     (root / "opt" / "cni" / "bin").mkdir(parents=True)
@@ -327,8 +339,17 @@ def test_binary_installs_itself_into_a_node_root(binary: Path, tmp_path: Path) -
     args = [str(binary), "install", "--root", str(root), "--no-kubeconfig", "--wait-seconds", "2"]
     proc = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    from multiplane.runtime import payload
+
+    launcher, build, entries = payload.read(str(binary))
     installed = root / "opt" / "cni" / "bin" / "multiplane"
-    assert installed.read_bytes() == binary.read_bytes()
+    assert installed.read_bytes() == launcher  # the launcher only: the tree is laid down beside it
+    runtime = root / "opt" / "cni" / "bin" / ".multiplane"
+    assert os.readlink(runtime / "current") == build
+    tree = runtime / build
+    assert sorted(os.listdir(runtime)) == sorted(["current", build])
+    for e in entries:
+        assert (tree / e.path).read_bytes() == e.data, e.path
     for name in NAMES[1:]:
         assert os.path.realpath(root / "opt" / "cni" / "bin" / name) == str(installed)
     conf = json.loads((root / "etc" / "cni" / "net.d" / "00-multiplane.conf").read_text())

@@ -22,6 +22,7 @@ from multiplane import installer
 from multiplane.installer import InstallError, Options, WrapsItself
 from multiplane.k8s.client import load_kubeconfig
 from multiplane.plugins.meta.config import MetaConf
+from multiplane.runtime import payload
 from multiplane.spec.netconf import NetConf
 
 CONF_DIR = "/etc/cni/net.d"
@@ -33,6 +34,22 @@ TOKEN = b"mp-token-1"
 IN_CLUSTER = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
 PRIMARY = {"cniVersion": "0.3.1", "name": "mp-cbr", "type": "bridge", "bridge": "mp-cni0"}
 LINKS = ("multiplane-host-local", "multiplane-macvlan")
+RUNTIME = f"{BIN_DIR}/.multiplane"
+
+
+def self_contained(launcher: bytes, tag: str, *, damage: bool = False) -> tuple[bytes, str]:
+    """A small self-contained file (launcher + payload) whose tree holds `boot.py` and a library; its build id."""
+    entries = [
+        payload.Entry("boot.py", 0o644, f"print('{tag}')\n".encode()),
+        payload.Entry("lib/libmp.so", 0o755, f"mp-lib-{tag}".encode()),
+        payload.Entry("VERSION", 0o644, f"{tag}\n".encode()),
+    ]
+    text = payload.manifest(entries)
+    build = payload.build_id(tag, text)
+    if damage:
+        entries[1] = payload.Entry("lib/libmp.so", 0o755, b"mp-tampered")
+    entries.append(payload.Entry(payload.MANIFEST, 0o644, text))
+    return payload.write(launcher, entries, build), build
 
 
 class Node:
@@ -94,7 +111,7 @@ def node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Node:
     for key, value in IN_CLUSTER.items():
         monkeypatch.setenv(key, value)
     n = Node(tmp_path / "mp-root")
-    n.write(SOURCE, b"\x7fELF mp-binary v1\n", 0o755)
+    n.write(SOURCE, self_contained(b"\x7fELF mp-launcher v1\n", "v1")[0], 0o755)
     n.write(f"{SA_DIR}/token", TOKEN)
     n.write(f"{SA_DIR}/ca.crt", CA)
     n.write(f"{BIN_DIR}/bridge", b"mp-reference-bridge", 0o755)
@@ -109,39 +126,100 @@ def tmp_files(directory: Path) -> list[str]:
 # ---- the binary and the links -------------------------------------------------------------------
 
 
-def test_install_writes_binary_links_config_and_kubeconfig(node: Node) -> None:
-    """One install puts the binary (0755), both plugin links, the kubeconfig and 00-multiplane.conf in place."""
+def test_install_writes_runtime_launcher_links_config_and_kubeconfig(node: Node) -> None:
+    """One install lays the runtime tree down, points `current` at it, puts the launcher (0755), both plugin links,
+    the kubeconfig and 00-multiplane.conf in place."""
     node.install()
-    binary = node.path(f"{BIN_DIR}/multiplane")
-    assert binary.read_bytes() == b"\x7fELF mp-binary v1\n"
-    assert stat.S_IMODE(binary.stat().st_mode) == 0o755
+    build = self_contained(b"", "v1")[1]
+    launcher = node.path(f"{BIN_DIR}/multiplane")
+    assert launcher.read_bytes() == b"\x7fELF mp-launcher v1\n"
+    assert stat.S_IMODE(launcher.stat().st_mode) == 0o755
+    assert os.readlink(node.path(f"{RUNTIME}/current")) == build
+    tree = node.path(f"{RUNTIME}/{build}")
+    assert (tree / "boot.py").read_bytes() == b"print('v1')\n"
+    assert stat.S_IMODE((tree / "lib" / "libmp.so").stat().st_mode) == 0o755
+    assert (tree / ".complete").is_file() and (tree / ".lock").is_file()
     for name in LINKS:
         link = node.path(f"{BIN_DIR}/{name}")
         assert link.is_symlink() and os.readlink(link) == "multiplane"
-        assert link.resolve() == binary.resolve()
+        assert link.resolve() == launcher.resolve()
     assert node.conf()["type"] == "multiplane"
     assert node.path(f"{CONF_DIR}/multiplane.d/multiplane.kubeconfig").is_file()
     assert tmp_files(node.path(BIN_DIR)) == [] and tmp_files(node.path(CONF_DIR)) == []
 
 
-def test_binary_is_replaced_by_rename_not_rewritten(node: Node) -> None:
-    """An upgrade gives the binary a new inode; a reader holding the old file still reads the old bytes."""
+def _hold(node: Node, build: str) -> int:
+    """Hold the tree's shared lock, as the launcher does for a running call."""
+    import fcntl
+
+    fd = os.open(node.path(f"{RUNTIME}/{build}/.lock"), os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    return fd
+
+
+def test_upgrade_switches_current_and_keeps_the_old_tree_while_a_call_runs_it(node: Node) -> None:
+    """An upgrade lays v2 beside v1 and switches `current`; v1 stays while a call holds it and goes at the next install."""
+    node.install()
+    v1 = os.readlink(node.path(f"{RUNTIME}/current"))
+    held = _hold(node, v1)
+    try:
+        node.write(SOURCE, self_contained(b"\x7fELF mp-launcher v2\n", "v2")[0], 0o755)
+        node.install()
+        v2 = os.readlink(node.path(f"{RUNTIME}/current"))
+        assert v2 != v1
+        assert node.path(f"{RUNTIME}/{v1}/boot.py").is_file()  # still running: kept
+        assert any(m.startswith(f"kept: {RUNTIME}/{v1}") for m in node.messages)
+    finally:
+        os.close(held)
+    node.install()
+    assert sorted(os.listdir(node.path(RUNTIME))) == sorted(["current", v2])
+    assert node.path(f"{BIN_DIR}/multiplane").read_bytes() == b"\x7fELF mp-launcher v2\n"
+
+
+def test_downgrade_is_the_same_switch(node: Node) -> None:
+    """Installing v1 again after v2 points `current` back at a freshly laid v1 and removes the unused v2."""
+    v1_file = node.path(SOURCE).read_bytes()
+    node.install()
+    node.write(SOURCE, self_contained(b"\x7fELF mp-launcher v2\n", "v2")[0], 0o755)
+    node.install()
+    node.write(SOURCE, v1_file, 0o755)
+    node.install()
+    build = self_contained(b"", "v1")[1]
+    assert sorted(os.listdir(node.path(RUNTIME))) == sorted(["current", build])
+    assert os.readlink(node.path(f"{RUNTIME}/current")) == build
+
+
+def test_a_tree_that_does_not_match_its_manifest_is_refused(node: Node) -> None:
+    """A payload file whose content differs from the build's MANIFEST is not installed; `current` stays."""
+    node.install()
+    before = os.readlink(node.path(f"{RUNTIME}/current"))
+    damaged, build = self_contained(b"\x7fELF mp-launcher v3\n", "v3", damage=True)
+    node.write(SOURCE, damaged, 0o755)
+    with pytest.raises(InstallError, match="lib/libmp.so does not match the build's MANIFEST"):
+        node.install()
+    assert os.readlink(node.path(f"{RUNTIME}/current")) == before
+    assert sorted(os.listdir(node.path(RUNTIME))) == sorted(["current", before])
+    assert node.path(f"{BIN_DIR}/multiplane").read_bytes() == b"\x7fELF mp-launcher v1\n"
+
+
+def test_launcher_is_replaced_by_rename_not_rewritten(node: Node) -> None:
+    """An upgrade gives the launcher a new inode; a reader holding the old file still reads the old bytes."""
     node.install()
     target = node.path(f"{BIN_DIR}/multiplane")
     old_inode = target.stat().st_ino
     with open(target, "rb") as held:
-        node.write(SOURCE, b"\x7fELF mp-binary v2 (longer)\n", 0o755)
+        node.write(SOURCE, self_contained(b"\x7fELF mp-launcher v2 (longer)\n", "v2")[0], 0o755)
         node.install()
         assert target.stat().st_ino != old_inode
-        assert held.read() == b"\x7fELF mp-binary v1\n"
-    assert target.read_bytes() == b"\x7fELF mp-binary v2 (longer)\n"
+        assert held.read() == b"\x7fELF mp-launcher v1\n"
+    assert target.read_bytes() == b"\x7fELF mp-launcher v2 (longer)\n"
     assert stat.S_IMODE(target.stat().st_mode) == 0o755
     assert tmp_files(node.path(BIN_DIR)) == []
 
 
-def test_running_binary_is_replaced_without_text_file_busy(node: Node) -> None:
-    """While the installed binary runs (writing to it fails with ETXTBSY), install still replaces it."""
-    node.write(SOURCE, Path("/bin/sleep").read_bytes(), 0o755)
+def test_running_launcher_is_replaced_without_text_file_busy(node: Node) -> None:
+    """While the installed launcher runs (writing to it fails with ETXTBSY), install still replaces it."""
+    node.write(SOURCE, self_contained(Path("/bin/sleep").read_bytes(), "v1")[0], 0o755)
     node.install()
     target = node.path(f"{BIN_DIR}/multiplane")
     proc = subprocess.Popen([str(target), "30"])
@@ -150,7 +228,7 @@ def test_running_binary_is_replaced_without_text_file_busy(node: Node) -> None:
         with pytest.raises(OSError) as busy:
             open(target, "r+b")  # what `cp` onto the file does: the kernel refuses
         assert busy.value.errno == 26  # ETXTBSY
-        node.write(SOURCE, Path("/bin/true").read_bytes(), 0o755)
+        node.write(SOURCE, self_contained(Path("/bin/true").read_bytes(), "v2")[0], 0o755)
         node.install()
         assert target.read_bytes() == Path("/bin/true").read_bytes()
         assert subprocess.run([str(target)], check=False).returncode == 0
@@ -158,6 +236,18 @@ def test_running_binary_is_replaced_without_text_file_busy(node: Node) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_killed_install_leaves_nothing_the_next_one_keeps(node: Node) -> None:
+    """A tree half laid down by an install that died (its pid gone) is removed by the next install."""
+    node.install()
+    exited = subprocess.Popen(["true"])
+    exited.wait()  # its pid names a process that is gone
+    half = node.path(f"{RUNTIME}/v9-000000000000.tmp-{exited.pid}")
+    (half / "lib").mkdir(parents=True)
+    (half / "lib" / "x").write_bytes(b"half")
+    node.install()
+    assert not half.exists()
 
 
 def test_leftover_temporaries_are_swept(node: Node) -> None:
@@ -196,12 +286,13 @@ def test_second_install_changes_nothing(node: Node) -> None:
     assert all(m.startswith(("unchanged", "waiting")) for m in node.messages), node.messages
 
 
-def test_source_equal_to_target_is_left_alone(node: Node) -> None:
-    """Installing the installed binary onto itself (run from the bin dir) changes nothing."""
+def test_the_installed_launcher_is_not_a_source(node: Node) -> None:
+    """The launcher in the bin dir carries no runtime: naming it as --source is refused, nothing changes."""
     node.install()
-    inode = node.path(f"{BIN_DIR}/multiplane").stat().st_ino
-    node.install(source=f"{BIN_DIR}/multiplane")
-    assert node.path(f"{BIN_DIR}/multiplane").stat().st_ino == inode
+    before = node.snapshot()
+    with pytest.raises(InstallError, match="not a self-contained multiplane file"):
+        node.install(source=f"{BIN_DIR}/multiplane")
+    assert node.snapshot() == before
 
 
 def test_missing_source_is_an_error(node: Node) -> None:
@@ -212,7 +303,7 @@ def test_missing_source_is_an_error(node: Node) -> None:
 
 
 def test_source_is_required_when_not_frozen(node: Node, capsys: pytest.CaptureFixture[str]) -> None:
-    """From Python sources (not the single binary), install without --source fails and asks for it."""
+    """From Python sources (not the runtime), install without --source fails and asks for it."""
     assert node.main("install", "--wait-seconds", "0") == 1
     assert "--source" in capsys.readouterr().err
 
@@ -450,6 +541,8 @@ def test_host_prefix_is_stripped_from_written_paths(node: Node) -> None:
     kube = load_kubeconfig(str(node.path(f"/host{CONF_DIR}/multiplane.d/multiplane.kubeconfig")))
     assert kube.token_file == f"{CONF_DIR}/multiplane.d/token"
     assert node.path(f"/host{BIN_DIR}/multiplane").is_file()
+    current = node.path(f"/host{RUNTIME}/current")
+    assert not os.readlink(current).startswith("/")  # relative: it resolves the same on the node
 
 
 def test_path_outside_the_host_prefix_is_refused(node: Node) -> None:

@@ -1,0 +1,421 @@
+/*
+ * multiplane launcher: start multiplane's own Python runtime, never the node's libc or Python.
+ *
+ * A runtime tree (see packaging/build_runtime.py) holds the dynamic loader, the C libraries,
+ * the interpreter, the standard library and multiplane. This static program finds a tree and
+ * runs `<tree>/ld-linux-x86-64.so.2 --inhibit-cache --library-path <tree>/lib <tree>/python3.11
+ * <tree>/boot.py <argv[0]> <args>` with the caller's environment untouched.
+ *
+ * Two forms:
+ *   installed   the file carries no payload: the tree is <dir of this file>/.multiplane/current
+ *               (a symlink `multiplane install` switches atomically). Nothing is written.
+ *   self-contained  the file ends with a payload and a trailer (dist/multiplane): the tree is
+ *               unpacked once per build into the first usable of $MULTIPLANE_UNPACK_DIR,
+ *               /var/lib/cni/multiplane/run, /run/multiplane, /var/tmp/multiplane,
+ *               /tmp/multiplane, /dev/shm/multiplane (writable, not mounted noexec), and
+ *               reused by every later call. An unpack in progress lives in `<id>.tmp-<pid>`;
+ *               one whose process is gone (its flock is free) is removed by the next call.
+ *
+ * Every user of a tree holds a shared flock on `<tree>/.lock` for its whole life (the
+ * descriptor is inherited across exec); whoever removes a tree first takes the lock
+ * exclusively, so a tree in use is never removed. On any failure the launcher says on
+ * stderr what it tried and, when called as a CNI plugin, prints one CNI error object.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <signal.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAGIC "MPRUNTM1"
+#define TRAILER_SIZE 48 /* magic[8] payload_offset[8] payload_size[8] id[24] (little endian) */
+#define ID_SIZE 24
+
+static char tried[4096];
+
+static void json_escaped(FILE *out, const char *s) {
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(out, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(out, "\\u%04x", c);
+        else
+            fputc(c, out);
+    }
+}
+
+static void fail(const char *fmt, ...) {
+    char msg[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "multiplane: %s\n", msg);
+    const char *command = getenv("CNI_COMMAND");
+    if (command && *command) {
+        fputs("{\n    \"cniVersion\": \"1.1.0\",\n    \"code\": 999,\n    \"msg\": \"", stdout);
+        json_escaped(stdout, msg);
+        fputs("\"\n}", stdout);
+        fflush(stdout);
+    }
+    exit(1);
+}
+
+/* A path built from parts; a path longer than PATH_MAX is refused rather than cut. */
+static void pathf(char *buf, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, PATH_MAX, fmt, ap);
+    va_end(ap);
+    if (n < 0 || n >= PATH_MAX) fail("path too long: %.200s...", buf);
+}
+
+static void note(const char *where, const char *why) {
+    size_t used = strlen(tried);
+    snprintf(tried + used, sizeof tried - used, "%s%s (%s)", used ? ", " : "", where, why);
+}
+
+static uint64_t le64(const unsigned char *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+/* ---- trees in use: the shared lock ------------------------------------------------------ */
+
+/* Hold a shared lock on <tree>/.lock (kept open across exec) if the tree is complete. */
+static int hold_tree(const char *tree) {
+    char path[PATH_MAX];
+    pathf(path, "%s/.lock", tree);
+    int fd = open(path, O_RDONLY | O_NOFOLLOW);
+    if (fd < 0) return -1;
+    if (flock(fd, LOCK_SH | LOCK_NB) != 0) {
+        close(fd);
+        return -1;
+    }
+    pathf(path, "%s/.complete", tree);
+    if (access(path, F_OK) != 0) { /* removed while we locked it */
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int run_tree(const char *tree, int argc, char **argv) {
+    char ld[PATH_MAX], lib[PATH_MAX], py[PATH_MAX], boot[PATH_MAX];
+    pathf(ld, "%s/ld-linux-x86-64.so.2", tree);
+    pathf(lib, "%s/lib", tree);
+    pathf(py, "%s/python3.11", tree);
+    pathf(boot, "%s/boot.py", tree);
+    char **args = calloc((size_t)argc + 8, sizeof *args);
+    if (!args) fail("out of memory");
+    int n = 0;
+    args[n++] = ld;
+    args[n++] = "--inhibit-cache";
+    args[n++] = "--library-path";
+    args[n++] = lib;
+    args[n++] = py;
+    args[n++] = boot;
+    for (int i = 0; i < argc; i++) args[n++] = argv[i];
+    args[n] = NULL;
+    execv(ld, args);
+    int err = errno;
+    free(args);
+    return err;
+}
+
+/* ---- removing trees --------------------------------------------------------------------- */
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st;
+    (void)ftw;
+    return flag == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+static void rm_tree(const char *path) { nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+/* Remove <base>/<name> if nobody holds its lock; a tree is first renamed out of the way. */
+static void remove_if_unused(const char *base, const char *name) {
+    char dir[PATH_MAX], lock[PATH_MAX], gone[PATH_MAX];
+    pathf(dir, "%s/%s", base, name);
+    pathf(lock, "%s/.lock", dir);
+    int fd = open(lock, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        return; /* in use */
+    }
+    if (fd < 0) { /* no lock file: an unpack killed before it made one, if its process is gone */
+        const char *tmp = strstr(name, ".tmp-");
+        long pid = tmp ? strtol(tmp + 5, NULL, 10) : 0;
+        struct stat st;
+        int dead = pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+        if (!dead && (lstat(dir, &st) != 0 || time(NULL) - st.st_mtime < 60)) return;
+    }
+    pathf(gone, "%s/.gone-%d-%s", base, (int)getpid(), name);
+    if (rename(dir, gone) == 0) rm_tree(gone);
+    if (fd >= 0) close(fd);
+}
+
+/* Drop unpacks in progress whose process is gone, and (after an unpack) other builds' trees. */
+static void sweep(const char *base, const char *keep_id, int old_trees) {
+    DIR *d = opendir(base);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *name = e->d_name;
+        if (name[0] == '.' && strncmp(name, ".gone-", 6) != 0) continue;
+        if (strncmp(name, ".gone-", 6) == 0) {
+            char path[PATH_MAX];
+            pathf(path, "%s/%s", base, name);
+            char *pid_end = NULL;
+            long pid = strtol(name + 6, &pid_end, 10);
+            if (pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH) rm_tree(path);
+        } else if (strstr(name, ".tmp-")) {
+            remove_if_unused(base, name);
+        } else if (old_trees && strcmp(name, keep_id) != 0) {
+            remove_if_unused(base, name);
+        }
+    }
+    closedir(d);
+}
+
+/* ---- unpacking the payload -------------------------------------------------------------- */
+
+struct reader {
+    int fd;
+    uint64_t pos, end;
+};
+
+static int read_exact(struct reader *r, void *buf, size_t len) {
+    if (r->pos + len > r->end) return -1;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t got = pread(r->fd, (char *)buf + done, len - done, (off_t)(r->pos + done));
+        if (got <= 0) return -1;
+        done += (size_t)got;
+    }
+    r->pos += len;
+    return 0;
+}
+
+static int mkdirs(char *path, mode_t mode) {
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        int rc = mkdir(path, mode);
+        *p = '/';
+        if (rc != 0 && errno != EEXIST) return -1;
+    }
+    if (mkdir(path, mode) != 0 && errno != EEXIST) return -1;
+    return 0;
+}
+
+static int safe_rel(const char *rel) {
+    if (rel[0] == '/' || rel[0] == '\0') return 0;
+    for (const char *p = rel; *p;) {
+        const char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+        if (len == 0 || (len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.')) return 0;
+        p += len + (slash ? 1 : 0);
+    }
+    return 1;
+}
+
+/* Unpack into <base>/<id>.tmp-<pid>, then rename to <base>/<id>. 0 on success (or if another won). */
+static int unpack(int self, uint64_t off, uint64_t size, const char *base, const char *id, char *why, size_t whylen) {
+    char tmp[PATH_MAX], path[PATH_MAX], final[PATH_MAX];
+    pathf(tmp, "%s/%s.tmp-%d", base, id, (int)getpid());
+    pathf(final, "%s/%s", base, id);
+    rm_tree(tmp);
+    if (mkdir(tmp, 0755) != 0) {
+        snprintf(why, whylen, "mkdir: %s", strerror(errno));
+        return -1;
+    }
+    pathf(path, "%s/.lock", tmp);
+    int lock = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (lock < 0 || flock(lock, LOCK_EX) != 0) {
+        snprintf(why, whylen, "lock: %s", strerror(errno));
+        rm_tree(tmp);
+        return -1;
+    }
+    struct reader r = {self, off, off + size};
+    static char buf[1 << 16];
+    for (;;) {
+        unsigned char kind, head[12];
+        uint16_t plen;
+        if (read_exact(&r, &kind, 1) != 0) goto corrupt;
+        if (kind == 'E') break;
+        if (kind != 'F' || read_exact(&r, &plen, 2) != 0 || plen == 0 || plen >= 1024) goto corrupt;
+        char rel[1024];
+        if (read_exact(&r, rel, plen) != 0) goto corrupt;
+        rel[plen] = '\0';
+        if (read_exact(&r, head, 12) != 0 || !safe_rel(rel)) goto corrupt;
+        uint32_t mode = (uint32_t)head[0] | (uint32_t)head[1] << 8 | (uint32_t)head[2] << 16 | (uint32_t)head[3] << 24;
+        uint64_t left = le64(head + 4);
+        pathf(path, "%s/%s", tmp, rel);
+        char *slash = strrchr(path, '/');
+        *slash = '\0';
+        if (mkdirs(path, 0755) != 0) goto io;
+        *slash = '/';
+        int out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode & 07777);
+        if (out < 0) goto io;
+        while (left > 0) {
+            size_t chunk = left < sizeof buf ? (size_t)left : sizeof buf;
+            if (read_exact(&r, buf, chunk) != 0) {
+                close(out);
+                goto corrupt;
+            }
+            for (size_t done = 0; done < chunk;) {
+                ssize_t put = write(out, buf + done, chunk - done);
+                if (put <= 0) {
+                    close(out);
+                    goto io;
+                }
+                done += (size_t)put;
+            }
+            left -= chunk;
+        }
+        fchmod(out, mode & 07777);
+        close(out);
+    }
+    syncfs(lock); /* the marker below must never stand for files still in the page cache only */
+    pathf(path, "%s/.complete", tmp);
+    int marker = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (marker < 0) goto io;
+    close(marker);
+    if (rename(tmp, final) != 0) rm_tree(tmp); /* another call unpacked the same build first */
+    close(lock);
+    return 0;
+corrupt:
+    snprintf(why, whylen, "the payload of this file is damaged");
+    rm_tree(tmp);
+    close(lock);
+    return -1;
+io:
+    snprintf(why, whylen, "%s", strerror(errno));
+    rm_tree(tmp);
+    close(lock);
+    return -1;
+}
+
+static int usable_base(const char *base, char *why, size_t whylen) {
+    char path[PATH_MAX];
+    pathf(path, "%s", base);
+    if (mkdirs(path, 0700) != 0) {
+        snprintf(why, whylen, "%s", strerror(errno));
+        return 0;
+    }
+    struct statvfs vfs;
+    if (statvfs(base, &vfs) == 0 && (vfs.f_flag & ST_NOEXEC)) {
+        snprintf(why, whylen, "mounted noexec");
+        return 0;
+    }
+    if (statvfs(base, &vfs) == 0 && (vfs.f_flag & ST_RDONLY)) {
+        snprintf(why, whylen, "read-only");
+        return 0;
+    }
+    if (access(base, W_OK | X_OK) != 0) {
+        snprintf(why, whylen, "%s", strerror(errno));
+        return 0;
+    }
+    return 1;
+}
+
+static void self_contained(int self, const unsigned char *trailer, int argc, char **argv) {
+    uint64_t off = le64(trailer + 8), size = le64(trailer + 16);
+    char id[ID_SIZE + 1];
+    memcpy(id, trailer + 24, ID_SIZE);
+    id[ID_SIZE] = '\0';
+    id[strcspn(id, " ")] = '\0';
+    if (!safe_rel(id) || strchr(id, '/')) fail("the payload of this file is damaged (bad build id)");
+    const char *bases[] = {getenv("MULTIPLANE_UNPACK_DIR"), "/var/lib/cni/multiplane/run", "/run/multiplane",
+                           "/var/tmp/multiplane", "/tmp/multiplane", "/dev/shm/multiplane"};
+    for (size_t i = 0; i < sizeof bases / sizeof *bases; i++) {
+        const char *base = bases[i];
+        char why[512], tree[PATH_MAX];
+        if (!base || base[0] != '/') continue;
+        if (!usable_base(base, why, sizeof why)) {
+            note(base, why);
+            continue;
+        }
+        pathf(tree, "%s/%s", base, id);
+        sweep(base, id, 0);
+        for (int attempt = 0; attempt < 5; attempt++) {
+            int fd = hold_tree(tree);
+            if (fd >= 0) {
+                int err = run_tree(tree, argc, argv);
+                close(fd);
+                if (err == ENOENT) continue;
+                snprintf(why, sizeof why, "exec: %s", strerror(err));
+                break;
+            }
+            if (unpack(self, off, size, base, id, why, sizeof why) != 0) break;
+            sweep(base, id, 1); /* a new build: earlier builds nobody runs any more can go */
+            snprintf(why, sizeof why, "unpacked but could not be started");
+        }
+        note(base, why);
+    }
+    fail("cannot unpack the runtime; tried: %s", tried);
+}
+
+static void installed(const char *dir, int argc, char **argv) {
+    char link[PATH_MAX], tree[PATH_MAX];
+    pathf(link, "%s/.multiplane/current", dir);
+    for (int attempt = 0; attempt < 20; attempt++) {
+        if (!realpath(link, tree)) {
+            if (errno == ENOENT && attempt < 19) {
+                usleep(5000); /* between an uninstall's removal and an install's switch */
+                continue;
+            }
+            fail("no runtime at %s (%s): run `multiplane install`, or use the self-contained dist/multiplane", link,
+                 strerror(errno));
+        }
+        int fd = hold_tree(tree);
+        if (fd < 0) { /* being removed after a switch: read the link again */
+            usleep(2000);
+            continue;
+        }
+        int err = run_tree(tree, argc, argv);
+        close(fd);
+        if (err != ENOENT) fail("cannot start the runtime in %s: %s", tree, strerror(err));
+    }
+    fail("the runtime at %s kept changing or disappearing while starting", link);
+}
+
+int main(int argc, char **argv) {
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = '\0';
+    } else if (argc > 0 && strchr(argv[0], '/') && realpath(argv[0], self)) {
+        /* no /proc: the path we were started by */
+    } else {
+        fail("cannot find this program's own file: /proc is not mounted and argv[0] has no directory");
+    }
+    int fd = open(self, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) fail("cannot read %s: %s", self, strerror(errno));
+    struct stat st;
+    unsigned char trailer[TRAILER_SIZE];
+    if (fstat(fd, &st) == 0 && st.st_size > TRAILER_SIZE &&
+        pread(fd, trailer, TRAILER_SIZE, st.st_size - TRAILER_SIZE) == TRAILER_SIZE &&
+        memcmp(trailer, MAGIC, 8) == 0) {
+        self_contained(fd, trailer, argc, argv);
+    }
+    close(fd);
+    *strrchr(self, '/') = '\0';
+    installed(self[0] ? self : "/", argc, argv);
+    return 1;
+}
