@@ -3,7 +3,8 @@
 Both take flock(LOCK_EX) on `<dataDir>/<network>/lock` and create reservations exclusively, so
 however the invocations interleave no address may be handed out twice, every reported address must
 be on disk with its owner, and DEL must clean up reservations made by either binary
-(reference-plugins.md §2.7, T62).
+(reference-plugins.md §2.7, T62). The last test runs `disk.release_container` (the meta-plugin's
+DEL when its cache is unreadable and the API is down) while both binaries allocate beside it.
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from multiplane.ipam import disk
 from tests.cni import OURS_HOST_LOCAL, Invocation, run, snapshot
 
 NET = "mp-conc"
 
 
-def _conf(data_dir: str, rng: dict[str, str]) -> dict[str, Any]:
+def _conf(data_dir: str, rng: dict[str, str], name: str = NET) -> dict[str, Any]:
     return {
         "cniVersion": "1.0.0",
-        "name": NET,
+        "name": name,
         "type": "macvlan",
         "ipam": {"type": "host-local", "dataDir": data_dir, "ranges": [[rng]]},
     }
@@ -132,3 +134,50 @@ def test_T62_70_adds_into_a_26(tmp_path: Any, reference_host_local: str) -> None
         errors == ["failed to allocate for range 0: no IP addresses available in range set: 10.62.0.1-10.62.0.62"] * 9
     )
     assert len(os.listdir(net_dir)) == 63
+
+
+def test_release_container_beside_concurrent_adds(tmp_path: Any, reference_host_local: str) -> None:
+    """Issue 11: release_container removes every reservation of one container in every network (any
+    ifname, legacy id-only files) under each network's flock, while 24 ADDs of other containers
+    (both binaries, two networks) run at the same time; nothing of anyone else is touched."""
+    data_dir = str(tmp_path / "mp-shared")
+    confs = {
+        "mp-rel-a": _conf(data_dir, {"subnet": "10.70.0.0/24"}, name="mp-rel-a"),
+        "mp-rel-b": _conf(data_dir, {"subnet": "10.71.0.0/24"}, name="mp-rel-b"),
+    }
+    victim: set[tuple[str, str]] = set()
+    for net, ifname in (("mp-rel-a", "eth0"), ("mp-rel-a", "net1"), ("mp-rel-b", "eth0")):
+        inv = run(reference_host_local, "ADD", confs[net], container_id="mp-victim", ifname=ifname)
+        victim.add((net, json.loads(inv.stdout)["ips"][0]["address"].split("/")[0]))
+    with open(os.path.join(data_dir, "mp-rel-b", "10.71.0.200"), "wb") as fh:
+        fh.write(b"mp-victim")  # legacy id-only
+    victim.add(("mp-rel-b", "10.71.0.200"))
+    decoy = run(reference_host_local, "ADD", confs["mp-rel-a"], container_id="mp-victim2").json["ips"][0]
+    assert len(victim) == 4
+
+    bins = _binaries(reference_host_local, 24)
+    nets = ["mp-rel-a" if i % 2 else "mp-rel-b" for i in range(24)]
+    with ThreadPoolExecutor(max_workers=27) as pool:
+        adds = []
+        releases = []
+        for i, (binary, net) in enumerate(zip(bins, nets)):
+            adds.append(pool.submit(run, binary, "ADD", confs[net], container_id=f"mp-o{i:02d}"))
+            if i % 8 == 4:
+                releases.append(pool.submit(disk.release_container, data_dir, "mp-victim"))
+        added = [f.result() for f in adds]
+        released = [pair for f in releases for pair in f.result()]
+
+    assert sorted(released) == sorted(victim), "each reservation released exactly once, by one of the calls"
+    assert [inv.stdout for inv in added if not inv.ok] == []
+    for net in confs:
+        state = snapshot(os.path.join(data_dir, net))
+        owners = {name: content for name, content in state.items() if name[0].isdigit()}
+        assert not any(content.split(b"\r\n")[0] == b"mp-victim" for content in owners.values()), owners
+        for i, inv in enumerate(added):
+            if nets[i] == net:
+                address = json.loads(inv.stdout)["ips"][0]["address"].split("/")[0]
+                assert owners.pop(address) == f"mp-o{i:02d}\r\neth0".encode()
+        if net == "mp-rel-a":
+            assert owners.pop(decoy["address"].split("/")[0]) == b"mp-victim2\r\neth0"
+        assert owners == {}, f"{net}: unexpected reservations"
+        assert _temp_files(os.path.join(data_dir, net)) == []

@@ -7,8 +7,10 @@ compared). Scenario ids refer to docs in /work/shared/research: `T01`–`T63` ar
 
 Deliberate differences are tested in their own functions, each naming the difference in its
 docstring and asserting OUR behaviour (and what the reference does, to show the difference is real):
-(a) gateway outside its subnet, (b) failed ADD releases only its own reservations, (c) relative or
-'..' dataDir, (d) deterministic choice among requested IPs, (e) error codes (OUR_CODE in conftest),
+(a) a configured gateway inside another range's pool is never handed out (a gateway outside its
+subnet is otherwise accepted like the reference, issue 11), (b) failed ADD releases only its own
+reservations, (c) relative or '..' dataDir, (d) deterministic choice among requested IPs, (e) error
+codes (OUR_CODE in conftest), (f) symbolic links in the state directory are never followed,
 plus 0600 file modes and cniVersion 1.1.0 / GC / STATUS, which the 1.1.1 reference lacks, and the
 two further differences declared in docs/host-local.md: reservations are read only from files
 named like an address (no recursive walk), and CHECK compares with prevResult.
@@ -266,26 +268,58 @@ def test_T51_cni_args_errors_fail_del_and_check(pair: Pair, command: str) -> Non
     assert out["ours"].error()["msg"] == 'ARGS: error parsing value of pair "IP=bogus": invalid IP address bogus'
 
 
-def test_T52_gateway_outside_subnet_deliberate_difference_a(pair: Pair) -> None:
-    """Deliberate difference (a): a gateway outside its subnet is rejected with code 7 and nothing is
-    written. The reference accepts it, returns it, and hands out the network's .1 as a pod address."""
-    conf = hl({"ranges": [[{"subnet": "10.0.0.0/24", "gateway": "10.200.0.1"}]]})
-    out = pair.raw("ADD", conf)
-    assert out["ref"].ok, out["ref"].stdout
-    assert json.loads(out["ref"].stdout)["ips"] == [{"address": "10.0.0.1/24", "gateway": "10.200.0.1"}]
-    err = out["ours"].error()
-    assert err["code"] == 7
-    assert err["msg"] == "invalid range set 0: gateway 10.200.0.1 not in network 10.0.0.0/24"
-    assert snapshot(pair.dirs["ours"]) == {}
+@pytest.mark.parametrize("version", ["0.2.0", "0.4.0", "1.0.0"])
+@pytest.mark.parametrize(
+    "ipam",
+    [
+        pytest.param({"ranges": [[{"subnet": "10.0.0.0/24", "gateway": "10.200.0.1"}]]}, id="ranges"),
+        pytest.param({"subnet": "10.0.0.0/24", "gateway": "10.0.1.1"}, id="legacy-range"),
+        pytest.param({"ranges": [[{"subnet": "10.0.0.0/24", "gateway": "fd00::1"}]]}, id="other-family"),
+        pytest.param({"ranges": [[{"subnet": "fd00:1::/64", "gateway": "fe80::1"}]]}, id="ipv6-link-local"),
+    ],
+)
+def test_T52_gateway_outside_subnet_accepted(pair: Pair, ipam: dict[str, Any], version: str) -> None:
+    """Issue 11 (was deliberate difference (a)): a gateway outside its subnet (point-to-point and
+    on-link set-ups) is accepted like the reference: same results and files through ADD, CHECK and
+    DEL; the subnet's first address is handed out, as there. Ours also writes one warning line to
+    stderr per invocation and nothing else (stdout is the result only)."""
+    conf = hl({**ipam, "routes": [{"dst": "0.0.0.0/0"}]}, version=version)
+    first = pair.step("ADD", conf, container_id="c1")
+    second = pair.step("ADD", conf, container_id="c2")
+    for out in (first, second):
+        err = out["ours"].stderr
+        assert err.count("\n") == 1 and err.endswith("\n"), err
+        assert "warning" in err and " is outside subnet " in err, err
+    addresses = [ip["address"] for ip in _ips(json.loads(first["ours"].stdout))]
+    assert addresses[0].split("/")[0] in ("10.0.0.1", "fd00:1::1")
+    if version != "0.2.0":
+        pair.step("CHECK", conf, container_id="c1")
+    pair.step("DEL", conf, container_id="c1")
+    pair.step("DEL", conf, container_id="c2")
 
 
-def test_T52_gateway_of_other_family_deliberate_difference_a(pair: Pair) -> None:
-    """Deliberate difference (a), other family: an IPv6 gateway on an IPv4 subnet is outside it."""
-    conf = hl({"ranges": [[{"subnet": "10.0.0.0/24", "gateway": "fd00::1"}]]})
-    out = pair.raw("ADD", conf)
-    assert out["ref"].ok
-    err = out["ours"].error()
-    assert (err["code"], err["msg"]) == (7, "invalid range set 0: gateway fd00::1 not in network 10.0.0.0/24")
+def _ips(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The addresses of a result in any version (0.2.0 has ip4/ip6, later ones `ips`)."""
+    if "ips" in result:
+        return list(result["ips"])
+    return [{"address": result[k]["ip"]} for k in ("ip4", "ip6") if k in result]
+
+
+def test_T52_gateway_in_another_ranges_pool_never_handed_out_deliberate_difference_a(pair: Pair) -> None:
+    """Deliberate difference (a), now narrower: range 0's gateway 10.0.1.2 lies inside range 1's pool.
+    The reference skips only each range's own gateway and hands 10.0.1.2 to the third pod; ours never
+    hands out a configured gateway, so the set holds two addresses, not three."""
+    conf = hl({"ranges": [[{"subnet": "10.0.0.0/30", "gateway": "10.0.1.2"}, {"subnet": "10.0.1.0/30"}]]})
+    pair.step("ADD", conf, container_id="c1")
+    pair.step("ADD", conf, container_id="c2")
+    out = pair.raw("ADD", conf, container_id="c3")
+    assert json.loads(out["ref"].stdout)["ips"] == [{"address": "10.0.1.2/30", "gateway": "10.0.1.1"}]
+    assert out["ours"].error()["msg"] == (
+        "failed to allocate for range 0: no IP addresses available in range set: 10.0.0.1-10.0.0.2,10.0.1.1-10.0.1.2"
+    )
+    out = pair.raw("ADD", conf, container_id="c4", args="IP=10.0.1.2")
+    assert out["ours"].error()["msg"] == "failed to allocate for range 0: requested ip 10.0.1.2 is a configured gateway"
+    assert sorted(files(pair)) == ["10.0.0.1", "10.0.0.2"]
 
 
 def test_T53_explicit_bounds_hand_out_network_and_broadcast(pair: Pair) -> None:
@@ -944,6 +978,107 @@ def test_check_compares_prev_result(pair: Pair) -> None:
     assert out["ref"].ok
     assert (out["ours"].error()["code"], out["ours"].error()["msg"]) == (6, "invalid CIDR address: bogus")
     pair.assert_same_state()
+
+
+# ---------------------------------------------------------------------------------------------
+# Deliberate difference (f), issue 11: symbolic links inside `<dataDir>/<network>/` are never
+# followed. The reference reads and writes through them; ours refuses a linked network directory
+# or lock (code 5), replaces a linked cursor, and treats a linked `<ip>` as taken but not ours.
+# ---------------------------------------------------------------------------------------------
+
+
+def _outside(tmp_path: Any) -> dict[str, str]:
+    """Per side, a directory outside the dataDir that a planted link points into."""
+    out = {}
+    for side in ("ref", "ours"):
+        out[side] = str(tmp_path / f"mp-outside-{side}")
+        os.makedirs(out[side])
+    return out
+
+
+def test_symlinked_network_dir_refused_deliberate_difference_f(pair: Pair, tmp_path: Any) -> None:
+    outside = _outside(tmp_path)
+    for side in ("ref", "ours"):
+        os.symlink(outside[side], pair.net_dir(side))
+    conf = hl(ranges("10.1.2.0/24"))
+    out = pair.raw("ADD", conf)
+    assert ips_of(out["ref"]) == ["10.1.2.2/24"]
+    assert sorted(os.listdir(outside["ref"])) == ["10.1.2.2", "last_reserved_ip.0", "lock"]
+    for command in ("ADD", "DEL", "CHECK"):
+        err = pair.raw(command, conf)["ours"].error()
+        assert (err["code"], err["msg"]) == (
+            5,
+            f"{pair.net_dir('ours')} is a symbolic link: refusing to use it as host-local state",
+        ), command
+    assert os.listdir(outside["ours"]) == []
+
+
+def test_symlinked_lock_refused_deliberate_difference_f(pair: Pair, tmp_path: Any) -> None:
+    outside = _outside(tmp_path)
+    for side in ("ref", "ours"):
+        os.makedirs(pair.net_dir(side))
+        os.symlink(os.path.join(outside[side], "mp-lock"), os.path.join(pair.net_dir(side), "lock"))
+    out = pair.raw("ADD", hl(ranges("10.1.2.0/24")))
+    assert out["ref"].ok
+    assert os.listdir(outside["ref"]) == ["mp-lock"], "the reference creates the link's target"
+    err = out["ours"].error()
+    assert (err["code"], err["msg"]) == (
+        5,
+        f"{pair.net_dir('ours')}/lock is a symbolic link: refusing to use it as host-local's lock",
+    )
+    assert os.listdir(outside["ours"]) == []
+    assert os.listdir(pair.net_dir("ours")) == ["lock"]
+
+
+def test_symlinked_cursor_neither_read_nor_written_through_deliberate_difference_f(pair: Pair, tmp_path: Any) -> None:
+    """The reference starts after the address the link's target names and then overwrites the target;
+    ours starts from the beginning (the link is not a cursor of ours) and replaces the link."""
+    outside = _outside(tmp_path)
+    for side in ("ref", "ours"):
+        os.makedirs(pair.net_dir(side))
+        with open(os.path.join(outside[side], "mp-cursor"), "wb") as fh:
+            fh.write(b"10.1.2.7")
+        os.symlink(os.path.join(outside[side], "mp-cursor"), os.path.join(pair.net_dir(side), "last_reserved_ip.0"))
+    out = pair.raw("ADD", hl(ranges("10.1.2.0/24")))
+    assert ips_of(out["ref"]) == ["10.1.2.8/24"]
+    assert ips_of(out["ours"]) == ["10.1.2.2/24"]
+    with open(os.path.join(outside["ref"], "mp-cursor"), "rb") as fh:
+        assert fh.read() == b"10.1.2.8", "the reference writes through the link"
+    with open(os.path.join(outside["ours"], "mp-cursor"), "rb") as fh:
+        assert fh.read() == b"10.1.2.7"
+    assert not os.path.islink(os.path.join(pair.net_dir("ours"), "last_reserved_ip.0"))
+    assert pair.read("ours", f"{NET}/last_reserved_ip.0") == b"10.1.2.2"
+
+
+def test_symlinked_reservation_taken_but_not_ours_deliberate_difference_f(pair: Pair, tmp_path: Any) -> None:
+    outside = _outside(tmp_path)
+    links = {}
+    for side in ("ref", "ours"):
+        os.makedirs(pair.net_dir(side))
+        with open(os.path.join(outside[side], "mp-owner"), "wb") as fh:
+            fh.write(b"c1\r\neth0")
+        links[side] = os.path.join(pair.net_dir(side), "10.1.2.2")
+        os.symlink(os.path.join(outside[side], "mp-owner"), links[side])
+    conf = hl(ranges("10.1.2.0/24"))
+    # another container: both see the linked address as taken
+    out = pair.raw("ADD", conf, container_id="c2")
+    assert_same(out["ref"], out["ours"])
+    assert ips_of(out["ours"]) == ["10.1.2.3/24"]
+    out = pair.raw("CHECK", conf, container_id="c1")
+    assert out["ref"].ok, "the reference reads the owner through the link"
+    assert out["ours"].error()["msg"] == "host-local: Failed to find address added by container c1"
+    out = pair.raw("ADD", conf, container_id="c1")
+    assert out["ref"].error()["msg"] == (
+        "failed to allocate for range 0: 10.1.2.2 has been allocated to c1, duplicate allocation is not allowed"
+    )
+    assert ips_of(out["ours"]) == ["10.1.2.4/24"]
+    out = pair.raw("DEL", conf, container_id="c1")
+    assert out["ref"].ok and out["ours"].ok
+    assert not os.path.lexists(links["ref"]), "the reference releases the link"
+    assert os.path.islink(links["ours"])
+    for side in ("ref", "ours"):
+        with open(os.path.join(outside[side], "mp-owner"), "rb") as fh:
+            assert fh.read() == b"c1\r\neth0", side
 
 
 # ---------------------------------------------------------------------------------------------

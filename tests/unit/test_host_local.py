@@ -13,12 +13,13 @@ import ipaddress
 import json
 import os
 import stat
+import threading
 from typing import Any
 
 import pytest
 
-from multiplane.errors import CniError, InvalidConfig, InvalidEnvironment, NotAvailable, TryAgainLater
-from multiplane.ipam import config as ipam_config
+from multiplane.errors import CniError, InvalidConfig, InvalidEnvironment, IOFailure, NotAvailable, TryAgainLater
+from multiplane.ipam import config as ipam_config, disk
 from multiplane.ipam.allocator import allocate, walk
 from multiplane.ipam.disk import DiskStore
 from multiplane.ipam.ranges import Range, RangeError, RangeSet
@@ -41,9 +42,9 @@ def mk(subnet: str, start: str | None = None, end: str | None = None, gw: str | 
     )
 
 
-def canon(*ranges: Range, strict_gateway: bool = True) -> RangeSet:
+def canon(*ranges: Range) -> RangeSet:
     rset = RangeSet(ranges)
-    rset.canonicalize(strict_gateway)
+    rset.canonicalize()
     return rset
 
 
@@ -187,14 +188,21 @@ class TestRange:
         with pytest.raises(RangeError, match=r"^IPNet IP and Mask version mismatch$"):
             mk("::ffff:10.0.0.0/120").canonicalize()
 
-    def test_gateway_outside_subnet_strict_and_lenient(self) -> None:
-        """Deliberate difference (a): strict mode (the plugin's) rejects; lenient mode keeps it."""
-        with pytest.raises(RangeError, match=r"^gateway 10\.200\.0\.1 not in network 10\.0\.0\.0/24$"):
-            mk("10.0.0.0/24", gw="10.200.0.1").canonicalize()
+    def test_gateway_outside_subnet_accepted_like_the_reference(self) -> None:
+        """Issue 11: a gateway outside its subnet (point-to-point, on-link) is kept as given, and the
+        pool keeps its defaults, so .1 is in it, as in the reference."""
         rng = mk("10.0.0.0/24", gw="10.200.0.1")
-        rng.canonicalize(strict_gateway=False)
+        rng.canonicalize()
         assert bounds(rng) == ("10.0.0.1", "10.0.0.254", "10.200.0.1")
         assert rng.size() == 254
+        assert rng.gateway_in_subnet is False
+        other_family = mk("10.0.0.0/24", gw="fd00::1")
+        other_family.canonicalize()
+        assert str(other_family.gateway_ip) == "fd00::1"
+        assert other_family.gateway_in_subnet is False
+        inside = mk("10.0.0.0/24", gw="10.0.0.9")
+        inside.canonicalize()
+        assert inside.gateway_in_subnet is True
 
     def test_size(self) -> None:
         rng = mk("10.13.0.0/29", "10.13.0.0", "10.13.0.7", "10.13.0.3")
@@ -411,6 +419,30 @@ class TestConfig:
             load(conf({"subnet": "10.0.0.0/24"}), args)
         assert (exc.value.code, exc.value.msg) == (4, msg)
 
+    def test_gateway_outside_subnet_accepted_with_a_warning(self) -> None:
+        """Issue 11: a gateway outside its subnet is accepted like the reference (it was code 7); the
+        config carries one warning per such range, and every configured gateway is in `gateways`."""
+        cfg = load(
+            conf(
+                {
+                    "subnet": "10.0.0.0/24",
+                    "gateway": "10.0.1.1",
+                    "ranges": [[{"subnet": "fd00::/64", "gateway": "fe80::1"}], [{"subnet": "10.9.0.0/24"}]],
+                }
+            )
+        )
+        assert set_bounds(cfg) == [
+            [("10.0.0.1", "10.0.0.254", "10.0.1.1", "10.0.0.0/24")],
+            [("fd00::1", "fd00::ffff:ffff:ffff:ffff", "fe80::1", "fd00::/64")],
+            [("10.9.0.1", "10.9.0.254", "10.9.0.1", "10.9.0.0/24")],
+        ]
+        assert cfg.warnings == [
+            "range set 0: gateway 10.0.1.1 is outside subnet 10.0.0.0/24",
+            "range set 1: gateway fe80::1 is outside subnet fd00::/64",
+        ]
+        assert cfg.gateways == frozenset({A("10.0.1.1"), A("fe80::1"), A("10.9.0.1")})
+        assert load(conf({"subnet": "10.0.0.0/24"})).warnings == []
+
     def test_default_data_dir_and_routes(self) -> None:
         c = conf({"subnet": "10.0.0.0/24", "routes": [{"dst": "0.0.0.0/0"}, {"dst": "10.9.0.0/16", "gw": "10.0.0.9"}]})
         del c["ipam"]["dataDir"]
@@ -607,11 +639,10 @@ class TestAllocator:
         assert exc.value.msg == f"no IP addresses available in range set: {rset}"
 
     def test_T21_wrap_between_ranges(self) -> None:
-        """Validated form of the upstream fixture: ranges .0–.3 with a gateway outside the ranges."""
+        """The upstream fixture: ranges .0–.3 with a gateway outside the subnets."""
         rset = canon(
             mk("10.168.1.0/30", "10.168.1.0", "10.168.1.3", "10.99.0.1"),
             mk("10.168.2.0/30", "10.168.2.0", "10.168.2.3", "10.99.0.1"),
-            strict_gateway=False,
         )
         store = FakeStore()
         assert store.reserve("c", "eth0", A("10.168.1.3"), 0)
@@ -636,6 +667,39 @@ class TestAllocator:
             "10.0.1.3",
             "10.0.1.4",
             "10.0.1.5",
+        ]
+
+    def test_no_configured_gateway_is_handed_out(self) -> None:
+        """Issue 11: a gateway outside its own subnet may lie in another range's pool. The reference
+        skips only a range's own gateway (and would hand out 10.0.1.2 here); with `skip` (the plugin
+        passes every configured gateway) no gateway is ever handed out or given on request."""
+        rset = canon(mk("10.0.0.0/30", gw="10.0.1.2"), mk("10.0.1.0/30"))
+        skip = frozenset({A("10.0.1.2"), A("10.0.1.1")})
+        assert strs(walk(rset, None)) == ["10.0.0.1", "10.0.0.2", "10.0.1.2"]
+        assert strs(walk(rset, None, skip)) == ["10.0.0.1", "10.0.0.2"]
+        assert strs(walk(rset, A("10.0.0.2"), skip)) == ["10.0.0.1", "10.0.0.2"]
+        store = FakeStore()
+        got = [str(allocate(store, rset, 0, f"c{i}", "eth0", None, skip).address) for i in range(2)]
+        assert got == ["10.0.0.1/30", "10.0.0.2/30"]
+        with pytest.raises(CniError) as exc:
+            allocate(store, rset, 0, "c2", "eth0", None, skip)
+        assert exc.value.msg == "no IP addresses available in range set: 10.0.0.1-10.0.0.2,10.0.1.1-10.0.1.2"
+        with pytest.raises(CniError, match=r"^requested ip 10\.0\.1\.2 is a configured gateway$"):
+            allocate(FakeStore(), rset, 0, "c", "eth0", A("10.0.1.2"), skip)
+        with pytest.raises(CniError, match=r"^requested ip 10\.0\.1\.1 is subnet's gateway$"):
+            allocate(FakeStore(), rset, 0, "c", "eth0", A("10.0.1.1"), skip)
+
+    def test_in_pool_gateway_still_skipped_with_outside_gateways_elsewhere(self) -> None:
+        """Accepting outside gateways must not stop the skip of a gateway inside its own pool."""
+        rset = canon(mk("10.0.0.0/29", gw="10.0.0.3"), mk("10.0.1.0/30", gw="192.168.0.1"))
+        assert strs(walk(rset, None, frozenset({A("10.0.0.3"), A("192.168.0.1")}))) == [
+            "10.0.0.1",
+            "10.0.0.2",
+            "10.0.0.4",
+            "10.0.0.5",
+            "10.0.0.6",
+            "10.0.1.1",
+            "10.0.1.2",
         ]
 
     def test_whitespace_container_id_trimmed(self) -> None:
@@ -896,3 +960,302 @@ class TestStatus:
         with pytest.raises(CniError) as exc:
             plugin.call("STATUS", version="0.4.0")
         assert (exc.value.error_code, exc.value.msg) == (1, "config version does not allow STATUS")
+
+
+# =============================================================================================
+# Issue 11: gateway outside its subnet, through the plugin in-process
+# =============================================================================================
+
+
+class TestGatewayOutsideSubnet:
+    def test_accepted_with_one_warning_line_and_never_handed_out(
+        self, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Range 0's gateway 10.4.1.2 lies in range 1's pool: ADD returns it as the gateway (as the
+        reference does) but never hands it out, and STATUS counts the pool without it."""
+        plugin = Plugin(
+            str(tmp_path / "mp-data"), [[{"subnet": "10.4.0.0/30", "gateway": "10.4.1.2"}, {"subnet": "10.4.1.0/30"}]]
+        )
+        out = plugin.call("ADD", "a")
+        assert out is not None
+        assert json.loads(out)["ips"] == [{"address": "10.4.0.1/30", "gateway": "10.4.1.2"}]
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.endswith("\n"), err
+        assert "warning" in err and "range set 0: gateway 10.4.1.2 is outside subnet 10.4.0.0/30" in err
+        plugin.call("ADD", "b")
+        with pytest.raises(CniError) as exc:
+            plugin.call("ADD", "c")
+        assert exc.value.msg == (
+            "failed to allocate for range 0: no IP addresses available in range set: 10.4.0.1-10.4.0.2,10.4.1.1-10.4.1.2"
+        )
+        with pytest.raises(NotAvailable):
+            plugin.call("STATUS")
+        plugin.call("DEL", "b")
+        assert plugin.call("STATUS") is None
+        assert plugin.files() == ["10.4.0.1", "last_reserved_ip.0", "lock"]
+
+    def test_no_warning_for_gateways_inside(self, plugin: Plugin, capsys: pytest.CaptureFixture[str]) -> None:
+        plugin.call("ADD", "a")
+        assert capsys.readouterr().err == ""
+
+
+# =============================================================================================
+# Issue 11: symbolic links inside the state directory are never followed
+# =============================================================================================
+
+
+@pytest.fixture
+def outside(tmp_path: Any) -> Any:
+    """A directory outside the dataDir that a planted link points into; must stay untouched."""
+    path = tmp_path / "mp-outside"
+    path.mkdir()
+    return path
+
+
+def _without_blocking_on_fifo(call: Any, fifo: Any) -> Any:
+    """call() in a thread; its return value or exception. If it blocks opening `fifo` (a reader
+    waiting for a writer), unblock it so the test process can finish, and fail."""
+    outcome: list[Any] = []
+
+    def target() -> None:
+        try:
+            outcome.append(call())
+        except Exception as exc:  # noqa: BLE001 - handed back to the test
+            outcome.append(exc)
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(5)
+    if worker.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(5)
+        pytest.fail(f"blocked opening the FIFO {fifo}")
+    return outcome[0]
+
+
+class TestSymlinks:
+    def test_network_dir_symlink_refused(self, tmp_path: Any, outside: Any) -> None:
+        data = tmp_path / "mp-data"
+        data.mkdir()
+        (data / "mp-net").symlink_to(outside)
+        store = DiskStore(str(data), "mp-net")
+        with pytest.raises(IOFailure) as exc, store.locked():
+            pytest.fail("locked a symlinked network directory")
+        assert exc.value.code == 5
+        assert exc.value.msg == f"{data}/mp-net is a symbolic link: refusing to use it as host-local state"
+        with pytest.raises(IOFailure):
+            list(store.allocations())
+        assert os.listdir(outside) == []
+
+    def test_dangling_network_dir_symlink_refused(self, tmp_path: Any) -> None:
+        data = tmp_path / "mp-data"
+        data.mkdir()
+        (data / "mp-net").symlink_to(tmp_path / "mp-nowhere")
+        with pytest.raises(IOFailure), DiskStore(str(data), "mp-net").locked():
+            pytest.fail("locked a symlinked network directory")
+        assert not os.path.lexists(tmp_path / "mp-nowhere")
+
+    @pytest.mark.parametrize("exists", [True, False])
+    def test_lock_symlink_refused(self, tmp_path: Any, outside: Any, exists: bool) -> None:
+        net = tmp_path / "mp-net"
+        net.mkdir()
+        target = outside / "mp-lock"
+        if exists:
+            target.write_bytes(b"mp-precious")
+        (net / "lock").symlink_to(target)
+        with pytest.raises(IOFailure) as exc, DiskStore(str(tmp_path), "mp-net").locked():
+            pytest.fail("locked through a symlinked lock")
+        assert exc.value.msg == f"{net}/lock is a symbolic link: refusing to use it as host-local's lock"
+        assert os.listdir(outside) == (["mp-lock"] if exists else [])
+        if exists:
+            assert target.read_bytes() == b"mp-precious"
+
+    def test_lock_that_is_a_fifo_refused(self, tmp_path: Any) -> None:
+        net = tmp_path / "mp-net"
+        net.mkdir()
+        os.mkfifo(net / "lock")
+
+        def lock() -> None:
+            with DiskStore(str(tmp_path), "mp-net").locked():
+                pass
+
+        outcome = _without_blocking_on_fifo(lock, net / "lock")
+        assert isinstance(outcome, IOFailure)
+        assert outcome.msg == f"{net}/lock is not a regular file: refusing to use it as host-local's lock"
+
+    def test_cursor_symlink_neither_read_nor_written_through(self, tmp_path: Any, outside: Any) -> None:
+        net = tmp_path / "mp-net"
+        net.mkdir()
+        target = outside / "mp-cursor"
+        target.write_bytes(b"10.1.2.7")
+        (net / "last_reserved_ip.0").symlink_to(target)
+        store = DiskStore(str(tmp_path), "mp-net")
+        with store.locked():
+            assert store.last_reserved(0) is None
+            assert store.reserve("c1", "eth0", A("10.1.2.2"), 0)
+        assert target.read_bytes() == b"10.1.2.7"
+        assert not os.path.islink(net / "last_reserved_ip.0")
+        assert (net / "last_reserved_ip.0").read_bytes() == b"10.1.2.2"
+
+    def test_reservation_symlink_is_taken_and_never_followed(self, tmp_path: Any, outside: Any) -> None:
+        net = tmp_path / "mp-net"
+        net.mkdir()
+        target = outside / "mp-owner"
+        target.write_bytes(b"c1\r\neth0")
+        (net / "10.1.2.2").symlink_to(target)
+        (net / "10.1.2.3").symlink_to(outside / "mp-dangling")
+        store = DiskStore(str(tmp_path), "mp-net")
+        with store.locked():
+            assert list(store.allocations()) == []
+            assert store.occupied() == [A("10.1.2.2"), A("10.1.2.3")]
+            assert store.find_by_owner("c1", "eth0") == []
+            assert store.held_by("c1", "eth0") == []
+            assert store.release_by_owner("c1", "eth0") == []
+            assert not store.reserve("c2", "eth0", A("10.1.2.2"), 0)
+            assert not store.reserve("c2", "eth0", A("10.1.2.3"), 0)
+        assert os.path.islink(net / "10.1.2.2") and os.path.islink(net / "10.1.2.3")
+        assert sorted(os.listdir(outside)) == ["mp-owner"]
+        assert target.read_bytes() == b"c1\r\neth0"
+
+    def test_reservation_fifo_does_not_block(self, tmp_path: Any) -> None:
+        net = tmp_path / "mp-net"
+        net.mkdir()
+        os.mkfifo(net / "10.1.2.2")
+        store = DiskStore(str(tmp_path), "mp-net")
+        outcome = _without_blocking_on_fifo(lambda: list(store.allocations()), net / "10.1.2.2")
+        assert outcome == []
+        assert store.occupied() == [A("10.1.2.2")]
+
+    @pytest.mark.parametrize("name", [".mp-10.1.2.2.{pid}", ".mp-last_reserved_ip.0.{pid}"])
+    def test_planted_temporary_symlink_not_written_through(self, tmp_path: Any, outside: Any, name: str) -> None:
+        net = tmp_path / "mp-net"
+        target = outside / "mp-target"
+        target.write_bytes(b"mp-precious")
+        store = DiskStore(str(tmp_path), "mp-net")
+        with store.locked():
+            (net / name.format(pid=os.getpid())).symlink_to(target)
+            assert store.reserve("c1", "eth0", A("10.1.2.2"), 0)
+        assert target.read_bytes() == b"mp-precious"
+        assert sorted(os.listdir(net)) == ["10.1.2.2", "last_reserved_ip.0", "lock"]
+        assert (net / "10.1.2.2").read_bytes() == b"c1\r\neth0"
+        assert (net / "last_reserved_ip.0").read_bytes() == b"10.1.2.2"
+
+    def test_plugin_refuses_symlinked_network_dir(self, tmp_path: Any, outside: Any) -> None:
+        plugin = Plugin(str(tmp_path / "mp-data"), [[{"subnet": "10.4.0.0/29"}]])
+        os.makedirs(plugin.data_dir)
+        os.symlink(outside, plugin.net)
+        for command in ("ADD", "DEL", "CHECK", "GC", "STATUS"):
+            with pytest.raises(IOFailure) as exc:
+                plugin.call(command, "a")
+            assert exc.value.code == 5, command
+        assert os.listdir(outside) == []
+
+    def test_status_counts_and_gc_keeps_symlinked_reservations(self, tmp_path: Any, outside: Any) -> None:
+        """A link named like an address is taken (nobody can create that name) but is not ours:
+        STATUS counts it, GC and DEL leave it, and its target is never read."""
+        plugin = Plugin(str(tmp_path / "mp-data"), [[{"subnet": "10.4.0.0/30"}]])
+        plugin.call("ADD", "a")
+        os.symlink(outside / "mp-dangling", os.path.join(plugin.net, "10.4.0.1"))
+        with pytest.raises(NotAvailable):
+            plugin.call("STATUS")
+        (outside / "mp-owner").write_bytes(b"b\r\neth0")
+        os.unlink(os.path.join(plugin.net, "10.4.0.1"))
+        os.symlink(outside / "mp-owner", os.path.join(plugin.net, "10.4.0.1"))
+        plugin.call("DEL", "b")
+        plugin.call("GC", **{"cni.dev/valid-attachments": []})
+        assert plugin.files() == ["10.4.0.1", "last_reserved_ip.0", "lock"]
+        assert os.path.islink(os.path.join(plugin.net, "10.4.0.1"))
+        assert (outside / "mp-owner").read_bytes() == b"b\r\neth0"
+
+
+# =============================================================================================
+# Issue 11: disk.release_container (the meta-plugin's DEL without cache and API)
+# =============================================================================================
+
+
+class TestReleaseContainer:
+    @staticmethod
+    def put(path: Any, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    def test_removes_every_reservation_of_the_container_only(self, tmp_path: Any, outside: Any) -> None:
+        data = tmp_path / "mp-data"
+        mine = {
+            ("mp-net1", "10.1.0.2"): b"mp-c1\r\neth0",
+            ("mp-net1", "10.1.0.3"): b"mp-c1\r\nnet1",
+            ("mp-net1", "fd00::3"): b"mp-c1",  # legacy id-only
+            ("mp-net2", "10.2.0.9"): b" mp-c1\r\neth0\n",  # trimmed, as DEL trims it
+        }
+        theirs = {
+            ("mp-net1", "10.1.0.4"): b"mp-c10\r\neth0",
+            ("mp-net1", "10.1.0.5"): b"mp-c\r\neth0",
+            ("mp-net1", "10.1.0.6"): b"xmp-c1\r\neth0",
+            ("mp-net1", "10.1.0.7"): b"mp-c1\neth0",  # LF only: not the reference's format, DEL keeps it too
+            ("mp-net2", "10.2.0.2"): b"mp-c2\r\nmp-c1",
+            ("mp-net2", "10.2.0.3"): b"mp-c1 \r\neth0",  # DEL does not match it either
+            ("mp-net2", "last_reserved_ip.0"): b"mp-c1",
+            ("mp-net2", "mp-notes"): b"mp-c1\r\neth0",
+        }
+        for (net, name), content in {**mine, **theirs}.items():
+            self.put(data / net / name, content)
+        self.put(data / "mp-file", b"mp-c1\r\neth0")
+        self.put(outside / "10.3.0.2", b"mp-c1\r\neth0")
+        (data / "mp-link").symlink_to(outside)
+        (data / "mp-net3").mkdir()
+
+        released = disk.release_container(str(data), "mp-c1")
+
+        assert sorted(released) == sorted((net, name) for net, name in mine)
+        for (net, name), content in theirs.items():
+            assert (data / net / name).read_bytes() == content, name
+        for net, name in mine:
+            assert not os.path.lexists(data / net / name), name
+        # the lock is created (0750) like DiskStore.locked() does, also in a network with nothing to release
+        for net in ("mp-net1", "mp-net2", "mp-net3"):
+            assert mode(data / net / "lock") == 0o750, net
+        assert sorted(os.listdir(outside)) == ["10.3.0.2"]
+        assert (data / "mp-file").read_bytes() == b"mp-c1\r\neth0"
+        assert disk.release_container(str(data), "mp-c1") == []
+
+    def test_missing_data_dir(self, tmp_path: Any) -> None:
+        assert disk.release_container(str(tmp_path / "mp-missing"), "mp-c1") == []
+        assert not os.path.exists(tmp_path / "mp-missing")
+
+    def test_never_follows_links(self, tmp_path: Any, outside: Any) -> None:
+        data = tmp_path / "mp-data"
+        self.put(outside / "mp-owner", b"mp-c1\r\neth0")
+        (data / "mp-net").mkdir(parents=True)
+        (data / "mp-net" / "10.1.0.2").symlink_to(outside / "mp-owner")
+        assert disk.release_container(str(data), "mp-c1") == []
+        assert os.path.islink(data / "mp-net" / "10.1.0.2")
+
+    def test_takes_the_network_lock(self, tmp_path: Any) -> None:
+        data = tmp_path / "mp-data"
+        self.put(data / "mp-net" / "10.1.0.2", b"mp-c1\r\neth0")
+        with DiskStore(str(data), "mp-net").locked():
+            worker = threading.Thread(target=disk.release_container, args=(str(data), "mp-c1"))
+            worker.start()
+            worker.join(0.5)
+            assert worker.is_alive(), "release_container did not wait for the lock"
+            assert (data / "mp-net" / "10.1.0.2").exists()
+        worker.join(10)
+        assert not worker.is_alive()
+        assert not (data / "mp-net" / "10.1.0.2").exists()
+
+    def test_bad_network_does_not_stop_the_others(self, tmp_path: Any, outside: Any) -> None:
+        data = tmp_path / "mp-data"
+        self.put(data / "mp-a" / "10.1.0.2", b"mp-c1\r\neth0")
+        (data / "mp-b").mkdir()
+        (data / "mp-b" / "lock").symlink_to(outside / "mp-lock")
+        self.put(data / "mp-c" / "10.3.0.2", b"mp-c1\r\neth0")
+        with pytest.raises(IOFailure) as exc:
+            disk.release_container(str(data), "mp-c1")
+        assert exc.value.msg == f"{data}/mp-b/lock is a symbolic link: refusing to use it as host-local's lock"
+        assert not (data / "mp-a" / "10.1.0.2").exists()
+        assert not (data / "mp-c" / "10.3.0.2").exists()
+        assert os.listdir(outside) == []
+
+    def test_empty_container_id_rejected(self, tmp_path: Any) -> None:
+        with pytest.raises(ValueError, match="container id"):
+            disk.release_container(str(tmp_path), "  ")

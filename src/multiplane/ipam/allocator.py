@@ -7,6 +7,11 @@ last+1 … rangeEnd, then the next range's rangeStart (wrapping over the set), s
 range's own gateway, and tries the last-reserved address itself last. The cursor moves on
 every successful reservation and is never rolled back, exactly like the reference
 `RangeIter`, so both implementations agree on the next address when they share a store.
+
+Gateways: the reference skips only each range's own gateway. Since a gateway may lie
+outside its subnet (accepted like the reference), it may fall into another range's pool;
+the plugin passes every configured gateway as `skip`, so no gateway is ever handed out or
+given on request (a deliberate difference only when a gateway lies in another range).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from multiplane.errors import CniError
 from multiplane.ipam.ranges import Range, RangeSet
 from multiplane.spec.result import IPConfig
 
-__all__ = ["allocate", "walk"]
+__all__ = ["allocate", "capacity", "walk"]
 
 
 TYPE_CHECKING = False
@@ -39,8 +44,13 @@ def _addr(version: int, value: int) -> IPAddress:
     return ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value)
 
 
-def walk(rset: RangeSet, last: IPAddress | None) -> Iterator[tuple[IPAddress, Range]]:
-    """Candidates in reference order: after `last` if the set holds it, else from the start."""
+def walk(
+    rset: RangeSet, last: IPAddress | None, skip: frozenset[IPAddress] = frozenset()
+) -> Iterator[tuple[IPAddress, Range]]:
+    """Candidates in reference order: after `last` if the set holds it, else from the start.
+
+    Each range's own gateway and every address in `skip` are left out.
+    """
     idx, cur, start = 0, None, None
     if last is not None and rset.contains(last):
         idx = next(i for i, r in enumerate(rset) if r.contains(last))
@@ -61,7 +71,20 @@ def walk(rset: RangeSet, last: IPAddress | None) -> Iterator[tuple[IPAddress, Ra
             elif cur == start:
                 return
         if cur != rng.gw:
-            yield _addr(rng.version, cur), rng
+            addr = _addr(rng.version, cur)
+            if addr not in skip:
+                yield addr, rng
+
+
+def capacity(rset: RangeSet, skip: frozenset[IPAddress] = frozenset()) -> int:
+    """How many addresses `walk` can hand out from `rset` (STATUS)."""
+    own = sum(rng.size() for rng in rset)
+    others = 0
+    for gateway in skip:
+        rng = rset.range_for(gateway)
+        if rng is not None and int(gateway) != rng.gw:
+            others += 1
+    return own - others
 
 
 def _ip_config(addr: IPAddress, rng: Range) -> IPConfig:
@@ -69,22 +92,33 @@ def _ip_config(addr: IPAddress, rng: Range) -> IPConfig:
 
 
 def allocate(
-    store: Store, rset: RangeSet, range_id: int, container_id: str, ifname: str, requested: IPAddress | None
+    store: Store,
+    rset: RangeSet,
+    range_id: int,
+    container_id: str,
+    ifname: str,
+    requested: IPAddress | None,
+    skip: frozenset[IPAddress] = frozenset(),
 ) -> IPConfig:
-    """Reserve one address of `rset` for (id, ifname); CniError with the reference texts."""
+    """Reserve one address of `rset` for (id, ifname); CniError with the reference texts.
+
+    `skip`: addresses never handed out, not even on request (every configured gateway).
+    """
     if requested is not None:
         rng = rset.range_for(requested)
         if rng is None:
             raise CniError(f"{requested} not in range set {rset}")
         if int(requested) == rng.gw:
             raise CniError(f"requested ip {requested} is subnet's gateway")
+        if requested in skip:
+            raise CniError(f"requested ip {requested} is a configured gateway")
         if not store.reserve(container_id, ifname, requested, range_id):
             raise CniError(f"requested IP address {requested} is not available in range set {rset}")
         return _ip_config(requested, rng)
     for held in store.held_by(container_id, ifname):
         if rset.contains(held):
             raise CniError(f"{held} has been allocated to {container_id}, duplicate allocation is not allowed")
-    for addr, rng in walk(rset, store.last_reserved(range_id)):
+    for addr, rng in walk(rset, store.last_reserved(range_id), skip):
         if store.reserve(container_id, ifname, addr, range_id):
             return _ip_config(addr, rng)
     raise CniError(f"no IP addresses available in range set: {rset}")

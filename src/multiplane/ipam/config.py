@@ -4,13 +4,15 @@ Mirrors `LoadIPAMConfig` of the reference plugin: range-set order is runtimeConf
 then the legacy top-level range, then `ranges` (the index names `last_reserved_ip.<i>`);
 requested IPs come from CNI_ARGS `IP=`, then `args.cni.ips`, then `runtimeConfig.ips`.
 All errors are InvalidConfig (7) with the reference texts, except CNI_ARGS errors (4).
+A gateway outside its subnet is accepted, as the reference accepts it, and noted in
+`IpamConf.warnings` for the plugin to log.
 """
 
 from __future__ import annotations
 
 import os
 from multiplane.errors import DecodingFailure, InvalidConfig
-from multiplane.ipam.ranges import Range, RangeError, RangeSet
+from multiplane.ipam.ranges import Range, RangeError, RangeSet, gateways
 from multiplane.spec import version as versions
 from multiplane.spec.args import parse_cni_args
 from multiplane.spec.gojson import field as get, parse_cidr, parse_ip, parse_ip_maybe_cidr, want
@@ -28,9 +30,14 @@ DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 
 
 class IpamConf:
-    """The parsed host-local settings of one request."""
+    """The parsed host-local settings of one request.
+
+    `gateways`: every configured gateway (defaults included), never handed out from any set.
+    `warnings`: one text per range whose gateway lies outside its subnet ("range set <i>: ...").
+    """
 
     __slots__ = ("name", "cni_version", "ranges", "routes", "data_dir", "resolv_conf", "requested")
+    __slots__ += ("gateways", "warnings")
 
     def __init__(
         self,
@@ -44,6 +51,12 @@ class IpamConf:
     ) -> None:
         self.name, self.cni_version, self.ranges, self.routes = name, cni_version, ranges, routes
         self.data_dir, self.resolv_conf, self.requested = data_dir, resolv_conf, requested
+        self.gateways = gateways(ranges)
+        self.warnings: list[str] = []
+        for i, rset in enumerate(ranges):
+            for rng in rset:
+                if not rng.gateway_in_subnet:
+                    self.warnings.append(f"range set {i}: gateway {rng.gateway} is outside subnet {rng.subnet_str()}")
 
 
 def _ip_field(value: Any, where: str) -> IPAddress | None:

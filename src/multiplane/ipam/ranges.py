@@ -3,9 +3,9 @@
 A Range is a subnet with an inclusive [rangeStart, rangeEnd] pool and a gateway. The
 defaults and checks follow containernetworking/plugins `backend/allocator/range.go`:
 gateway = network+1, rangeStart = network+1 (the gateway is skipped by the iterator),
-rangeEnd = broadcast-1 for IPv4 and the last address for IPv6. We are stricter in one
-place: a gateway outside its subnet is an error (the reference accepts it and then hands
-out .1 as a pod address).
+rangeEnd = broadcast-1 for IPv4 and the last address for IPv6. A gateway outside its
+subnet (even of the other family) is accepted as the reference accepts it: point-to-point
+and on-link set-ups use one; `gateway_in_subnet` tells the caller so it can warn.
 Addresses are kept as (version, int) pairs internally; `ip()` renders them.
 """
 
@@ -17,7 +17,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from multiplane.spec.gojson import IPAddress
 
-__all__ = ["Range", "RangeError", "RangeSet", "ip_str"]
+__all__ = ["Range", "RangeError", "RangeSet", "gateways", "ip_str"]
 
 
 class RangeError(ValueError):
@@ -68,7 +68,12 @@ class Range:
             self.network >> (self.bits - self.prefix)
         )
 
-    def canonicalize(self, strict_gateway: bool = True) -> None:
+    @property
+    def gateway_in_subnet(self) -> bool:
+        """False for a configured gateway outside the subnet (after `canonicalize()`)."""
+        return self.gateway is None or self.in_subnet(self.gateway)
+
+    def canonicalize(self) -> None:
         """Validate and fill in the defaults; RangeError with the reference text otherwise."""
         if self.subnet_ip is None:
             raise RangeError("IP <nil> not v4 nor v6")
@@ -87,8 +92,7 @@ class Range:
         if self.gateway is None:
             self.gw = self.network + 1
         else:
-            if strict_gateway and not self.in_subnet(self.gateway):
-                raise RangeError(f"gateway {self.gateway} not in network {self.subnet_str()}")
+            # -1: a gateway of the other family can never equal a candidate address
             self.gw = int(self.gateway) if self.gateway.version == self.version else -1
         # Like the reference, a bound is checked against whatever bounds are already known.
         self.start, self.end = -1, -1
@@ -150,11 +154,11 @@ class Range:
 class RangeSet(list[Range]):
     """Ranges of one family forming one pool; one address is allocated per set."""
 
-    def canonicalize(self, strict_gateway: bool = True) -> None:
+    def canonicalize(self) -> None:
         if not self:
             raise RangeError("empty range set")
         for i, rng in enumerate(self):
-            rng.canonicalize(strict_gateway)
+            rng.canonicalize()
             if i and rng.version != self[0].version:
                 raise RangeError("mixed address families")
         for i, first in enumerate(self[:-1]):
@@ -180,3 +184,14 @@ class RangeSet(list[Range]):
 
     def __str__(self) -> str:
         return ",".join(str(r) for r in self)
+
+
+def gateways(sets: list[RangeSet]) -> frozenset[IPAddress]:
+    """Every gateway of canonicalized range sets, defaults included: addresses never handed out."""
+    found: set[IPAddress] = set()
+    for rset in sets:
+        for rng in rset:
+            gateway = rng.gateway_ip
+            if gateway is not None:
+                found.add(gateway)
+    return frozenset(found)

@@ -6,7 +6,11 @@ these deliberate differences, all safer:
   of the container/ifname, including one from an earlier successful ADD);
 * the whole ADD runs under one lock, so it is atomic across range sets;
 * config errors are code 7 and CNI_ARGS errors code 4 (the reference wraps both in 999);
-* a gateway outside its subnet, a relative or ".."-containing dataDir are rejected;
+* a relative or ".."-containing dataDir is rejected;
+* a gateway outside its subnet is accepted like the reference, with a warning on stderr,
+  and no configured gateway is ever handed out, even one inside another range's pool;
+* symbolic links in the state directory are never followed (see ipam/disk.py): a linked
+  network directory or lock is refused with code 5, a linked `<ip>` is taken, not ours;
 * only files named like an address are read as reservations (no recursive walk);
 * a reservation whose cursor cannot be written is given back, not leaked;
 * CHECK also compares the reservations with `prevResult`;
@@ -19,7 +23,7 @@ import sys
 
 from multiplane.errors import CniError, NotAvailable
 from multiplane.ipam import config as ipam_config
-from multiplane.ipam.allocator import allocate
+from multiplane.ipam.allocator import allocate, capacity
 from multiplane.ipam.disk import DiskStore
 from multiplane.spec.gojson import field
 from multiplane.spec.result import DNS, Result
@@ -35,7 +39,13 @@ __all__ = ["HostLocal"]
 
 
 def _load(req: Request) -> ipam_config.IpamConf:
-    return ipam_config.load(req.conf.raw, req.conf.name, req.conf.cni_version, req.args.args)
+    conf = ipam_config.load(req.conf.raw, req.conf.name, req.conf.cni_version, req.args.args)
+    if conf.warnings:
+        # One line per call, never on stdout: the reference accepts these silently.
+        sys.stderr.write(
+            f"host-local: warning: {'; '.join(conf.warnings)} (accepted as an on-link gateway; never handed out)\n"
+        )
+    return conf
 
 
 def _valid_attachments(conf: dict[str, Any]) -> set[tuple[str, str]]:
@@ -81,7 +91,7 @@ class HostLocal:
                     if requested is not None:
                         pending.remove(requested)
                     try:
-                        ipc = allocate(store, rset, idx, cid, ifname, requested)
+                        ipc = allocate(store, rset, idx, cid, ifname, requested, conf.gateways)
                     except CniError as exc:
                         raise CniError(f"failed to allocate for range {idx}: {exc.msg}") from exc
                     reserved.append(ipc.address.ip)
@@ -137,9 +147,12 @@ class HostLocal:
     def status(self, req: Request) -> None:
         conf = _load(req)
         store = DiskStore(conf.data_dir, conf.name)
-        held = [addr for addr, _ in store.allocations()]  # read-only: creates nothing
+        taken = store.occupied()  # read-only: creates nothing; links count as taken
         for idx, rset in enumerate(conf.ranges):
-            capacity = sum(r.size() for r in rset)
-            used = sum(1 for addr in held if (r := rset.range_for(addr)) is not None and int(addr) != r.gw)
-            if used >= capacity:
+            used = 0
+            for addr in taken:
+                rng = rset.range_for(addr)
+                if rng is not None and int(addr) != rng.gw and addr not in conf.gateways:
+                    used += 1
+            if used >= capacity(rset, conf.gateways):
                 raise NotAvailable(f"no free addresses in range set {idx} ({rset})")
