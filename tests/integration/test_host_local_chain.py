@@ -139,9 +139,9 @@ def test_mixed_allocators_in_one_pool_never_collide(topology: dict[str, str]) ->
 def test_failed_ipam_leaves_no_reservation(topology: dict[str, str]) -> None:
     """A bad IPAM config fails the chain with our error text and writes nothing to the data directory."""
     conf = _conf(topology, "multiplane-host-local")
-    conf["ipam"]["gateway"] = "192.168.0.1"  # type: ignore[index]
+    conf["ipam"]["rangeStart"] = "192.168.0.1"  # type: ignore[index]
     add = _macvlan(topology, "ADD", conf, "pod1", "mp-c1")
     err = add.error()
     assert err["code"] == 7
-    assert "gateway 192.168.0.1 not in network 10.88.0.0/24" in err["msg"]
+    assert "RangeStart 192.168.0.1 not in network 10.88.0.0/24" in err["msg"]
     assert not Path(topology["data"]).exists()

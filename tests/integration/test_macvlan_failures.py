@@ -223,11 +223,11 @@ CASES = [
         lambda t, d: _conf(t, d, ipam={"type": "mp-nosuchipam"}),
     ),
     Case(
-        "ipam-gateway-outside-subnet",
+        "ipam-range-start-outside-subnet",
         7,
-        lambda _t, _p: "invalid range set 0: gateway 10.67.0.1 not in network 10.66.0.0/24",
+        lambda _t, _p: "invalid range set 0: RangeStart 10.67.0.1 not in network 10.66.0.0/24",
         lambda t, d: _conf(
-            t, d, ipam={"type": "host-local", "dataDir": d, "subnet": "10.66.0.0/24", "gateway": "10.67.0.1"}
+            t, d, ipam={"type": "host-local", "dataDir": d, "subnet": "10.66.0.0/24", "rangeStart": "10.67.0.1"}
         ),
     ),
     Case(

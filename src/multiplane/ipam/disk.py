@@ -38,7 +38,7 @@ import fcntl
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 
 from multiplane.errors import CniError, InvalidConfig, IOFailure, TryAgainLater
@@ -351,8 +351,13 @@ def _read_regular(name: str, dfd: int) -> bytes | None:
         os.close(fd)
 
 
-def release_container(data_dir: str, container_id: str, lock_timeout: float = _LOCK_TIMEOUT) -> list[tuple[str, str]]:
-    """Remove every host-local reservation of `container_id` in every network under `data_dir`.
+def release_container(
+    data_dir: str,
+    container_id: str,
+    lock_timeout: float = _LOCK_TIMEOUT,
+    networks: Collection[str] | None = None,
+) -> list[tuple[str, str]]:
+    """Remove every host-local reservation of `container_id` in every network under `data_dir` (or in `networks`).
 
     For the meta-plugin's DEL when it knows neither the networks nor the interfaces (its
     cache is unreadable and the API is down). Each directory directly under `data_dir` is a
@@ -368,6 +373,9 @@ def release_container(data_dir: str, container_id: str, lock_timeout: float = _L
     TryAgainLater) does not stop the others; after all were tried, the first failure is
     raised, its message naming every failed network, so the caller's DEL fails and is
     retried. Removal is idempotent: a retry returns only what is still there.
+    `networks` limits the sweep to those network names (the meta-plugin passes the ones it
+    knows, so a network only another runtime uses is left alone).
+
     ValueError if `container_id` is blank (it would match every empty file).
     """
     if not container_id.strip():
@@ -382,6 +390,8 @@ def release_container(data_dir: str, container_id: str, lock_timeout: float = _L
     failures: list[CniError] = []
     for entry in entries:
         if entry.is_symlink() or not entry.is_dir(follow_symlinks=False):
+            continue
+        if networks is not None and entry.name not in networks:
             continue
         try:
             with DiskStore(data_dir, entry.name, lock_timeout).locked() as store:

@@ -101,22 +101,19 @@ def known_networks(conf: MetaConf, planned: Iterable[NetworkConfig]) -> set[tupl
 
 
 def release_container(networks: Iterable[tuple[str, str]], container_id: str) -> tuple[list[str], list[str]]:
-    """Release every reservation of `container_id` in these networks: (released "net/ip", problems)."""
-    from multiplane.ipam.disk import DiskStore
+    """Release every reservation of `container_id` in these (dataDir, network) pairs: (released "net/ip", problems)."""
+    from multiplane.ipam import disk
 
+    by_dir: dict[str, set[str]] = {}
+    for data_dir, name in networks:
+        by_dir.setdefault(data_dir, set()).add(name)
     released: list[str] = []
     problems: list[str] = []
-    for data_dir, name in sorted(networks):
-        directory = os.path.join(data_dir, name)
-        if "/" in name or name in (".", "..") or not os.path.isdir(directory) or os.path.islink(directory):
-            continue
+    for data_dir, names in sorted(by_dir.items()):
         try:
-            store = DiskStore(data_dir, name)
-            with store.locked():
-                for addr, content in list(store.allocations()):
-                    if content.split("\r\n", 1)[0].strip() == container_id:
-                        store.release(addr)
-                        released.append(f"{name}/{addr}")
-        except CniError as exc:
-            problems.append(f"{directory}: {exc}")
+            pairs = disk.release_container(data_dir, container_id, networks=names)
+        except CniError as exc:  # every network was tried; the failed ones are named
+            problems.append(f"{data_dir}: {exc}")
+            continue
+        released += [f"{name}/{addr}" for name, addr in pairs]
     return released, problems
