@@ -312,13 +312,13 @@ def test_state_dir_is_mounted_at_the_same_path(variant: str) -> None:
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_the_image_has_a_writable_tmp(variant: str) -> None:
-    """The image is FROM scratch (no /tmp): every container gets an emptyDir on /tmp and TMPDIR=/tmp."""
+    """The image is FROM scratch (no /tmp, no /var): every container unpacks its runtime into an emptyDir on /tmp."""
     ds = one(VARIANTS[variant] / "daemonset.yaml", "DaemonSet")
     volumes = {v["name"]: v for v in ds["spec"]["template"]["spec"]["volumes"]}
     for c in containers(ds):
         tmp = [m for m in c["volumeMounts"] if m["mountPath"] == "/tmp"]
         assert len(tmp) == 1 and "emptyDir" in volumes[tmp[0]["name"]]
-        assert {"name": "TMPDIR", "value": "/tmp"} in c["env"]
+        assert {"name": "MULTIPLANE_UNPACK_DIR", "value": "/tmp/multiplane"} in c["env"]
 
 
 def test_variants_run_the_same_containers() -> None:
@@ -388,7 +388,12 @@ def test_daemonset_commands_work_on_a_fake_node(variant: str, tmp_path: Path, mo
         (root / installer.SERVICE_ACCOUNT_DIR.lstrip("/")).mkdir(parents=True, exist_ok=True)
         (root / installer.SERVICE_ACCOUNT_DIR.lstrip("/") / name).write_text(data)
     (root / BINARY_IN_IMAGE.lstrip("/")).parent.mkdir(parents=True)
-    (root / BINARY_IN_IMAGE.lstrip("/")).write_bytes(b"mp-binary")
+    from multiplane.runtime import payload
+
+    files = [payload.Entry("boot.py", 0o644, b"mp-boot")]
+    text = payload.manifest(files)
+    image_file = payload.write(b"mp-launcher", [*files, payload.Entry(payload.MANIFEST, 0o644, text)], "mp-1")
+    (root / BINARY_IN_IMAGE.lstrip("/")).write_bytes(image_file)
     os.symlink(".", root / "host")  # the hostPath mounts: /host/<path> is the node's /<path>
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
@@ -400,7 +405,8 @@ def test_daemonset_commands_work_on_a_fake_node(variant: str, tmp_path: Path, mo
     conf = json.loads((root / "etc/cni/net.d/00-multiplane.conf").read_text())
     for key in ("clusterNetwork", "kubeconfig"):
         assert (root / conf[key].lstrip("/")).is_file(), key
-    assert (root / conf["binDir"].lstrip("/") / "multiplane").is_file()
+    assert (root / conf["binDir"].lstrip("/") / "multiplane").read_bytes() == b"mp-launcher"
+    assert (root / conf["binDir"].lstrip("/") / ".multiplane/current/boot.py").read_bytes() == b"mp-boot"
     kube = (root / conf["kubeconfig"].lstrip("/")).read_text()
     token_file = json.loads(kube.split("tokenFile: ", 1)[1].splitlines()[0])
     assert (root / token_file.lstrip("/")).read_text() == "mp-token"
