@@ -64,9 +64,22 @@ def _read_stdin() -> bytes:
     return stdin.buffer.read()
 
 
+def _print_traceback() -> None:
+    """The current exception's traceback on stderr, if there is a stderr (never on stdout)."""
+    import traceback
+
+    if sys.stderr is None:
+        return
+    try:
+        sys.stderr.write(traceback.format_exc())
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
 def _run_plugin(personality: str) -> int:
     from multiplane import skel
-    from multiplane.errors import IOFailure
+    from multiplane.errors import CniError, IOFailure
     from multiplane.plugins import REGISTRY
 
     env = dict(os.environ)
@@ -77,10 +90,23 @@ def _run_plugin(personality: str) -> int:
         out.write(IOFailure(f"error reading from stdin: {exc}").to_json("1.1.0"))
         status = 1
     else:
-        status = skel.run(REGISTRY[personality], env, stdin, out, sys.stderr, name=personality)
-    data = out.getvalue().encode()
-    if data:
-        os.write(1, data)
+        try:
+            status = skel.run(REGISTRY[personality], env, stdin, out, sys.stderr, name=personality)
+        except Exception:  # noqa: BLE001 - skel answers for everything; this is the net under it
+            _print_traceback()
+            out = io.StringIO(
+                CniError("internal error: the plugin failed without an answer (see stderr)").to_json("1.1.0")
+            )
+            status = 1
+    try:
+        data = out.getvalue().encode()
+    except UnicodeEncodeError:
+        # skel only writes encodable text; should that ever break, the runtime still gets JSON.
+        _print_traceback()
+        data = CniError("internal error: the answer could not be encoded (see stderr)").to_json("1.1.0").encode()
+        status = 1
+    while data:  # a pipe may take less than all of it at once
+        data = data[os.write(1, data) :]
     return status
 
 

@@ -11,6 +11,7 @@
     ├── TryAgainLater (11)
     ├── NotAvailable (50)
     ├── NotAvailableLimited (51)
+    ├── PluginNotFound (999: a delegate's binary is missing)
     └── DelegateError (any code a delegated plugin reported)
 
 Only `skel` turns these into JSON on stdout (`to_json`); nothing else prints them.
@@ -19,6 +20,7 @@ Only `skel` turns these into JSON on stdout (`to_json`); nothing else prints the
 from __future__ import annotations
 
 import json
+import re
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -34,6 +36,7 @@ __all__ = [
     "InvalidEnvironment",
     "NotAvailable",
     "NotAvailableLimited",
+    "PluginNotFound",
     "TryAgainLater",
     "UnknownContainer",
     "UnsupportedField",
@@ -41,17 +44,33 @@ __all__ = [
 ]
 
 
+# A lone UTF-16 surrogate (U+D800-U+DFFF) is not a Unicode scalar value and cannot be written
+# as UTF-8. Python makes them from a JSON escape such as "\ud800" and, with surrogateescape,
+# from non-UTF-8 bytes in the environment; Go never has them in a string.
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
 def go_json(obj: object, indent: int | None = 4) -> str:
-    """Serialise like Go's encoding/json: 4-space indent, HTML-safe escapes, no trailing newline."""
-    text = json.dumps(obj, indent=indent, ensure_ascii=False, separators=(",", ": ") if indent else (",", ":"))
+    """Serialise like Go's encoding/json: 4-space indent, HTML-safe escapes, no trailing newline.
+
+    The text is always valid Unicode, so it can be encoded as UTF-8: every lone surrogate
+    becomes the escape `\\ufffd` (U+FFFD, the replacement character), which is exactly what
+    Go's encoder writes for bytes that are not UTF-8 (and Go's decoder already turns a
+    `\\ud800`-style escape into U+FFFD). Escaping the surrogate itself (`\\ud800`) would keep
+    it, but strict decoders (Rust's serde_json among them) refuse such a document.
+    """
+    text = json.dumps(
+        obj, indent=indent, ensure_ascii=False, allow_nan=False, separators=(",", ": ") if indent else (",", ":")
+    )
     # Go escapes these so the output is safe to embed in HTML; libcni users see the same bytes.
-    return (
+    text = (
         text.replace("<", "\\u003c")
         .replace(">", "\\u003e")
         .replace("&", "\\u0026")
         .replace("\u2028", "\\u2028")
         .replace("\u2029", "\\u2029")
     )
+    return _SURROGATES.sub("\\\\ufffd", text)
 
 
 class CniError(Exception):
@@ -117,6 +136,10 @@ class NotAvailable(CniError):
 
 class NotAvailableLimited(CniError):
     code = 51
+
+
+class PluginNotFound(CniError):
+    """A delegate's binary is in none of the search paths (999, as libcni reports it)."""
 
 
 class DelegateError(CniError):

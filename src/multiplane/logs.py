@@ -26,18 +26,24 @@ class Logger:
         if _LEVELS[level] < self.threshold:
             return
         line = f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} [{level}] {message}\n"
-        if self.to_stderr:
-            sys.stderr.write(line)
-            sys.stderr.flush()
+        # Messages quote what a hostile node sent (lone surrogates, bytes that are not UTF-8):
+        # escape what UTF-8 cannot carry, so writing never raises.
+        data = line.encode("utf-8", "backslashreplace")
+        if self.to_stderr and sys.stderr is not None:
+            try:
+                sys.stderr.write(data.decode("utf-8"))
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass  # logging must never break a CNI call
         if self.path:
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
                 try:
-                    os.write(fd, line.encode())
+                    os.write(fd, data)
                 finally:
                     os.close(fd)
-            except OSError:
-                pass  # logging must never break a CNI call
+            except (OSError, ValueError):
+                pass  # logging must never break a CNI call (ValueError: a NUL in the path)
 
     def debug(self, message: str) -> None:
         self._write("debug", message)

@@ -63,7 +63,8 @@ def _version_reply(stdin: bytes) -> str:
             requested = obj["cniVersion"]
     except (ValueError, RecursionError):
         pass
-    return json.dumps({"cniVersion": requested, "supportedVersions": list(versions.SUPPORTED)}) + "\n"
+    # Go's json.Encoder: compact, then a newline.
+    return go_json({"cniVersion": requested, "supportedVersions": list(versions.SUPPORTED)}, indent=None) + "\n"
 
 
 def _gate(command: str, conf_version: str) -> None:
@@ -118,34 +119,79 @@ def dispatch(plugin: Plugin | Callable[[], Plugin], env: Mapping[str, str], stdi
     return None
 
 
+# What stdout gets when even an error object cannot be produced (a bug): ASCII, built at import.
+_LAST_RESORT = CniError("internal error: the answer could not be encoded (see stderr)").to_json(versions.CURRENT)
+
+
+def _tell(stderr: TextIO | None, text: str) -> None:
+    """Write to stderr if there is one; a broken stderr must not cost the runtime its answer."""
+    try:
+        if stderr is not None:
+            stderr.write(text)
+            stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def _emit(stdout: TextIO, text: str, stderr: TextIO | None) -> bool:
+    """Write one answer; False (and nothing written) when it is not valid UTF-8 text."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        import traceback
+
+        _tell(stderr, traceback.format_exc())
+        return False
+    stdout.write(text)
+    stdout.flush()
+    return True
+
+
+def _error_text(exc: CniError, stdin: bytes, stderr: TextIO | None) -> str:
+    try:
+        return exc.to_json(_error_version(stdin))
+    except Exception:  # noqa: BLE001 - an error that cannot be serialised is a bug; still answer
+        import traceback
+
+        _tell(stderr, traceback.format_exc())
+        return _LAST_RESORT
+
+
 def run(
     plugin: Plugin | Callable[[], Plugin],
     env: Mapping[str, str],
     stdin: bytes,
     stdout: TextIO,
-    stderr: TextIO = sys.stderr,
+    stderr: TextIO | None = sys.stderr,
     name: str = "",
 ) -> int:
-    """Run one CNI invocation; write the result or one error object to stdout; return the exit status."""
+    """Run one CNI invocation; write the result or one error object to stdout; return the exit status.
+
+    Whatever happens, stdout gets exactly one JSON object that encodes as UTF-8: the result,
+    the CniError raised, `internal error: …` (code 999, traceback on stderr) for any other
+    exception, and a fixed internal error when even that cannot be serialised.
+    """
     if not env.get("CNI_COMMAND"):
         # skel prints an "about" text for humans who run the binary by hand.
-        stderr.write(_about(name or _resolve(plugin).name))
+        _tell(stderr, _about(name or _resolve(plugin).name))
         return 0
     try:
         out = dispatch(plugin, env, stdin)
     except CniError as exc:
-        stdout.write(exc.to_json(_error_version(stdin)))
-        stdout.flush()
-        return 1
+        error = exc
     except Exception as exc:  # noqa: BLE001 - the last line of defence must still speak CNI
         import traceback
 
-        stderr.write(traceback.format_exc())
-        err = CniError(f"internal error: {exc.__class__.__name__}: {exc}")
-        stdout.write(err.to_json(_error_version(stdin)))
+        _tell(stderr, traceback.format_exc())
+        try:
+            error = CniError(f"internal error: {exc.__class__.__name__}: {exc}")
+        except Exception:  # noqa: BLE001 - an exception whose text cannot be read
+            error = CniError(f"internal error: {exc.__class__.__name__}")
+    else:
+        if out is None or _emit(stdout, out, stderr):
+            return 0
+        error = CniError("internal error: the result could not be encoded as UTF-8 (see stderr)")
+    if not _emit(stdout, _error_text(error, stdin, stderr), stderr):
+        stdout.write(_LAST_RESORT)
         stdout.flush()
-        return 1
-    if out is not None:
-        stdout.write(out)
-        stdout.flush()
-    return 0
+    return 1

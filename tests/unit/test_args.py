@@ -316,3 +316,71 @@ def test_any_piece_without_one_equals_fails(before: list[str], bad: str, after: 
         parse_cni_args(text, KNOWN)
     assert info.value.code == 4
     assert info.value.msg == f'ARGS: invalid pair "{bad}"'
+
+
+# ---- hostile bytes (issue 11) ---------------------------------------------------------------
+
+# Any code point, lone surrogates included (hypothesis leaves category Cs out by default).
+_ANY_TEXT = st.text(alphabet=st.characters(exclude_categories=()), max_size=40)
+
+
+@pytest.mark.parametrize(
+    ("value", "msg", "details"),
+    [
+        ("eth\udcff", "interface name is not valid UTF-8", "eth\\xff"),
+        ("e\ud800", "interface name is not valid UTF-8", "e\\ud800"),
+        ("eth\0", "interface name contains a NUL character", "eth\\x00"),
+    ],
+    ids=["surrogateescape", "lone-surrogate", "nul"],
+)
+def test_ifname_rejects_what_is_not_text(value: str, msg: str, details: str) -> None:
+    """Bytes that are not UTF-8 (Python's surrogateescape) or a NUL: code 4, not a UnicodeEncodeError."""
+    with pytest.raises(InvalidEnvironment) as info:
+        validate_ifname(value)
+    assert (info.value.code, info.value.msg, info.value.details) == (4, msg, details)
+
+
+@pytest.mark.parametrize("variable", ["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH"])
+@pytest.mark.parametrize("command", ["ADD", "CHECK", "DEL", "GC", "STATUS"])
+def test_from_env_refuses_non_utf8_in_every_variable(command: str, variable: str) -> None:
+    """Every CNI_* variable, required by the command or not, must be UTF-8: code 4 naming the variable."""
+    env = {**FULL_ENV, "CNI_COMMAND": command, variable: "x\udcfe"}
+    with pytest.raises(InvalidEnvironment) as info:
+        CmdArgs.from_env(env)
+    assert info.value.msg == f"{variable} is not valid UTF-8"
+    assert info.value.details == "x\\xfe"
+
+
+@pytest.mark.parametrize(
+    "variable", ["CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH"]
+)
+def test_from_env_refuses_nul_in_every_variable(variable: str) -> None:
+    """A NUL cannot come through execve, but a forwarded request could carry one: code 4."""
+    env = {**FULL_ENV, "CNI_COMMAND": "ADD", variable: "ADD\0x"}
+    with pytest.raises(InvalidEnvironment) as info:
+        CmdArgs.from_env(env)
+    assert info.value.msg == f"{variable} contains a NUL character"
+
+
+def test_from_env_version_ignores_bad_bytes() -> None:
+    """VERSION reads none of the other variables, so their bytes are not checked."""
+    args = CmdArgs.from_env({**FULL_ENV, "CNI_COMMAND": "VERSION", "CNI_IFNAME": "\udcff", "CNI_PATH": "a\0"})
+    assert args.command == "VERSION"
+
+
+@given(_ANY_TEXT)
+def test_any_cni_args_text_is_parsed_or_refused_with_code_4(text: str) -> None:
+    """parse_cni_args never raises anything but InvalidEnvironment, and its messages are UTF-8 text."""
+    try:
+        parse_cni_args(text, KNOWN)
+    except InvalidEnvironment as exc:
+        exc.msg.encode()
+
+
+@given(st.one_of(_ANY_TEXT, st.sampled_from(["eth\udcff", "\ud800", "a\0", "e\udc80th0"])))
+def test_validate_ifname_never_raises_anything_else(value: str) -> None:
+    """Whatever the text (surrogates included), validate_ifname accepts it or raises InvalidEnvironment."""
+    try:
+        validate_ifname(value)
+    except InvalidEnvironment:
+        pass

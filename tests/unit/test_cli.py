@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -135,3 +136,103 @@ def test_cni_call_imports_no_pyroute2_or_pydantic(personality: str, command: str
         assert (proc.returncode, reply["cniVersion"]) == (0, "0.4.0")
     else:
         assert (proc.returncode, reply["code"]) == (1, 4)
+
+
+# ---- hostile input through the real entry point (issue 11) -------------------------------------
+
+
+def run_bytes(argv: list[str], stdin: bytes, env: dict[bytes, bytes]) -> subprocess.CompletedProcess[bytes]:
+    """Run with an environment given as bytes, so values that are not UTF-8 reach the process as they are."""
+    full = {k.encode(): v.encode() for k, v in clean_env().items()}
+    full.update(env)
+    return subprocess.run(argv, input=stdin, env=full, capture_output=True, timeout=60, check=False)  # type: ignore[arg-type]
+
+
+def one_error(proc: subprocess.CompletedProcess[bytes]) -> dict[str, object]:
+    """stdout is exactly one UTF-8 JSON error object; stderr holds no traceback."""
+    assert proc.returncode == 1, proc
+    obj = json.loads(proc.stdout.decode("utf-8"))
+    assert isinstance(obj, dict) and isinstance(obj["code"], int) and isinstance(obj["msg"], str), obj
+    assert b"Traceback" not in proc.stderr, proc.stderr.decode(errors="replace")
+    return obj
+
+
+CNI_ENV = {
+    b"CNI_COMMAND": b"ADD",
+    b"CNI_CONTAINERID": b"ctr1",
+    b"CNI_NETNS": b"/var/run/netns/mp-none",
+    b"CNI_IFNAME": b"eth0",
+    b"CNI_PATH": b"/usr/lib/cni",
+}
+
+
+@pytest.mark.parametrize("binary", [OURS_HOST_LOCAL, OURS_MULTIPLANE])
+@pytest.mark.parametrize(
+    ("stdin", "code"),
+    [
+        (b'{"cniVersion": "\\ud800", "name": "n", "type": "x"}', 1),
+        (b'{"cniVersion": "1.0.0", "name": "n\\udfff", "type": "x"}', 7),
+        (b'{"cniVersion": "1.0.0", "name": "n", "type": "x\\u0000"}', 7),
+        (b"[" * 3000, 6),
+        (b'{"a":' * 3000, 6),
+    ],
+    ids=["surrogate-version", "surrogate-name", "nul-type", "deep-array", "deep-object"],
+)
+def test_hostile_stdin_gets_one_error_object(binary: str, stdin: bytes, code: int) -> None:
+    """Before issue 11 a lone surrogate echoed into the error made the process print nothing and a traceback."""
+    assert one_error(run_bytes([binary], stdin, CNI_ENV))["code"] == code
+
+
+@pytest.mark.parametrize("binary", [OURS_HOST_LOCAL, OURS_MULTIPLANE])
+@pytest.mark.parametrize(
+    "variable", [b"CNI_COMMAND", b"CNI_CONTAINERID", b"CNI_NETNS", b"CNI_IFNAME", b"CNI_ARGS", b"CNI_PATH"]
+)
+def test_non_utf8_environment_gets_code_4(binary: str, variable: bytes) -> None:
+    """Bytes that are not UTF-8 in any CNI_* variable: code 4 naming it, not `internal error`."""
+    stdin = b'{"cniVersion": "1.0.0", "name": "n", "type": "x"}'
+    err = one_error(run_bytes([binary], stdin, {**CNI_ENV, variable: b"e\xff\xfe"}))
+    assert (err["code"], err["msg"]) == (4, f"{variable.decode()} is not valid UTF-8")
+    assert err["details"] == "e\\xff\\xfe"
+
+
+@pytest.fixture
+def cni_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An in-process `main` as a runtime calls it: CNI_COMMAND set, a config on stdin."""
+    from multiplane import cli
+
+    monkeypatch.setenv("CNI_COMMAND", "ADD")
+    monkeypatch.setattr(cli, "_read_stdin", lambda: b'{"cniVersion":"1.0.0","name":"n","type":"x"}')
+
+
+@pytest.mark.usefixtures("cni_stdin")
+def test_main_answers_even_when_skel_raises(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    """The net under skel: an exception escaping it still gives the runtime one 999 object, traceback on stderr."""
+    from multiplane import cli, skel
+
+    def explode(*args: object, **kwargs: object) -> int:
+        raise RuntimeError("mp-boom")
+
+    monkeypatch.setattr(skel, "run", explode)
+    assert cli.main(["multiplane-host-local"]) == 1
+    out, err = capfd.readouterr()
+    obj = json.loads(out)
+    assert obj["code"] == 999 and obj["msg"].startswith("internal error:")
+    assert "mp-boom" in err
+
+
+@pytest.mark.usefixtures("cni_stdin")
+def test_main_answers_even_when_the_answer_cannot_be_encoded(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Should skel ever write text UTF-8 cannot carry, cli replaces it with one 999 object instead of crashing."""
+    from multiplane import cli, skel
+
+    def unencodable(plugin: object, env: object, stdin: object, out: io.StringIO, *args: object, **kw: object) -> int:
+        out.write('{"msg": "\ud800"}')
+        return 0
+
+    monkeypatch.setattr(skel, "run", unencodable)
+    assert cli.main(["multiplane-host-local"]) == 1
+    out, err = capfd.readouterr()
+    assert json.loads(out)["code"] == 999
+    assert "UnicodeEncodeError" in err

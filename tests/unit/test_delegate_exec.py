@@ -185,3 +185,63 @@ def test_real_ipam_plugin_through_the_delegator(binary: str, tmp_path: Path) -> 
     assert not (data / "mp-delegnet" / "10.42.0.2").exists()
     with pytest.raises(DelegateError, match="Failed to find address added by container c1"):
         delegator.check(plugin, stdin, env)
+
+
+# ---- hostile plugin types and environments (issue 11) ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["a\0b", "host-local\0", "a\nb", "a\tb", "\x7f", "ho\udcffst", "\ud800", ".", ".."],
+    ids=["nul", "trailing-nul", "newline", "tab", "del", "surrogateescape", "lone-surrogate", "dot", "dotdot"],
+)
+def test_plugin_names_that_cannot_name_a_binary_are_code_7(name: str, tmp_path: Path) -> None:
+    """NUL, control characters and text that is not UTF-8 are refused (7) before any directory is searched."""
+    with pytest.raises(InvalidConfig) as info:
+        find_plugin(name, [str(tmp_path)])
+    assert info.value.code == 7
+    assert info.value.msg.startswith("invalid plugin name: ")
+    info.value.msg.encode()  # shown with escapes, never as raw surrogates
+
+
+def test_invalid_name_is_refused_even_without_paths() -> None:
+    """The name is checked first: a bad name with no search path is still code 7."""
+    with pytest.raises(InvalidConfig):
+        find_plugin("a\0b", [])
+
+
+def test_search_directories_that_cannot_be_paths_are_skipped(bindir: Path) -> None:
+    """A NUL or a lone surrogate in a search directory is a directory that is not there, not a crash."""
+    _script(bindir, "spy", "exit 0\n")
+    assert find_plugin("spy", ["/opt/a\0b", "/opt/\ud800", str(bindir)]) == str(bindir / "spy")
+    with pytest.raises(CniError) as info:
+        find_plugin("spy", ["/opt/a\0b"])
+    assert info.value.msg.startswith('failed to find plugin "spy"')
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"MP_X": "a\0b"}, {"MP_X": "\ud800"}, {"MP\0X": "1"}, {"MP=X": "1"}],
+    ids=["nul-value", "surrogate-value", "nul-key", "equals-key"],
+)
+def test_environment_exec_cannot_carry_is_code_4(bindir: Path, env: dict[str, str]) -> None:
+    """An environment execve cannot take (possible only in-process) is an environment error, not a ValueError."""
+    _script(bindir, "spy", "exit 0\n")
+    with pytest.raises(CniError) as info:
+        ExecDelegator([str(bindir)]).delete("spy", b"{}", {"PATH": "/usr/bin:/bin", **env})
+    assert info.value.code == 4
+    assert info.value.msg.startswith('cannot execute plugin "spy": ')
+
+
+def test_delegate_stderr_is_copied_even_when_ours_has_no_bytes_layer(
+    bindir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stderr without `.buffer` (or none at all) does not turn the delegate's answer into a crash."""
+    import io
+    import sys
+
+    _script(bindir, "spy", 'echo oops >&2\necho \'{"cniVersion":"1.0.0"}\'\n')
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert ExecDelegator([str(bindir)]).add("spy", b"{}", {}, "1.0.0").cni_version == "1.0.0"
+    monkeypatch.setattr(sys, "stderr", None)
+    assert ExecDelegator([str(bindir)]).add("spy", b"{}", {}, "1.0.0").cni_version == "1.0.0"

@@ -472,3 +472,24 @@ def test_round_trip_020_keeps_first_of_each_family(result: Result, version: str)
     # Routes are regrouped under ip4 then ip6; a route whose family has no address is dropped.
     kept = [(r.dst, r.gw) for f in (4, 6) if f in firsts for r in result.routes if r.dst.version == f]
     assert [(r.dst, r.gw) for r in back.routes] == kept
+
+
+# ---- the one encoder (issue 11) ---------------------------------------------------------------
+
+
+def test_go_json_writes_lone_surrogates_as_replacement_escapes() -> None:
+    """Lone surrogates (from `\\ud800` escapes or surrogateescape'd env bytes) come out as `\\ufffd`, as Go writes
+    invalid UTF-8; the text always encodes as UTF-8."""
+    from multiplane.errors import go_json
+
+    text = go_json({"k\ud800": ["\udcff", "ok \U0001f600"]}, indent=None)
+    assert text == '{"k\\ufffd":["\\ufffd","ok \U0001f600"]}'
+    text.encode()
+
+
+def test_go_json_refuses_non_finite_numbers() -> None:
+    """NaN/Infinity are not JSON: the encoder raises (skel turns that into an error object) instead of writing them."""
+    from multiplane.errors import go_json
+
+    with pytest.raises(ValueError):
+        go_json({"mtu": float("inf")})

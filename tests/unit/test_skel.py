@@ -599,3 +599,190 @@ def test_binary_error_vectors(command: str, kwargs: dict[str, Any], stdin: bytes
     if msg is not None:
         assert err["msg"] == msg
     assert "Traceback" not in inv.stdout
+
+
+# ---- hostile input: every answer is one UTF-8-encodable JSON object (issue 11) ------------------
+
+
+def assert_encodable(outcome: Outcome) -> Any:
+    """stdout is one JSON document that can be written as UTF-8; returns it."""
+    outcome.stdout.encode()  # a lone surrogate here is what killed the binary before
+    return outcome.document()
+
+
+@pytest.mark.parametrize(
+    "stdin",
+    [
+        b'{"cniVersion": "\\ud800", "name": "testnet", "type": "x"}',
+        b'{"cniVersion": "1.0.0", "name": "net\\udfff", "type": "x"}',
+        b'{"cniVersion": "\\udc80\\ud800", "name": "testnet", "type": "x"}',
+    ],
+    ids=["version", "name", "two-lone-halves"],
+)
+def test_lone_surrogate_in_config_is_answered_as_go_does(stdin: bytes) -> None:
+    """A `\\ud800`-style escape echoed into an error comes out as U+FFFD (Go's decoder does the same)."""
+    outcome = invoke("ADD", stdin)
+    err = assert_encodable(outcome)
+    assert outcome.status == 1
+    assert "\ufffd" in err["msg"] + err["details"]
+    assert outcome.plugin.calls == []
+
+
+def test_lone_surrogate_in_config_reaches_the_plugin_as_replacement_character() -> None:
+    """The plugin never sees a lone surrogate: strings are decoded Go's way, keys and nested values too."""
+    stdin = b'{"cniVersion": "1.0.0", "name": "testnet", "type": "x", "k\\ud800": ["a\\udc00", {"b": "\\udbff"}]}'
+    outcome = invoke("ADD", stdin)
+    assert outcome.status == 0
+    ((_, req),) = outcome.plugin.calls
+    assert req.conf.raw["k\ufffd"] == ["a\ufffd", {"b": "\ufffd"}]
+
+
+def test_surrogate_pair_escape_is_kept() -> None:
+    """A proper surrogate pair is one character, not two replacements."""
+    stdin = b'{"cniVersion": "1.0.0", "name": "testnet", "type": "x", "emoji": "\\ud83d\\ude00"}'
+    outcome = invoke("ADD", stdin)
+    assert outcome.plugin.calls[0][1].conf.raw["emoji"] == "\U0001f600"
+
+
+@pytest.mark.parametrize(
+    "stdin",
+    [
+        b'{"cniVersion": "1.0.0", "name": "testnet", "type": "x\\u0000y"}',
+        b'{"cniVersion": "1.0.0", "name": "testnet", "type": "x", "ipam": {"dataDir": "/tmp/a\\u0000b"}}',
+        b'{"cniVersion": "1.0.0", "name": "testnet", "type": "x", "l": [["\\u0000"]]}',
+        b'{"cniVersion": "1.0.0", "name": "testnet", "type": "x", "k\\u0000": 1}',
+    ],
+    ids=["type", "nested-value", "list", "key"],
+)
+def test_nul_anywhere_in_config_is_code_7(stdin: bytes) -> None:
+    """A NUL character in any string of the config is refused before the plugin runs (it could only reach open/exec)."""
+    outcome = invoke("ADD", stdin)
+    err = assert_encodable(outcome)
+    assert err["code"] == 7
+    assert err["msg"].startswith("invalid network config: NUL character in a string at ")
+    assert outcome.plugin.calls == []
+
+
+def test_nul_error_names_where() -> None:
+    err = invoke("ADD", b'{"cniVersion":"1.0.0","name":"testnet","type":"x","ipam":{"d":[1,"\\u0000"]}}').error()
+    assert err["msg"] == "invalid network config: NUL character in a string at .ipam.d[1]"
+
+
+@pytest.mark.parametrize(
+    "stdin",
+    [b"[" * 3000, b'{"a":' * 3000, b'{"cniVersion":"1.0.0","name":"testnet","type":"x","a":' + b"[" * 5000],
+    ids=["array", "object", "inside-config"],
+)
+def test_deep_nesting_is_code_6(stdin: bytes) -> None:
+    """JSON nested deeper than the decoder allows is a decoding failure (6), never `internal error`."""
+    outcome = invoke("ADD", stdin)
+    err = assert_encodable(outcome)
+    assert err["code"] == 6
+    assert err["msg"] == "error unmarshall network config: exceeded max depth"
+
+
+@pytest.mark.parametrize(
+    "stdin",
+    [
+        '{"cniVersion": "1.0.0", "name": "testnet", "type": "x"}'.encode("utf-16"),
+        '{"cniVersion": "1.0.0", "name": "testnet", "type": "x"}'.encode("utf-32-le"),
+        b'\xef\xbb\xbf{"cniVersion": "1.0.0", "name": "testnet", "type": "x"}',
+    ],
+    ids=["utf-16", "utf-32", "utf-8-bom"],
+)
+def test_config_must_be_utf8_json(stdin: bytes) -> None:
+    """Go reads stdin as UTF-8 only; Python's decoder would also take UTF-16/32: refused with 6."""
+    outcome = invoke("ADD", stdin)
+    assert assert_encodable(outcome)["code"] == 6
+    assert outcome.plugin.calls == []
+
+
+@pytest.mark.parametrize("number", ["1e999", "-1e999", "1E400"])
+def test_number_beyond_float64_is_code_6(number: str) -> None:
+    """A number Go's strconv cannot hold is refused, not read as infinity (which no JSON encoder can write)."""
+    stdin = f'{{"cniVersion": "1.0.0", "name": "testnet", "type": "x", "mtu": {number}}}'.encode()
+    err = invoke("ADD", stdin).error()
+    assert err["code"] == 6
+    assert number in err["msg"]
+
+
+@pytest.mark.parametrize(
+    "variable", ["CNI_COMMAND", "CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH"]
+)
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [("\udcff\udcfe", "is not valid UTF-8"), ("a\udc80b", "is not valid UTF-8"), ("a\0b", "contains a NUL character")],
+    ids=["surrogateescape", "mixed", "nul"],
+)
+def test_env_bytes_that_are_not_text_are_code_4(variable: str, value: str, problem: str) -> None:
+    """Non-UTF-8 bytes (surrogateescape) or a NUL in any CNI_* variable: code 4 naming it; the plugin never runs."""
+    outcome = invoke("ADD", conf(), **{variable: value})
+    err = assert_encodable(outcome)
+    assert err["code"] == 4
+    assert err["msg"] == f"{variable} {problem}"
+    assert outcome.plugin.calls == []
+
+
+def test_env_check_shows_the_bytes() -> None:
+    """The details show the offending bytes as escapes, readable in a runtime's log."""
+    err = invoke("ADD", conf(), CNI_IFNAME="eth\udcff").error()
+    assert err["details"] == "eth\\xff"
+
+
+def test_internal_error_text_with_surrogates_is_encodable() -> None:
+    """An unexpected exception whose text holds a lone surrogate still gives one encodable 999 object."""
+    outcome = invoke("ADD", conf(), plugin=FakePlugin(exc=RuntimeError("bad \ud800 \udcff")))
+    err = assert_encodable(outcome)
+    assert err["code"] == 999
+    assert err["msg"] == "internal error: RuntimeError: bad \ufffd \ufffd"
+
+
+def test_cni_error_with_surrogates_is_encodable() -> None:
+    outcome = invoke("ADD", conf(), plugin=FakePlugin(exc=CniError("m\udcff", "d\ud800")))
+    assert (assert_encodable(outcome)["msg"], outcome.document()["details"]) == ("m\ufffd", "d\ufffd")
+
+
+def test_result_with_surrogates_is_encodable() -> None:
+    """A result echoing odd text (an interface name from the environment) is written with U+FFFD."""
+    result = Result("1.1.0", interfaces=[Interface("e\udcff")])
+    outcome = invoke("ADD", conf(), plugin=FakePlugin(result=result))
+    assert outcome.status == 0
+    assert assert_encodable(outcome)["interfaces"] == [{"name": "e\ufffd"}]
+
+
+def test_error_that_cannot_be_serialised_still_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Even when the error object itself cannot be written (a bug), stdout gets one 999 object."""
+
+    class Broken(CniError):
+        def to_dict(self, cni_version: str) -> dict[str, object]:
+            return {"cniVersion": cni_version, "code": 7, "msg": object()}
+
+    outcome = invoke("ADD", conf(), plugin=FakePlugin(exc=Broken("x")))
+    err = assert_encodable(outcome)
+    assert (outcome.status, err["code"]) == (1, 999)
+    assert err["msg"].startswith("internal error:")
+    assert "TypeError" in outcome.stderr
+
+
+def test_unencodable_answer_becomes_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """If a handler's answer were not UTF-8 text, the runtime gets an error object instead of a crash."""
+    monkeypatch.setattr(skel, "dispatch", lambda plugin, env, stdin: '{"x": "\ud800"}')
+    outcome = invoke("ADD", conf())
+    err = assert_encodable(outcome)
+    assert (outcome.status, err["code"]) == (1, 999)
+    assert "UnicodeEncodeError" in outcome.stderr
+
+
+def test_version_reply_is_go_encoder_output() -> None:
+    """VERSION is written as Go's json.Encoder writes it: compact, newline-terminated, through the one encoder."""
+    outcome = invoke_env({"CNI_COMMAND": "VERSION"}, b'{"cniVersion": "\\ud800"}')
+    assert outcome.stdout == (
+        '{"cniVersion":"\\ufffd","supportedVersions":["0.1.0","0.2.0","0.3.0","0.3.1","0.4.0","1.0.0","1.1.0"]}\n'
+    )
+    outcome.stdout.encode()
+
+
+def test_version_ignores_bad_bytes_in_other_variables() -> None:
+    """VERSION reads no other CNI_* variable, so their bytes do not matter to it."""
+    outcome = invoke("VERSION", b"", CNI_IFNAME="\udcff", CNI_PATH="a\0b")
+    assert outcome.status == 0

@@ -21,23 +21,51 @@ import subprocess
 import sys
 import time
 
-from multiplane.errors import CniError, DelegateError, InvalidConfig, TryAgainLater
+from multiplane.errors import (
+    CniError,
+    DelegateError,
+    InvalidConfig,
+    InvalidEnvironment,
+    PluginNotFound,
+    TryAgainLater,
+)
+from multiplane.spec.args import printable
 from multiplane.spec.result import Result
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-__all__ = ["DEFAULT_TIMEOUT", "ExecDelegator", "find_plugin", "parse_error", "parse_result"]
+__all__ = ["DEFAULT_TIMEOUT", "ExecDelegator", "find_plugin", "parse_error", "parse_result", "valid_plugin_type"]
 
 DEFAULT_TIMEOUT = 60.0
 _TXTBSY_TRIES = 5
 
 
+def valid_plugin_type(plugin_type: object) -> bool:
+    """A plugin type names one file: non-empty printable text without a path separator.
+
+    `isprintable` also refuses NUL, control characters and lone surrogates (the
+    surrogateescape form of bytes that are not UTF-8), none of which can name a binary
+    a runtime would install; "." and ".." are not files.
+    """
+    return (
+        isinstance(plugin_type, str)
+        and plugin_type not in ("", ".", "..")
+        and "/" not in plugin_type
+        and "\\" not in plugin_type
+        and plugin_type.isprintable()
+    )
+
+
 def find_plugin(plugin_type: str, paths: Sequence[str]) -> str:
-    """Path of the plugin binary; InvalidConfig for a bad name, CniError if it is not there."""
-    if not plugin_type or "/" in plugin_type or "\\" in plugin_type:
-        raise InvalidConfig(f"invalid plugin name: {plugin_type!r}")
+    """Path of the plugin binary; InvalidConfig (7) for a bad name, PluginNotFound if it is not there.
+
+    The name is checked before any directory is searched. A search directory that cannot be
+    a path (a NUL, text that is not UTF-8) is skipped like a missing one.
+    """
+    if not valid_plugin_type(plugin_type):
+        raise InvalidConfig(f"invalid plugin name: '{printable(str(plugin_type))}'")
     if not paths:
         raise CniError("no paths provided")
     for directory in paths:
@@ -45,9 +73,9 @@ def find_plugin(plugin_type: str, paths: Sequence[str]) -> str:
         try:
             if stat.S_ISREG(os.stat(candidate).st_mode):
                 return candidate
-        except OSError:
+        except (OSError, ValueError):
             continue
-    raise CniError(f'failed to find plugin "{plugin_type}" in path [{" ".join(paths)}]')
+    raise PluginNotFound(f'failed to find plugin "{plugin_type}" in path [{" ".join(paths)}]')
 
 
 def parse_error(returncode: int, stdout: bytes, stderr: bytes) -> DelegateError:
@@ -97,11 +125,17 @@ class ExecDelegator:
                 if exc.errno != errno.ETXTBSY or attempt == _TXTBSY_TRIES - 1:
                     raise CniError(f'failed to execute plugin "{binary}": {exc.strerror or exc}') from exc
                 time.sleep(1)
+            except ValueError as exc:
+                # An environment exec cannot carry: a NUL, or text that is not UTF-8 in a name or value.
+                raise InvalidEnvironment(f'cannot execute plugin "{plugin_type}": {exc}') from exc
             except subprocess.TimeoutExpired as exc:
                 raise TryAgainLater(f'plugin "{plugin_type}" ({command}) timed out after {self.timeout:g}s') from exc
-        if proc.stderr:
-            sys.stderr.buffer.write(proc.stderr)
-            sys.stderr.flush()
+        if proc.stderr and sys.stderr is not None:
+            try:
+                sys.stderr.buffer.write(proc.stderr)
+                sys.stderr.flush()
+            except (AttributeError, OSError, ValueError):
+                pass  # a stderr without bytes (tests) or a closed one: the plugin's answer matters more
         if proc.returncode != 0:
             raise parse_error(proc.returncode, proc.stdout, proc.stderr)
         return proc.stdout

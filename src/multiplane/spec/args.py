@@ -20,7 +20,9 @@ __all__ = [
     "CmdArgs",
     "parse_bool",
     "parse_cni_args",
+    "printable",
     "validate_container_id",
+    "validate_env_value",
     "validate_ifname",
     "valid_name",
 ]
@@ -52,10 +54,48 @@ def validate_container_id(value: str) -> None:
         raise InvalidEnvironment("invalid characters in containerID", value)
 
 
+def _is_utf8(value: str) -> bool:
+    """False for text holding a lone surrogate: non-UTF-8 bytes of the environment (surrogateescape)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(value: str) -> str:
+    """`value` for a message: the bytes it came from, anything not UTF-8 or not printable as an escape."""
+    try:
+        text = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        text = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def validate_env_value(name: str, value: str) -> None:
+    """A CNI_* value must be UTF-8 text without NUL; InvalidEnvironment (4) otherwise.
+
+    Python hands non-UTF-8 bytes of the environment over as lone surrogates (surrogateescape);
+    Go would pass them on as bytes and fail later, somewhere less clear. A NUL cannot come from
+    a real environment, but a daemon forwarding a request could carry one.
+    """
+    if "\0" in value:
+        raise InvalidEnvironment(f"{name} contains a NUL character", printable(value))
+    if not _is_utf8(value):
+        raise InvalidEnvironment(f"{name} is not valid UTF-8", printable(value))
+
+
 def validate_ifname(value: str) -> None:
-    """utils.ValidateInterfaceName: non-empty, ≤ 15 bytes, not . or .., no / : or whitespace."""
+    """utils.ValidateInterfaceName: non-empty, ≤ 15 bytes, not . or .., no / : or whitespace.
+
+    Also UTF-8 text without NUL (Go counts the bytes and lets the kernel refuse the rest).
+    """
     if not value:
         raise InvalidEnvironment("interface name is empty")
+    if not _is_utf8(value):
+        raise InvalidEnvironment("interface name is not valid UTF-8", printable(value))
+    if "\0" in value:
+        raise InvalidEnvironment("interface name contains a NUL character", printable(value))
     if len(value.encode()) > _MAX_IFNAME:
         raise InvalidEnvironment(
             "interface name is too long", f"interface name should be less than {_MAX_IFNAME + 1} characters"
@@ -106,7 +146,10 @@ class CmdArgs:
             if not value:
                 if command in required_for or name == "CNI_COMMAND":
                     missing.append(name)
-            elif command in required_for and name in _VALIDATORS:
+                continue
+            if command != "VERSION":  # VERSION reads none of them; libcni sends dummies
+                validate_env_value(name, value)
+            if command in required_for and name in _VALIDATORS:
                 _VALIDATORS[name](value)
         if missing:
             raise InvalidEnvironment(f"required env variables [{','.join(missing)}] missing")

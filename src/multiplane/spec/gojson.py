@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
+import re
+
 from multiplane.errors import DecodingFailure, InvalidConfig
 
 TYPE_CHECKING = False
@@ -37,19 +40,83 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (math.inf, -math.inf):
+        # Go: strconv.ParseFloat fails and the decoder reports the number.
+        raise ValueError(f"json: cannot unmarshal number {text} into Go value of type float64")
+    return value
+
+
+# Only a \u escape can put a lone surrogate or a NUL into a decoded string: raw surrogates are
+# not UTF-8 and raw control characters are not allowed in JSON strings.
+_SUSPECT_ESCAPE = re.compile(r"\\u(?:[dD][89a-fA-F]|0000)")
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _go_string(text: str, where: str) -> str:
+    if "\0" in text:
+        raise InvalidConfig(f"invalid network config: NUL character in a string at {where or '.'}")
+    return _SURROGATES.sub("\ufffd", text)
+
+
+def _go_strings(value: Any) -> Any:
+    """Every string of a decoded document, Go's way: lone surrogates → U+FFFD; a NUL → InvalidConfig.
+
+    Iterative, so a document nested as deep as the decoder allows cannot exhaust the stack.
+    """
+    if isinstance(value, str):
+        return _go_string(value, "")
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, dict):
+            items = list(node.items())
+            node.clear()
+            for raw_key, item in items:
+                key = _go_string(raw_key, where)
+                path = f"{where}.{key}"
+                if isinstance(item, str):
+                    item = _go_string(item, path)
+                elif isinstance(item, (dict, list)):
+                    stack.append((item, path))
+                node[key] = item
+        elif isinstance(node, list):
+            for index, item in enumerate(node):
+                path = f"{where}[{index}]"
+                if isinstance(item, str):
+                    node[index] = _go_string(item, path)
+                elif isinstance(item, (dict, list)):
+                    stack.append((item, path))
+    return value
+
+
 def load_object(data: bytes) -> dict[str, Any] | None:
-    """Decode stdin JSON; DecodingFailure (6) unless it is an object (or null, as Go allows)."""
+    """Decode stdin JSON; DecodingFailure (6) unless it is an object (or null, as Go allows).
+
+    Go's rules where Python's decoder differs: the input must be UTF-8 (Python would also
+    take UTF-16 and UTF-32), nesting too deep to decode is a decoding failure, a number
+    beyond float64 is refused rather than read as infinity, and a `\\ud800`-style escape
+    that is not half of a surrogate pair decodes to U+FFFD, so no string we hand on is
+    unencodable. Unlike Go, a NUL character (`\\u0000`) anywhere in the document is an
+    invalid configuration (7): it could only end in a failed open or exec further on.
+    """
     try:
-        value = json.loads(data, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        text = "unexpected end of JSON input" if not data.strip() else str(exc)
-        raise DecodingFailure(f"error unmarshall network config: {text}") from exc
+        text = data.decode("utf-8")
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except RecursionError as exc:
+        raise DecodingFailure("error unmarshall network config: exceeded max depth") from exc
+    except ValueError as exc:  # UnicodeDecodeError is a ValueError
+        detail = "unexpected end of JSON input" if not data.strip() else str(exc)
+        raise DecodingFailure(f"error unmarshall network config: {detail}") from exc
     if value is None:
         return None
     if not isinstance(value, dict):
         raise DecodingFailure(
             f"error unmarshall network config: json: cannot unmarshal {json_type(value)} into Go value of type types.NetConf"
         )
+    if _SUSPECT_ESCAPE.search(text):
+        value = _go_strings(value)
     return value
 
 
