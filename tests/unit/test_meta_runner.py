@@ -1154,3 +1154,29 @@ def test_status_without_readiness_file_is_code_50(world: World, tmp_path: Path) 
     path.write_text("")
     (world.conf_dir / "10-cluster.conf").write_text(json.dumps(CLUSTER_11))
     assert world.run("STATUS", {**world.meta, "cniVersion": "1.1.0", "readinessindicatorfile": str(path)}) is None
+
+
+@pytest.mark.parametrize(
+    "manifest", ['{"metadata": 1}', '{"metadata": {"annotations": 1}}', '{"metadata": {"annotations": {"a": 1}}}']
+)
+def test_a_malformed_pod_manifest_is_a_config_error_and_del_goes_on(world: World, manifest: str) -> None:
+    """A pod manifest that is not a Pod's shape fails ADD with code 7 naming it; DEL still succeeds (never pinned)."""
+    (world.pod_dir / "test").mkdir()
+    (world.pod_dir / "test" / "mp-pod.json").write_text(manifest)
+    err = world.fails("ADD", args=POD_ARGS)
+    assert err.error_code == 7 and "mp-pod.json" in err.msg
+    assert world.run("DEL", args=POD_ARGS) is None
+    assert ("mp-spy1", "DEL", "eth0") in world.spies.seen()
+
+
+def test_del_removes_the_temporaries_a_killed_writer_left(world: World) -> None:
+    """A writer SIGKILLed between its temporary file and the rename leaves `.<id>.<pid>.tmp`: DEL of that container
+    removes its own (cache and status file), never another container's."""
+    (world.cni_dir / "status").mkdir(parents=True)
+    ours = [world.cni_dir / ".mp-c1.12345.tmp", world.cni_dir / "status" / ".mp-c1.json.12345.tmp"]
+    theirs = [world.cni_dir / ".mp-c2.12345.tmp", world.cni_dir / "status" / ".mp-c2.json.12345.tmp"]
+    for path in ours + theirs:
+        path.write_text("{half")
+    assert world.run("DEL", args=POD_ARGS) is None
+    assert [p.exists() for p in ours] == [False, False]
+    assert [p.exists() for p in theirs] == [True, True]

@@ -33,6 +33,7 @@ __all__ = [
     "KubeSource",
     "LocalSource",
     "NetworkConfig",
+    "annotations_of",
     "conf_files",
     "load_file",
     "load_nad_manifests",
@@ -144,6 +145,23 @@ class KubeSource:
         return f'pods "{namespace}/{name}"'
 
 
+def annotations_of(obj: Any, where: str) -> dict[str, str]:
+    """A Pod object's annotations, checked: InvalidConfig naming `where` if the shape is not a Pod's."""
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict):
+        raise InvalidConfig(f"{where}: metadata must be an object")
+    annotations = meta.get("annotations")
+    if annotations is None:
+        return {}
+    if not isinstance(annotations, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()
+    ):
+        raise InvalidConfig(f"{where}: metadata.annotations must map strings to strings")
+    return dict(annotations)
+
+
 def _load_manifests(path: str) -> list[Any]:
     with open(path, encoding="utf-8") as fh:
         text = fh.read()
@@ -198,11 +216,11 @@ class LocalSource:
                     docs = _load_manifests(path)
                 except Exception as exc:  # noqa: BLE001 - any parse error is a config error here
                     raise InvalidConfig(f"cannot read pod manifest {path}: {exc}") from exc
-                if docs and isinstance(docs[0], dict):
-                    pod["metadata"]["annotations"].update((docs[0].get("metadata") or {}).get("annotations") or {})
+                if docs:
+                    pod["metadata"]["annotations"].update(annotations_of(docs[0], f"pod manifest {path}"))
                 break
         annotations = pod["metadata"]["annotations"]
-        annotations.update(self.runtime_annotations)
+        annotations.update(annotations_of({"metadata": {"annotations": self.runtime_annotations}}, "runtimeConfig"))
         if "MULTIPLANE_NETWORKS" in self.args:
             annotations[NETWORKS_ANNOTATION] = self.args["MULTIPLANE_NETWORKS"]
         if "MULTIPLANE_DEFAULT_NETWORK" in self.args:

@@ -18,7 +18,7 @@ import os
 import time
 
 from multiplane.errors import CniError, DelegateError, InvalidConfig, InvalidEnvironment, NotAvailable, PluginNotFound
-from multiplane.fsutil import write_atomic
+from multiplane.fsutil import sweep_temporaries, write_atomic
 from multiplane.logs import Logger
 from multiplane.plugins.meta import cache, status
 from multiplane.plugins.meta.config import MetaConf
@@ -117,9 +117,11 @@ class _Call:
             raise CniError(
                 f'pod "{self.pod.namespace}/{self.pod.name}" not found in the Kubernetes API', exc.details
             ) from exc
-        meta = (obj or {}).get("metadata") or {}
-        uid = str(meta.get("uid", ""))
-        annotations = {str(k): str(v) for k, v in (meta.get("annotations") or {}).items()}
+        from multiplane.plugins.meta.networks import annotations_of
+
+        annotations = annotations_of(obj, f'pod "{self.pod.namespace}/{self.pod.name}"')
+        meta = obj.get("metadata") if isinstance(obj, dict) else None
+        uid = str(meta.get("uid") or "") if isinstance(meta, dict) else ""
         if self.pod.uid and uid and uid != self.pod.uid:
             if not _is_static(annotations):
                 raise CniError(f'expected pod UID "{self.pod.uid}" but got "{uid}" from Kube API')
@@ -369,6 +371,12 @@ class Meta:
         cid = call.req.args.container_id
         _remove_file(call, "cache", lambda: cache.path_for(call.conf.cni_dir, cid))
         _remove_file(call, "network-status", lambda: _status_path(call.conf.cni_dir, cid))
+        # A writer killed between its temporary file and the rename leaves `.<name>.<pid>.tmp`;
+        # only this container's own are removed (the runtime never runs its ADD and DEL at once).
+        sweep_temporaries(call.conf.cni_dir, [cid], older_than=0)
+        status_dir = os.path.join(call.conf.cni_dir, "status")
+        if not os.path.islink(status_dir):
+            sweep_temporaries(status_dir, [f"{cid}.json"], older_than=0)
 
     def _rebuild(self, call: _Call) -> list[Delegate]:
         """No cache: what the configuration and pod say now, best effort; nothing known → nothing to do."""
@@ -377,7 +385,7 @@ class Meta:
         try:
             source = call.source
             call.read_pod()
-        except CniError as exc:
+        except CniError as exc:  # a bad pod object is a CniError too (annotations_of)
             call.log.verbose(f"{call.pod.label()}: DEL without cache, pod unreadable ({exc})")
             call.pod.annotations = {}
             source = LocalSource("", "", {}, {})  # files only: the cluster network may still resolve
@@ -394,7 +402,13 @@ class Meta:
             call.log.error(
                 f"{call.pod.label()}: DEL without cache and no usable configuration ({exc}); nothing to delete"
             )
-            return []
+        except Exception:  # noqa: BLE001 - a bug must not pin the sandbox: log it, release what the sweep finds
+            import traceback
+
+            call.log.error(
+                f"{call.pod.label()}: DEL without cache: rebuilding the plan failed:\n{traceback.format_exc()}"
+            )
+        return []
 
     def check(self, req: Request) -> None:
         call = _Call(req)
