@@ -19,8 +19,6 @@ Only `skel` turns these into JSON on stdout (`to_json`); nothing else prints the
 
 from __future__ import annotations
 
-import json
-import re
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,27 +39,21 @@ __all__ = [
     "UnknownContainer",
     "UnsupportedField",
     "go_json",
+    "go_string",
 ]
 
 
-# A lone UTF-16 surrogate (U+D800-U+DFFF) is not a Unicode scalar value and cannot be written
-# as UTF-8. Python makes them from a JSON escape such as "\ud800" and, with surrogateescape,
-# from non-UTF-8 bytes in the environment; Go never has them in a string.
-_SURROGATES = re.compile("[\ud800-\udfff]")
+def _go_escape(text: str) -> str:
+    """What Go's encoder does beyond JSON: HTML-safe escapes, and U+FFFD for text that is not Unicode.
 
-
-def go_json(obj: object, indent: int | None = 4) -> str:
-    """Serialise like Go's encoding/json: 4-space indent, HTML-safe escapes, no trailing newline.
-
-    The text is always valid Unicode, so it can be encoded as UTF-8: every lone surrogate
-    becomes the escape `\\ufffd` (U+FFFD, the replacement character), which is exactly what
-    Go's encoder writes for bytes that are not UTF-8 (and Go's decoder already turns a
-    `\\ud800`-style escape into U+FFFD). Escaping the surrogate itself (`\\ud800`) would keep
-    it, but strict decoders (Rust's serde_json among them) refuse such a document.
+    A lone UTF-16 surrogate (U+D800-U+DFFF) is not a Unicode scalar value and cannot be
+    written as UTF-8. Python makes them from a JSON escape such as "\\ud800" and, with
+    surrogateescape, from non-UTF-8 bytes in the environment; Go never has them in a string.
+    Each becomes the escape `\\ufffd` (U+FFFD, the replacement character), which is exactly
+    what Go's encoder writes for bytes that are not UTF-8 (and Go's decoder already turns a
+    `\\ud800`-style escape into U+FFFD). Escaping the surrogate itself would keep it, but
+    strict decoders (Rust's serde_json among them) refuse such a document.
     """
-    text = json.dumps(
-        obj, indent=indent, ensure_ascii=False, allow_nan=False, separators=(",", ": ") if indent else (",", ":")
-    )
     # Go escapes these so the output is safe to embed in HTML; libcni users see the same bytes.
     text = (
         text.replace("<", "\\u003c")
@@ -70,7 +62,31 @@ def go_json(obj: object, indent: int | None = 4) -> str:
         .replace("\u2028", "\\u2028")
         .replace("\u2029", "\\u2029")
     )
-    return _SURROGATES.sub("\\\\ufffd", text)
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        text = "".join("\\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
+    return text
+
+
+def go_json(obj: object, indent: int | None = 4) -> str:
+    """Serialise like Go's encoding/json: 4-space indent, HTML-safe escapes, no trailing newline.
+
+    The text is always valid Unicode, so it can be encoded as UTF-8 (see `_go_escape`).
+    """
+    import json
+
+    text = json.dumps(
+        obj, indent=indent, ensure_ascii=False, allow_nan=False, separators=(",", ": ") if indent else (",", ":")
+    )
+    return _go_escape(text)
+
+
+def go_string(text: str) -> str:
+    """One JSON string exactly as `go_json` writes it, without loading the json package (VERSION's fast path)."""
+    from _json import encode_basestring  # what json.dumps(ensure_ascii=False) uses for every string
+
+    return _go_escape(encode_basestring(text))
 
 
 class CniError(Exception):

@@ -8,19 +8,18 @@ exception never escapes as a traceback on stdout.
 
 from __future__ import annotations
 
-import json
 import sys
 
-from multiplane.errors import CniError, IncompatibleVersion, InvalidEnvironment, go_json
+from multiplane.errors import CniError, IncompatibleVersion, InvalidEnvironment, go_json, go_string
 from multiplane.spec import version as versions
 from multiplane.spec.args import CmdArgs
-from multiplane.spec.netconf import NetConf
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from typing import Protocol, TextIO
 
+    from multiplane.spec.netconf import NetConf
     from multiplane.spec.result import Result
 
     class Plugin(Protocol):
@@ -54,17 +53,50 @@ def _about(name: str) -> str:
     return f"CNI {name} plugin {__version__}\nCNI protocol versions supported: {', '.join(versions.SUPPORTED)}\n"
 
 
-def _version_reply(stdin: bytes) -> str:
-    """VERSION echoes the caller's cniVersion (spec §2.5); garbage stdin still gets an answer."""
-    requested = versions.CURRENT
+class _ScanContext:
+    """What `_json.make_scanner` reads from a JSONDecoder: strict strings, no hooks, plain numbers."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    memo: dict[str, str] = {}
+
+    @staticmethod
+    def parse_constant(name: str) -> float:
+        raise ValueError(f"{name} is not JSON")
+
+
+def _requested_version(stdin: bytes) -> str:
+    """The caller's cniVersion in a VERSION request, "" if there is none or stdin is not a JSON object.
+
+    Decoded with the json package's own C scanner, not the package: `import json` loads `re`
+    and `enum` (~5 ms here), more than the rest of a VERSION call. Like Go's decoder, bytes
+    that are not UTF-8 become U+FFFD. tests/unit/test_version_path.py checks it against json.loads.
+    """
+    from _json import make_scanner
+
+    text = stdin.decode("utf-8", "replace")
+    start = len(text) - len(text.lstrip(" \t\n\r"))
     try:
-        obj = json.loads(stdin) if stdin.strip() else None
-        if isinstance(obj, dict) and isinstance(obj.get("cniVersion"), str) and obj["cniVersion"]:
-            requested = obj["cniVersion"]
-    except (ValueError, RecursionError):
-        pass
-    # Go's json.Encoder: compact, then a newline.
-    return go_json({"cniVersion": requested, "supportedVersions": list(versions.SUPPORTED)}, indent=None) + "\n"
+        obj, end = make_scanner(_ScanContext())(text, start)
+    except Exception:  # noqa: BLE001 - StopIteration, JSONDecodeError, RecursionError: not a JSON document
+        return ""
+    if text[end:].strip(" \t\n\r") or not isinstance(obj, dict):
+        return ""
+    version = obj.get("cniVersion")
+    return version if isinstance(version, str) else ""
+
+
+def _version_reply(stdin: bytes) -> str:
+    """VERSION echoes the caller's cniVersion (spec §2.5); garbage stdin still gets an answer.
+
+    The reply is what `go_json(…, indent=None)` would write, then a newline (Go's json.Encoder).
+    """
+    requested = _requested_version(stdin) or versions.CURRENT
+    supported = ",".join(f'"{v}"' for v in versions.SUPPORTED)
+    return f'{{"cniVersion":{go_string(requested)},"supportedVersions":[{supported}]}}\n'
 
 
 def _gate(command: str, conf_version: str) -> None:
@@ -84,12 +116,8 @@ def _gate(command: str, conf_version: str) -> None:
 
 def _error_version(stdin: bytes) -> str:
     """The cniVersion to put in an error: the request's when readable, else our newest."""
-    try:
-        obj = json.loads(stdin)
-    except (ValueError, RecursionError):
-        return versions.CURRENT
-    ver = obj.get("cniVersion") if isinstance(obj, dict) else None
-    return ver if isinstance(ver, str) and ver in versions.SUPPORTED else versions.CURRENT
+    ver = _requested_version(stdin)
+    return ver if ver in versions.SUPPORTED else versions.CURRENT
 
 
 def _resolve(plugin: Plugin | Callable[[], Plugin]) -> Plugin:
@@ -105,6 +133,8 @@ def dispatch(plugin: Plugin | Callable[[], Plugin], env: Mapping[str, str], stdi
     args = CmdArgs.from_env(env, stdin)
     if args.command == "VERSION":
         return _version_reply(stdin)
+    from multiplane.spec.netconf import NetConf
+
     conf = NetConf.parse(stdin)
     if args.command not in ("ADD", "CHECK", "DEL", "GC", "STATUS"):
         raise InvalidEnvironment(f"unknown CNI_COMMAND: {args.command}")
@@ -120,7 +150,12 @@ def dispatch(plugin: Plugin | Callable[[], Plugin], env: Mapping[str, str], stdi
 
 
 # What stdout gets when even an error object cannot be produced (a bug): ASCII, built at import.
-_LAST_RESORT = CniError("internal error: the answer could not be encoded (see stderr)").to_json(versions.CURRENT)
+# (Spelled out rather than built by to_json at import: that would load the json package on
+# every call, VERSION included; tests/unit/test_version_path.py checks they are equal.)
+_LAST_RESORT = (
+    '{\n    "cniVersion": "' + versions.CURRENT + '",\n    "code": 999,\n'
+    '    "msg": "internal error: the answer could not be encoded (see stderr)",\n    "details": ""\n}'
+)
 
 
 def _tell(stderr: TextIO | None, text: str) -> None:

@@ -6,8 +6,6 @@ The order of checks and the error texts follow containernetworking/cni `pkg/skel
 
 from __future__ import annotations
 
-import re
-
 from multiplane.errors import InvalidEnvironment
 
 TYPE_CHECKING = False
@@ -29,7 +27,7 @@ __all__ = [
 
 COMMANDS = ("ADD", "CHECK", "DEL", "GC", "STATUS", "VERSION")
 
-_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*")
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 _MAX_IFNAME = 15
 
 # (variable, commands that require it); the order is skel's and fixes the order of the
@@ -45,8 +43,11 @@ _ENV_TABLE: tuple[tuple[str, frozenset[str]], ...] = (
 
 
 def valid_name(name: str) -> bool:
-    """The spec's regex for network names and container ids (whole string)."""
-    return _NAME_RE.fullmatch(name) is not None
+    r"""The spec's `^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$` for network names and container ids.
+
+    Checked without `re`: importing it costs a VERSION call ~4 ms, more than the call's work.
+    """
+    return bool(name) and name[0].isascii() and name[0].isalnum() and all(c in _NAME_CHARS for c in name)
 
 
 def validate_container_id(value: str) -> None:
