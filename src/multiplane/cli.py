@@ -31,30 +31,8 @@ plugins: {plugins}
 
 
 def _invoked_name(argv0: str) -> str:
-    """The name we were started by (the personality), also inside the static binary.
-
-    staticx runs the real program as `<bundle dir>/multiplane`, so argv[0] no longer shows the
-    link (`multiplane-host-local`) the runtime executed. Its loader is still running as our
-    ancestor, with the original command line: find the ancestor whose executable is
-    STATICX_PROG_PATH and take its argv[0].
-    """
-    prog_path = os.environ.get("STATICX_PROG_PATH")
-    if not prog_path:
-        return os.path.basename(argv0)
-    target = os.path.realpath(prog_path)
-    pid = os.getppid()
-    for _ in range(8):
-        try:
-            if os.path.realpath(f"/proc/{pid}/exe") == target:
-                with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                    return os.path.basename(fh.read().split(b"\0")[0].decode(errors="replace"))
-            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-                pid = int(fh.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            break
-        if pid <= 1:
-            break
-    return os.path.basename(prog_path)
+    """The name we were started by (the personality): the launcher passes the runtime's argv[0] on."""
+    return os.path.basename(argv0)
 
 
 def _read_stdin() -> bytes:
