@@ -234,23 +234,47 @@ static int safe_rel(const char *rel) {
     return 1;
 }
 
+/* Make <tmp> and hold its .lock exclusively; the descriptor, or -1 with `why`.
+ *
+ * Another call's sweep opens .lock and tries LOCK_EX|LOCK_NB. If it does so between our open
+ * and our flock, it wins the lock, renames the directory away and removes it; our flock then
+ * returns on a lock file that is no longer in <tmp> (and mkdirs would later re-create <tmp>
+ * without one, leaving a tree nobody can lock). So the lock counts only if <tmp>/.lock is
+ * still the file we hold; otherwise start again. */
+static int begin_unpack(const char *tmp, char *why, size_t whylen) {
+    char path[PATH_MAX];
+    pathf(path, "%s/.lock", tmp);
+    for (int attempt = 0; attempt < 5; attempt++) {
+        rm_tree(tmp);
+        if (mkdir(tmp, 0755) != 0) {
+            snprintf(why, whylen, "mkdir: %s", strerror(errno));
+            return -1;
+        }
+        int lock = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (lock < 0 && errno == ENOENT) continue; /* swept before we made the lock file */
+        if (lock < 0 || flock(lock, LOCK_EX) != 0) {
+            snprintf(why, whylen, "lock: %s", strerror(errno));
+            if (lock >= 0) close(lock);
+            rm_tree(tmp);
+            return -1;
+        }
+        struct stat held, named;
+        if (fstat(lock, &held) == 0 && stat(path, &named) == 0 && held.st_dev == named.st_dev &&
+            held.st_ino == named.st_ino)
+            return lock;
+        close(lock); /* swept between our open and our flock */
+    }
+    snprintf(why, whylen, "its unpack directory kept being removed by other calls");
+    return -1;
+}
+
 /* Unpack into <base>/<id>.tmp-<pid>, then rename to <base>/<id>. 0 on success (or if another won). */
 static int unpack(int self, uint64_t off, uint64_t size, const char *base, const char *id, char *why, size_t whylen) {
     char tmp[PATH_MAX], path[PATH_MAX], final[PATH_MAX];
     pathf(tmp, "%s/%s.tmp-%d", base, id, (int)getpid());
     pathf(final, "%s/%s", base, id);
-    rm_tree(tmp);
-    if (mkdir(tmp, 0755) != 0) {
-        snprintf(why, whylen, "mkdir: %s", strerror(errno));
-        return -1;
-    }
-    pathf(path, "%s/.lock", tmp);
-    int lock = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (lock < 0 || flock(lock, LOCK_EX) != 0) {
-        snprintf(why, whylen, "lock: %s", strerror(errno));
-        rm_tree(tmp);
-        return -1;
-    }
+    int lock = begin_unpack(tmp, why, whylen);
+    if (lock < 0) return -1;
     struct reader r = {self, off, off + size};
     static char buf[1 << 16];
     for (;;) {
@@ -397,15 +421,23 @@ static void installed(const char *dir, int argc, char **argv) {
 
 int main(int argc, char **argv) {
     char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    static const char deleted[] = " (deleted)";
+    /* Read the file this process runs through /proc/self/exe itself, not through its name: an
+     * install that renames a new launcher over this one between our exec and this point leaves
+     * the name pointing at another file, and the link reading "<path> (deleted)". */
+    int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? readlink("/proc/self/exe", self, sizeof self - 1) : -1;
+    size_t cut = sizeof deleted - 1;
     if (n > 0) {
         self[n] = '\0';
+        if ((size_t)n > cut && strcmp(self + n - cut, deleted) == 0) self[n - cut] = '\0';
     } else if (argc > 0 && strchr(argv[0], '/') && realpath(argv[0], self)) {
         /* no /proc: the path we were started by */
+        if (fd >= 0) close(fd);
+        fd = open(self, O_RDONLY | O_CLOEXEC);
     } else {
         fail("cannot find this program's own file: /proc is not mounted and argv[0] has no directory");
     }
-    int fd = open(self, O_RDONLY | O_CLOEXEC);
     if (fd < 0) fail("cannot read %s: %s", self, strerror(errno));
     struct stat st;
     unsigned char trailer[TRAILER_SIZE];

@@ -124,6 +124,34 @@ def _write_tree(directory: str, entries: Iterable[payload.Entry]) -> None:
         raise RuntimeError_(f"runtime files not in the build's MANIFEST: {', '.join(extra[:5])}")
 
 
+def _begin(tmp: str) -> int:
+    """Make `tmp` and hold its `.lock` exclusively; the descriptor.
+
+    Another install's sweep opens `.lock` and tries LOCK_EX|LOCK_NB; if that falls between our
+    open and our flock, it wins, renames the directory away and removes it, and our flock then
+    returns on a lock file no longer in `tmp`. The lock counts only if `tmp/.lock` is still the
+    file we hold; otherwise start again.
+    """
+    path = os.path.join(tmp, ".lock")
+    for _attempt in range(5):
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.mkdir(tmp, 0o755)
+        try:
+            lock = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except FileNotFoundError:
+            continue  # swept before the lock file existed
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        held = os.fstat(lock)
+        try:
+            named = os.stat(path)
+        except FileNotFoundError:
+            named = None
+        if named is not None and (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino):
+            return lock
+        os.close(lock)
+    raise RuntimeError_(f"{tmp} kept being removed by another install while being laid down")
+
+
 def lay_down(bin_dir: str, build: str, entries: Iterable[payload.Entry]) -> bool:
     """Make `<bin_dir>/.multiplane/<build>` a complete, checked tree; False if it already was one."""
     base = os.path.join(bin_dir, RUNTIME_DIR)
@@ -132,11 +160,8 @@ def lay_down(bin_dir: str, build: str, entries: Iterable[payload.Entry]) -> bool
         return False
     os.makedirs(base, mode=0o755, exist_ok=True)
     tmp = os.path.join(base, f"{build}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.mkdir(tmp, 0o755)
-    lock = os.open(os.path.join(tmp, ".lock"), os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    lock = _begin(tmp)
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             _write_tree(tmp, entries)
             with open(os.path.join(tmp, ".complete"), "w") as fh:
