@@ -167,7 +167,10 @@ def lay_down(bin_dir: str, build: str, entries: Iterable[payload.Entry]) -> bool
             with open(os.path.join(tmp, ".complete"), "w") as fh:
                 fh.write(build + "\n")
             fsync_dir(tmp)
-            if os.path.isdir(final):  # a complete-less leftover, or another install won meanwhile
+            if os.path.isfile(os.path.join(final, ".complete")):  # another install of this build won
+                shutil.rmtree(tmp, ignore_errors=True)
+                return False
+            if os.path.isdir(final):  # a leftover without .complete (never run): out of the way
                 _remove_if_unused(base, build)
             os.rename(tmp, final)
         except BaseException:
