@@ -338,6 +338,7 @@ io:
 static int usable_base(const char *base, char *why, size_t whylen) {
     char path[PATH_MAX];
     pathf(path, "%s", base);
+    int existed = access(base, F_OK) == 0;
     if (mkdirs(path, 0700) != 0) {
         snprintf(why, whylen, "%s", strerror(errno));
         return 0;
@@ -345,17 +346,15 @@ static int usable_base(const char *base, char *why, size_t whylen) {
     struct statvfs vfs;
     if (statvfs(base, &vfs) == 0 && (vfs.f_flag & ST_NOEXEC)) {
         snprintf(why, whylen, "mounted noexec");
-        return 0;
-    }
-    if (statvfs(base, &vfs) == 0 && (vfs.f_flag & ST_RDONLY)) {
+    } else if (statvfs(base, &vfs) == 0 && (vfs.f_flag & ST_RDONLY)) {
         snprintf(why, whylen, "read-only");
-        return 0;
-    }
-    if (access(base, W_OK | X_OK) != 0) {
+    } else if (access(base, W_OK | X_OK) != 0) {
         snprintf(why, whylen, "%s", strerror(errno));
-        return 0;
+    } else {
+        return 1;
     }
-    return 1;
+    if (!existed) rmdir(base); /* leave no empty directory where we will not unpack */
+    return 0;
 }
 
 static void self_contained(int self, const unsigned char *trailer, int argc, char **argv) {
