@@ -26,6 +26,8 @@ usage: multiplane --version
        <link named multiplane-<plugin>>  the same, chosen by the program name
        multiplane install [flags]   put the binary, plugin links and 00-multiplane.conf on this node
        multiplane uninstall [flags] remove them again (`multiplane install --help` lists the flags)
+       multiplane validate [FILE|-] check NADs, network configs, conflists and selection annotations
+       multiplane doctor [--json]   check this node: configs, plugins, master NICs, the API and RBAC, the runtime
 plugins: {plugins}
 """
 
@@ -109,6 +111,13 @@ def main(argv: list[str] | None = None) -> int:
         from multiplane.installer import main as installer_main
 
         return installer_main(rest)
+    if rest and rest[0] in ("validate", "doctor"):
+        # Operator tools: they may import what serves them best (pydantic), never on a CNI call.
+        if rest[0] == "validate":
+            from multiplane.tools.validate import main as tool_main
+        else:
+            from multiplane.tools.doctor import main as tool_main
+        return tool_main(rest[1:])
     if rest and rest[0] == "--version":
         sys.stdout.write(f"multiplane {__version__}\n")
         return 0

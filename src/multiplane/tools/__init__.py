@@ -1,0 +1,1 @@
+"""Operator commands (`multiplane validate`, `multiplane doctor`): never imported on a CNI call."""
