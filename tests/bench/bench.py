@@ -5,33 +5,53 @@ Not a test (pytest never imports this file): it measures. Every latency sample i
 runtime operation, a fresh process as a container runtime starts it, reported as median and
 p90 over BENCH_RUNS samples (default 30) after two warm-up rounds, with ratios ours / Go.
 
+multiplane is measured in its two shipped forms, side by side:
+ - the installed runtime: `multiplane install --root <tmp>/mp-root` lays the runtime tree
+   down once as <root>/opt/cni/bin/.multiplane/<build> (+ `current`), and
+   <root>/opt/cni/bin/multiplane is the bare static launcher (multiplane-macvlan and
+   multiplane-host-local link to it): nothing is unpacked or written on a call;
+ - the self-contained file dist/multiplane (a copy taken at the start, which the install above
+   also comes from, linked under our three names): it unpacks its tree once per build into
+   $MULTIPLANE_UNPACK_DIR, which the bench points into its own temporary directory; its rows
+   run with the tree already unpacked (warm), except the "cold" start-up row, whose unpack
+   directory is removed before each sample;
+and, for reference, the Python entry points of the project venv.
+
  a) the reference chain: Debian's macvlan + host-local in a conflist, through the libcni driver;
- b) the same attachment with type `multiplane-macvlan` (dist/multiplane through a link,
-    host-local in-process), through the driver; also the Python entry point;
- c) the meta-plugin (dist/multiplane as `multiplane`): the cluster network (Debian's bridge +
-    host-local) plus 1 and plus 4 macvlan networks chosen by annotation (local NAD files,
-    CNI_ARGS MULTIPLANE_NETWORKS), through the driver;
+ b) the same attachment with type `multiplane-macvlan` (host-local in-process), through the
+    driver: installed runtime, self-contained file, Python entry point;
+ c) the meta-plugin `multiplane`: the cluster network (Debian's bridge + host-local) plus 1
+    and plus 4 macvlan networks chosen by annotation (local NAD files, CNI_ARGS
+    MULTIPLANE_NETWORKS), through the driver, no daemon: installed runtime, self-contained
+    file (and the Python entry point for + 1);
  d) what a node without a meta-plugin pays for the same pod: the bridge conflist, then one
     reference macvlan conflist per network, each a driver call into the same pod (eth0,
     net1, ...), summed per pod;
- e) host-local alone, exec'd directly: Go, dist/multiplane-host-local, the Python entry point;
- f) process start-up (VERSION) and its layers: Go, the interpreter, the Python entry point,
-    the PyInstaller file before staticx, dist/multiplane;
+ e) host-local alone, exec'd directly: Go, installed, self-contained, Python entry point;
+ f) process start-up (VERSION) and its layers: Go host-local; the tree's loader and
+    interpreter alone (`<tree>/ld-linux-x86-64.so.2 --inhibit-cache --library-path <tree>/lib
+    <tree>/python3.11 -c pass`); the tree's boot.py without the launcher; the installed
+    runtime; the self-contained file warm and cold;
  g) peak memory (max RSS) of one meta ADD with one extra network, exec'd directly by a
     wrapper that reads its children's ru_maxrss;
- h) where the time goes: `-X importtime` and a cProfile of one meta ADD (Python entry point),
-    and the kernel's own cost of creating and deleting a macvlan.
+ h) the goals of issue 9, each a ratio of medians measured interleaved in this run:
+    installed VERSION within 8x Go host-local VERSION (f), installed host-local ADD within
+    8x Go host-local ADD (e), the ADD of a pod with the cluster network + 1 macvlan network
+    within 4x the Go plugins called one after another (c vs d);
+ i) where the time goes: `-X importtime` of VERSION, host-local ADD and a meta ADD inside the
+    installed tree's interpreter (the launcher's argv plus `-X importtime`), a cProfile of one
+    meta ADD (Python entry point), and the kernel's own cost of creating and deleting a macvlan.
 
 Scenarios of a section are interleaved round by round, so a burst of background load hits
 all of them alike. Every namespace, link and directory is named mp-*; addresses are 10.x;
-everything is removed at the end, after a failure too (the bridge included), and
-net.ipv4.ip_forward is put back as it was.
+everything (the installed root and both unpack directories included) lives in the bench's
+own temporary directory and is removed at the end, after a failure too (the bridge
+included), and net.ipv4.ip_forward is put back as it was.
 """
 
 from __future__ import annotations
 
 import collections
-import io
 import json
 import os
 import platform
@@ -41,9 +61,9 @@ import signal
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +74,9 @@ from tests.topology import Topology, ip, ip_json  # noqa: E402
 
 N = max(1, int(os.environ.get("BENCH_RUNS", "30")))
 WARMUP = 2
+IMPORT_RUNS = 5  # -X importtime runs per command; medians per module
 PY_BIN = Path(sys.executable).parent  # the venv's console scripts: the Python entry point
 DIST = ROOT / "dist" / "multiplane"
-FROZEN = ROOT / "build" / "pyinstaller" / "dist" / "multiplane"  # PyInstaller's file before staticx
 REF = Path("/usr/lib/cni")
 DRIVER_SRC = ROOT / "tests" / "cnidriver" / "main.go"
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -65,7 +85,21 @@ SYS_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 POD_NAMESPACE, POD_NAME = "mp-app", "mp-web"
 POD_ARGS = f"IgnoreUnknown=1;K8S_POD_NAMESPACE={POD_NAMESPACE};K8S_POD_NAME={POD_NAME}"
 SECONDARY = [f"mp-net{i}" for i in range(1, 5)]
+VERSION_STDIN = b'{"cniVersion":"1.0.0"}'
 KNOWN = {"go_add": 10.7, "go_del": 19.6, "multus_add": 40.0, "multus_del": 68.0}
+# multiplane's forms: how the rows call them
+FORMS = {"inst": "installed runtime", "dist": "dist/multiplane, self-contained", "py": "Python entry point"}
+# issue 9's goals: (key, what, limit); the ratios are computed in report() from this run's medians
+GOALS = (
+    ("version", "start-up: installed runtime `multiplane` VERSION vs Debian's Go `host-local` VERSION", 8.0),
+    ("hl-add", "host-local ADD: installed `multiplane-host-local` vs Debian's Go `host-local`", 8.0),
+    (
+        "pod1",
+        "pod ADD, cluster network + 1 macvlan network, no daemon: installed `multiplane` vs the Go plugins"
+        " one after another (bridge, then macvlan + host-local)",
+        4.0,
+    ),
+)
 
 
 class BenchError(RuntimeError):
@@ -120,10 +154,11 @@ def link_dir(directory: Path, target: Path | None) -> Path:
     return directory
 
 
-def cni_env(command: str, **more: str) -> dict[str, str]:
-    """A runtime's environment for one plugin: PATH and CNI_*, nothing else (no TMPDIR, as kubelet's runtimes)."""
+def cni_env(command: str, extra: dict[str, str] | None = None, **more: str) -> dict[str, str]:
+    """A runtime's environment for one plugin: PATH and CNI_* (and `extra`), no TMPDIR, as kubelet's runtimes."""
     env = {"PATH": SYS_PATH, "CNI_COMMAND": command}
     env.update({f"CNI_{k.upper()}": v for k, v in more.items()})
+    env.update(extra or {})
     return env
 
 
@@ -145,6 +180,82 @@ def checked(what: str, proc: subprocess.CompletedProcess[bytes]) -> None:
 
 def pod_links(netns: str) -> list[str]:
     return sorted(link["ifname"] for link in ip_json("-n", netns, "link", "show"))
+
+
+# ----------------------------------------------------------------------------- the two forms
+
+
+class Installed:
+    """The runtime as `multiplane install` lays it down in the bench's own root."""
+
+    def __init__(self, source: Path, root: Path, env: dict[str, str]) -> None:
+        """Install from the self-contained `source` into `root` (a primary .conf is written first); `env` for the run."""
+        self.root = root
+        self.bin_dir = root / "opt" / "cni" / "bin"
+        primary = {"cniVersion": "1.0.0", "name": "mp-primary", "type": "bridge", "bridge": "mp-br-unused"}
+        write_json(root / "etc" / "cni" / "net.d" / "10-mp-primary.conf", primary)
+        argv = [str(source), "install", "--root", str(root), "--no-kubeconfig", "--wait-seconds", "2"]
+        _, proc = timed(argv, {"PATH": SYS_PATH, **env})
+        checked(f"{source} install", proc)
+        self.tree = Path(os.path.realpath(self.bin_dir / ".multiplane" / "current"))
+        self.build = self.tree.name
+        for name in NAMES:
+            if not os.access(self.bin_dir / name, os.X_OK):
+                raise BenchError(f"install left no {self.bin_dir / name}:\n{proc.stderr.decode(errors='replace')}")
+        if not (self.tree / "boot.py").is_file():
+            raise BenchError(f"install left no runtime tree at {self.tree}")
+        from multiplane.runtime import payload
+
+        found = payload.trailer_of(str(source))
+        if found is None or found[2] != self.build:
+            raise BenchError(f"installed build {self.build} is not the build of {source} ({found})")
+
+    def argv(self, *args: str) -> list[str]:
+        """The tree's interpreter started as the launcher starts it (its loader, its libraries), with `args`."""
+        t = self.tree
+        return [
+            str(t / "ld-linux-x86-64.so.2"),
+            "--inhibit-cache",
+            "--library-path",
+            str(t / "lib"),
+            str(t / "python3.11"),
+            *args,
+        ]
+
+    def boot(self, name: str, *options: str) -> list[str]:
+        """What the launcher runs for the CNI name `name` (`options` go to the interpreter, before boot.py)."""
+        return self.argv(*options, str(self.tree / "boot.py"), str(self.bin_dir / name))
+
+
+def snapshot(directory: Path) -> dict[str, tuple[int, int, int]]:
+    """(mode, size, mtime) of everything under `directory`: to show that calls write nothing there."""
+    found = {}
+    for root, dirs, files in os.walk(directory):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            st = os.lstat(path)
+            found[os.path.relpath(path, directory)] = (st.st_mode, st.st_size, st.st_mtime_ns)
+    return found
+
+
+def runtime_facts(inst: Installed, source: Path) -> dict[str, str]:
+    """The self-contained file's size, what the tree holds (its MANIFEST), the launcher's size, the tree's Python."""
+    from multiplane.runtime import payload
+
+    files = payload.parse_manifest((inst.tree / payload.MANIFEST).read_bytes())
+    sizes = sorted(((size, path) for path, (_d, _m, size) in files.items()), reverse=True)
+    proc = subprocess.run(
+        inst.argv("-c", "import sys; print(sys.version.split()[0])"), capture_output=True, text=True, check=False
+    )
+    size = source.stat().st_size
+    return {
+        "binary": f"dist/multiplane {size:,} bytes ({size / 2**20:.1f} MiB)",
+        "build": inst.build,
+        "tree": f"{len(files)} files, {sum(s for s, _ in sizes) / 2**20:.1f} MiB",
+        "largest": ", ".join(f"{Path(p).name} {s / 2**20:.1f} MiB" for s, p in sizes[:3]),
+        "launcher": f"{(inst.bin_dir / 'multiplane').stat().st_size / 2**10:.0f} KiB",
+        "tree_python": proc.stdout.strip() or "?",
+    }
 
 
 # ----------------------------------------------------------------------------- runtime operations
@@ -171,8 +282,9 @@ class Scenario:
 
 
 class Runtime:
-    def __init__(self, driver: str, cache: Path, pod: str) -> None:
-        self.driver, self.cache, self.pod = driver, str(cache), pod
+    def __init__(self, driver: str, cache: Path, pod: str, env: dict[str, str]) -> None:
+        """`env` is added to every driver run (libcni passes its environment on to the plugins)."""
+        self.driver, self.cache, self.pod, self.env = driver, str(cache), pod, env
         self.netns = f"/var/run/netns/{pod}"
 
     def drive(self, command: str, call: Call, cid: str) -> float:
@@ -184,6 +296,7 @@ class Runtime:
             "CNI_CACHE_DIR": self.cache,
             "CNI_CONTAINERID": cid,
             "CNI_IFNAME": call.ifname,
+            **self.env,
         }
         elapsed, proc = timed([self.driver, command, call.net, self.netns], env)
         checked(f"cnidriver {command} {call.net} (CNI_PATH {call.cni_path})", proc)
@@ -219,32 +332,34 @@ def write_json(path: Path, obj: Any) -> Path:
 # ----------------------------------------------------------------------------- direct execs
 
 
-def host_local(bins: dict[str, str], tmp: Path) -> dict[str, dict[str, tuple[float, float]]]:
+def host_local_conf(data_dir: Path, subnet: str = "10.99.0.0/16") -> bytes:
+    return json.dumps(
+        {
+            "cniVersion": "1.0.0",
+            "name": "mp-bench-hl",
+            "type": "host-local",
+            "ipam": {"type": "host-local", "dataDir": str(data_dir), "ranges": [[{"subnet": subnet}]]},
+        }
+    ).encode()
+
+
+def host_local(bins: dict[str, str], tmp: Path, extra: dict[str, str]) -> dict[str, dict[str, tuple[float, float]]]:
     """ADD xN, DEL xN, VERSION xN for each host-local, interleaved; /16 pool, data dir on local disk."""
     samples: dict[str, dict[str, list[float]]] = {k: {"ADD": [], "DEL": [], "VERSION": []} for k in bins}
-    confs = {
-        k: json.dumps(
-            {
-                "cniVersion": "1.0.0",
-                "name": "mp-bench-hl",
-                "type": "host-local",
-                "ipam": {
-                    "type": "host-local",
-                    "dataDir": str(tmp / f"hl-{k}"),
-                    "ranges": [[{"subnet": "10.99.0.0/16"}]],
-                },
-            }
-        ).encode()
-        for k in bins
-    }
+    confs = {k: host_local_conf(tmp / f"mp-hl-{k}") for k in bins}
     for command in ("ADD", "DEL", "VERSION"):
         for i in range(WARMUP + N):
             for k, binary in bins.items():
                 if command == "VERSION":
-                    env, stdin = cni_env("VERSION"), b'{"cniVersion":"1.0.0"}'
+                    env, stdin = cni_env("VERSION", extra), VERSION_STDIN
                 else:
                     env = cni_env(
-                        command, containerid=f"mp-hl-{i}", netns="/var/run/netns/mp-none", ifname="eth0", path=str(REF)
+                        command,
+                        extra,
+                        containerid=f"mp-hl-{i}",
+                        netns="/var/run/netns/mp-none",
+                        ifname="eth0",
+                        path=str(REF),
                     )
                     stdin = confs[k]
                 elapsed, proc = timed([binary], env, stdin)
@@ -254,13 +369,31 @@ def host_local(bins: dict[str, str], tmp: Path) -> dict[str, dict[str, tuple[flo
     return {k: {c: stats(v) for c, v in per.items()} for k, per in samples.items()}
 
 
-def startup(rows: dict[str, list[str]]) -> dict[str, tuple[float, float]]:
-    """VERSION (or `-c pass`) of each argv, interleaved."""
+class Start:
+    """One start-up row: argv and extra environment for a VERSION call, and what to do before each sample."""
+
+    def __init__(
+        self,
+        argv: list[str],
+        extra: dict[str, str],
+        before: Callable[[], None] | None = None,
+        check: Path | None = None,
+    ) -> None:
+        """`check`: a path that must exist after the first sample (the tree a cold call unpacked)."""
+        self.argv, self.extra, self.before, self.check = argv, extra, before, check
+
+
+def startup(rows: dict[str, Start]) -> dict[str, tuple[float, float]]:
+    """VERSION (or `-c pass`) of each row, interleaved."""
     samples: dict[str, list[float]] = {k: [] for k in rows}
     for i in range(WARMUP + N):
-        for k, argv in rows.items():
-            elapsed, proc = timed(argv, cni_env("VERSION"), b'{"cniVersion":"1.0.0"}')
-            checked(f"{argv} VERSION", proc)
+        for k, row in rows.items():
+            if row.before is not None:
+                row.before()
+            elapsed, proc = timed(row.argv, cni_env("VERSION", row.extra), VERSION_STDIN)
+            checked(f"{row.argv} VERSION", proc)
+            if i == 0 and row.check is not None and not row.check.exists():
+                raise BenchError(f"{k}: {row.check} does not exist after the call: it ran from somewhere else")
             if i >= WARMUP:
                 samples[k].append(elapsed)
     return {k: stats(v) for k, v in samples.items()}
@@ -291,20 +424,46 @@ def max_rss(argv: list[str], env: dict[str, str], stdin: bytes) -> int:
 # ----------------------------------------------------------------------------- analysis helpers
 
 
-def import_table(stderr: str) -> tuple[list[tuple[str, float, float]], dict[str, float], float]:
-    """`-X importtime` lines: (module, self ms, cumulative ms) rows, self ms per top-level package, total ms."""
-    rows = []
+def _import_lines(stderr: str) -> dict[str, tuple[float, float]]:
+    """module -> (self ms, cumulative ms) from one run's `-X importtime` lines."""
+    rows = {}
     for line in stderr.splitlines():
         if not line.startswith("import time:"):
             continue
         parts = line[len("import time:") :].split("|")
         if len(parts) != 3 or not parts[0].strip().isdigit():
             continue
-        rows.append((parts[2].strip(), int(parts[0]) / 1000, int(parts[1]) / 1000))
-    per_package: dict[str, float] = collections.defaultdict(float)
-    for name, self_ms, _ in rows:
-        per_package[name.split(".")[0]] += self_ms
-    return rows, dict(per_package), sum(r[1] for r in rows)
+        rows[parts[2].strip()] = (int(parts[0]) / 1000, int(parts[1]) / 1000)
+    return rows
+
+
+def import_table(stderrs: list[str], walls: list[float]) -> dict[str, Any]:
+    """Several runs of one command under `-X importtime`: medians per module, per top-level package and in total.
+
+    rows: (module, self ms, cumulative ms); packages: top-level package -> self ms; total: the
+    sum of self times; modules: how many were imported; wall: the runs' median wall time.
+    """
+    runs = [_import_lines(text) for text in stderrs]
+    if not runs or not runs[0]:
+        raise BenchError("no `-X importtime` lines on stderr")
+    rows = []
+    for name in runs[0]:
+        seen = [r[name] for r in runs if name in r]
+        rows.append((name, statistics.median(s for s, _ in seen), statistics.median(c for _, c in seen)))
+    packages: dict[str, list[float]] = collections.defaultdict(list)
+    for run_rows in runs:
+        per: dict[str, float] = collections.defaultdict(float)
+        for name, (self_ms, _) in run_rows.items():
+            per[name.split(".")[0]] += self_ms
+        for pkg, ms in per.items():
+            packages[pkg].append(ms)
+    return {
+        "rows": rows,
+        "packages": {pkg: statistics.median(v) for pkg, v in packages.items()},
+        "total": statistics.median(sum(s for s, _ in r.values()) for r in runs),
+        "modules": int(statistics.median(len(r) for r in runs)),
+        "wall": statistics.median(walls),
+    }
 
 
 def short_path(path: str) -> str:
@@ -366,35 +525,7 @@ def profile_table(path: str, top: int = 15) -> dict[str, Any]:
     return {"rows": rows[:top], "total": st.total_tt * 1000, "phases": phases}  # type: ignore[attr-defined]
 
 
-def archive_facts() -> dict[str, str]:
-    """What one start unpacks: staticx's archive (ELF section) and PyInstaller's binaries and data."""
-    facts: dict[str, str] = {}
-    try:
-        from elftools.elf.elffile import ELFFile
-
-        with open(DIST, "rb") as fh:
-            section = next(s for s in ELFFile(fh).iter_sections() if s.name == ".staticx.archive")
-            data = section.data()
-        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            members = [m for m in tar.getmembers() if m.isfile()]
-        facts["staticx"] = f"{len(members)} files, {sum(m.size for m in members) / 2**20:.1f} MiB"
-    except Exception as exc:  # the numbers are context, not the benchmark
-        facts["staticx"] = f"unknown ({exc.__class__.__name__})"
-    try:
-        from PyInstaller.archive.readers import CArchiveReader
-
-        toc = CArchiveReader(str(FROZEN)).toc
-        unpacked = [e for e in toc.values() if e[-1] in ("b", "x", "d", "Z")]
-        facts["pyinstaller"] = f"{len(unpacked)} files, {sum(e[2] for e in unpacked) / 2**20:.1f} MiB"
-        largest = sorted(((e[2], n) for n, e in toc.items() if e[-1] in ("b", "x")), reverse=True)[:3]
-        facts["pyinstaller_largest"] = ", ".join(f"{n} {s / 2**20:.1f} MiB" for s, n in largest)
-    except Exception as exc:
-        facts["pyinstaller"] = f"unknown ({exc.__class__.__name__})"
-        facts["pyinstaller_largest"] = "unknown"
-    return facts
-
-
-def machine() -> dict[str, str]:
+def machine(tmp: Path) -> dict[str, str]:
     def dpkg(pkg: str) -> str:
         proc = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True, text=True, check=False)
         return proc.stdout.strip() or "?"
@@ -405,17 +536,18 @@ def machine() -> dict[str, str]:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    size = DIST.stat().st_size
+    same_fs = os.stat(tmp).st_dev == os.stat("/var/lib").st_dev
     return {
         "cpus": f"{os.cpu_count()} × {model}",
         "kernel": platform.release(),
         "debian": Path("/etc/debian_version").read_text().strip(),
-        "python": f"{platform.python_version()} (the project virtualenv on Debian's /usr/bin/python3; dist/multiplane embeds the same interpreter)",
-        "binary": f"dist/multiplane {size:,} bytes ({size / 2**20:.1f} MiB)",
+        "python": platform.python_version(),
         "plugins": dpkg("containernetworking-plugins"),
         "libcni": dpkg("golang-github-appc-cni-dev"),
         "go": dpkg("golang-go"),
         "load": Path("/proc/loadavg").read_text().split()[0],
+        "tmp": str(tmp),
+        "tmp_fs": "the same file system as /var/lib" if same_fs else "a different file system from /var/lib",
     }
 
 
@@ -426,25 +558,32 @@ def run(tmp: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     print(f"building the libcni driver ({DRIVER_SRC.relative_to(ROOT)}) ...", flush=True)
     driver = build_driver(tmp / "mp-go")
-    bin_dist = link_dir(tmp / "mp-bin-dist", DIST)
-    bin_py = link_dir(tmp / "mp-bin-py", None)
-    bin_frozen = link_dir(tmp / "mp-bin-frozen", FROZEN) if FROZEN.exists() else None
-    path_dist, path_py, path_ref = f"{bin_dist}:{REF}", f"{bin_py}:{REF}", str(REF)
+    # our own copy: other builds may replace dist/multiplane while the bench runs
+    dist = tmp / "mp-dist" / "multiplane"
+    dist.parent.mkdir()
+    shutil.copy2(DIST, dist)
+    warm_dir, cold_dir = tmp / "mp-unpack", tmp / "mp-unpack-cold"
+    unpack = {"MULTIPLANE_UNPACK_DIR": str(warm_dir)}  # every run gets it; only the self-contained file reads it
+    print("installing the runtime into the bench's own root (dist/multiplane install --root) ...", flush=True)
+    inst = Installed(dist, tmp / "mp-root", unpack)
+    out["facts"] = runtime_facts(inst, dist)
+    untouched = snapshot(inst.bin_dir)
+    bins = {"inst": inst.bin_dir, "dist": link_dir(tmp / "mp-bin-dist", dist), "py": link_dir(tmp / "mp-bin-py", None)}
+    paths = {"go": str(REF), **{k: f"{b}:{REF}" for k, b in bins.items()}}
 
     topo = Topology(tmp / "mp-topo", pods=1)
     node: MetaNode | None = None
     kernel_link = f"mp-k{topo.tag}"
     try:
         pod = topo.pods[0]
-        rt = Runtime(driver, tmp / "mp-cache", pod)
+        rt = Runtime(driver, tmp / "mp-cache", pod, unpack)
 
         # a) b): one macvlan + host-local attachment
         print(f"macvlan + host-local through the driver, {N} runs each ...", flush=True)
         mv = []
-        for key, label, ptype, cni_path in (
-            ("go", "Go macvlan + host-local", "macvlan", path_ref),
-            ("dist", "multiplane-macvlan (dist/multiplane)", "multiplane-macvlan", path_dist),
-            ("py", "multiplane-macvlan (Python entry point)", "multiplane-macvlan", path_py),
+        for key, label, ptype in (
+            ("go", "Go macvlan + host-local", "macvlan"),
+            *((k, f"multiplane-macvlan ({FORMS[k]})", "multiplane-macvlan") for k in FORMS),
         ):
             netd = tmp / f"mp-netd-mv-{key}"
             write_json(
@@ -453,12 +592,12 @@ def run(tmp: Path) -> dict[str, Any]:
                     "mp-mv", macvlan_conf("mp-mv", topo.master, "10.70.0.0/24", str(tmp / f"mp-ipam-mv-{key}"), ptype)
                 ),
             )
-            mv.append(Scenario(f"mv-{key}", label, [Call("mp-mv", netd, cni_path)], ["eth0"]))
+            mv.append(Scenario(f"mv-{key}", label, [Call("mp-mv", netd, paths[key])], ["eth0"]))
         rt.measure(mv)
         out["mv"] = mv
 
         # c) d): a pod with the cluster network and 1 or 4 secondary networks
-        node = MetaNode(tmp / "mp-node", driver, bin_dist)
+        node = MetaNode(tmp / "mp-node", driver, bins["dist"])
         node.write_meta(logLevel="error")
         subnets = {name: f"10.{66 + i}.0.0/24" for i, name in enumerate(SECONDARY)}
         ref_netd = tmp / "mp-netd-ref"
@@ -469,58 +608,54 @@ def run(tmp: Path) -> dict[str, Any]:
                 ref_netd / f"20-{name}.conflist",
                 conflist(name, macvlan_conf(name, topo.master, subnet, str(tmp / "mp-ipam-ref"))),
             )
+        # the same meta config for each form, binDir naming that form's own bin dir
+        meta_netd: dict[str, Path] = {}
+        meta_plugin: dict[str, dict[str, Any]] = {}
+        for form, bin_dir in bins.items():
+            conf = json.loads((node.net_d / "00-multiplane.conflist").read_text())
+            conf["plugins"][0]["binDir"] = str(bin_dir)
+            meta_netd[form] = tmp / f"mp-netd-meta-{form}"
+            write_json(meta_netd[form] / "00-multiplane.conflist", conf)
+            meta_plugin[form] = conf["plugins"][0]
         meta = []
         for k in (1, 4):
             nets = SECONDARY[:k]
             ifs = ["eth0", *[f"net{j}" for j in range(1, k + 1)]]
             args = f"{POD_ARGS};MULTIPLANE_NETWORKS={','.join(nets)}"
-            ref_calls = [Call("mp-cluster", ref_netd, path_ref)] + [
-                Call(n, ref_netd, path_ref, ifname=f"net{j}") for j, n in enumerate(nets, 1)
+            ref_calls = [Call("mp-cluster", ref_netd, paths["go"])] + [
+                Call(n, ref_netd, paths["go"], ifname=f"net{j}") for j, n in enumerate(nets, 1)
             ]
             meta.append(Scenario(f"go{k}", f"Go bridge + {k} × macvlan, one driver call each", ref_calls, ifs))
-            meta.append(
-                Scenario(
-                    f"meta{k}",
-                    f"multiplane + {k} (dist/multiplane)",
-                    [Call("mp-multi", node.net_d, path_dist, args=args)],
-                    ifs,
-                )
-            )
-            if k == 1:
-                meta.append(
-                    Scenario(
-                        f"metapy{k}",
-                        f"multiplane + {k} (Python entry point)",
-                        [Call("mp-multi", node.net_d, path_py, args=args)],
-                        ifs,
-                    )
-                )
+            for form in ("inst", "dist", "py") if k == 1 else ("inst", "dist"):
+                call = Call("mp-multi", meta_netd[form], paths[form], args=args)
+                meta.append(Scenario(f"meta{k}-{form}", f"multiplane + {k} ({FORMS[form]})", [call], ifs))
         print(f"meta-plugin pods (cluster + 1, cluster + 4) through the driver, {N} runs each ...", flush=True)
         rt.measure(meta)
         out["meta"] = meta
 
         # e) host-local alone
         print(f"host-local alone, {N} runs each ...", flush=True)
-        out["hl"] = host_local(
-            {
-                "go": str(REF / "host-local"),
-                "dist": str(bin_dist / "multiplane-host-local"),
-                "py": str(bin_py / "multiplane-host-local"),
-            },
-            tmp,
-        )
+        hl_bins = {"go": str(REF / "host-local")}
+        hl_bins.update({k: str(b / "multiplane-host-local") for k, b in bins.items()})
+        out["hl"] = host_local(hl_bins, tmp, unpack)
 
-        # f) start-up
+        # f) start-up and its layers
         print(f"process start-up, {N} runs each ...", flush=True)
-        rows = {
-            "go": [str(REF / "host-local")],
-            "interp": [sys.executable, "-c", "pass"],
-            "py": [str(bin_py / "multiplane")],
-        }
-        if bin_frozen is not None:
-            rows["frozen"] = [str(bin_frozen / "multiplane")]
-        rows["dist"] = [str(bin_dist / "multiplane")]
-        out["start"] = startup(rows)
+        out["start"] = startup(
+            {
+                "go": Start([str(REF / "host-local")], unpack),
+                "interp": Start(inst.argv("-c", "pass"), unpack),
+                "boot": Start(inst.boot("multiplane"), unpack),
+                "inst": Start([str(inst.bin_dir / "multiplane")], unpack),
+                "warm": Start([str(bins["dist"] / "multiplane")], unpack, check=warm_dir / inst.build),
+                "cold": Start(
+                    [str(bins["dist"] / "multiplane")],
+                    {"MULTIPLANE_UNPACK_DIR": str(cold_dir)},
+                    before=lambda: shutil.rmtree(cold_dir, ignore_errors=True),
+                    check=cold_dir / inst.build,
+                ),
+            }
+        )
 
         # kernel: create and delete one macvlan with ip(8), against ip's own start-up
         kadd, kdel, kshow = [], [], []
@@ -537,10 +672,12 @@ def run(tmp: Path) -> dict[str, Any]:
             kdel.append(t)
         out["kernel"] = {"show": stats(kshow[WARMUP:]), "add": stats(kadd[WARMUP:]), "del": stats(kdel[WARMUP:])}
 
-        # g) peak memory; h) importtime and profile: the meta-plugin exec'd directly, as libcni would
+        # g) peak memory; i) importtime and profile: the meta-plugin exec'd directly, as libcni would
         print("peak memory, import times and a profile of one meta ADD ...", flush=True)
-        plugin = json.loads((node.net_d / "00-multiplane.conflist").read_text())["plugins"][0]
-        meta_conf = json.dumps({"cniVersion": "1.0.0", "name": "mp-multi", **plugin}).encode()
+        meta_conf = {
+            form: json.dumps({"cniVersion": "1.0.0", "name": "mp-multi", **plugin}).encode()
+            for form, plugin in meta_plugin.items()
+        }
         ref_conf = {
             "bridge": json.dumps(
                 {"cniVersion": "1.0.0", "name": "mp-cluster", **node.cluster_conflist()["plugins"][0]}
@@ -557,6 +694,7 @@ def run(tmp: Path) -> dict[str, Any]:
         def meta_env(command: str, cid: str, cni_path: str, **extra: str) -> dict[str, str]:
             env = cni_env(
                 command,
+                unpack,
                 containerid=cid,
                 netns=netns,
                 ifname="eth0",
@@ -572,40 +710,62 @@ def run(tmp: Path) -> dict[str, Any]:
             if pod_links(pod) != ["lo"]:
                 raise BenchError(f"pod not empty after DEL: {pod_links(pod)}")
 
-        rss: dict[str, list[int]] = {"dist": [], "py": [], "bridge": [], "macvlan": []}
+        rss: dict[str, list[int]] = {"inst": [], "dist": [], "py": [], "bridge": [], "macvlan": []}
         for i in range(5):
-            for key, argv, cni_path in (
-                ("dist", [str(bin_dist / "multiplane")], path_dist),
-                ("py", [str(bin_py / "multiplane")], path_py),
-            ):
-                cid = f"mp-rss-{key}-{i}"
-                rss[key].append(max_rss(argv, meta_env("ADD", cid, cni_path), meta_conf))
-                direct_del(argv, cid, cni_path, meta_conf)
+            for form, bin_dir in bins.items():
+                argv = [str(bin_dir / "multiplane")]
+                cid = f"mp-rss-{form}-{i}"
+                rss[form].append(max_rss(argv, meta_env("ADD", cid, paths[form]), meta_conf[form]))
+                direct_del(argv, cid, paths[form], meta_conf[form])
             cid = f"mp-rss-go-{i}"
-            rss["bridge"].append(max_rss([str(REF / "bridge")], meta_env("ADD", cid, path_ref), ref_conf["bridge"]))
-            env = meta_env("ADD", cid, path_ref, CNI_IFNAME="net1")
+            rss["bridge"].append(max_rss([str(REF / "bridge")], meta_env("ADD", cid, paths["go"]), ref_conf["bridge"]))
+            env = meta_env("ADD", cid, paths["go"], CNI_IFNAME="net1")
             rss["macvlan"].append(max_rss([str(REF / "macvlan")], env, ref_conf["macvlan"]))
             _, proc = timed(
-                [str(REF / "macvlan")], {**meta_env("DEL", cid, path_ref), "CNI_IFNAME": "net1"}, ref_conf["macvlan"]
+                [str(REF / "macvlan")], {**meta_env("DEL", cid, paths["go"]), "CNI_IFNAME": "net1"}, ref_conf["macvlan"]
             )
             checked("macvlan DEL", proc)
-            direct_del([str(REF / "bridge")], cid, path_ref, ref_conf["bridge"])
+            direct_del([str(REF / "bridge")], cid, paths["go"], ref_conf["bridge"])
         out["rss"] = {k: (int(statistics.median(v)), max(v)) for k, v in rss.items()}
 
-        py_meta = [str(bin_py / "multiplane")]
-        _, proc = timed(py_meta, meta_env("ADD", "mp-imp", path_py, PYTHONPROFILEIMPORTTIME="1"), meta_conf)
-        checked("meta ADD with -X importtime", proc)
-        out["imports"] = import_table(proc.stderr.decode(errors="replace"))
-        direct_del(py_meta, "mp-imp", path_py, meta_conf)
+        # i) -X importtime inside the installed tree's interpreter, argv as the launcher builds it
+        hl_conf = host_local_conf(tmp / "mp-hl-imports", "10.98.0.0/16")
+        stderrs: dict[str, list[str]] = {"version": [], "hl-add": [], "meta-add": []}
+        walls: dict[str, list[float]] = {k: [] for k in stderrs}
+        for i in range(IMPORT_RUNS):
+            wall, proc = timed(inst.boot("multiplane", "-X", "importtime"), cni_env("VERSION"), VERSION_STDIN)
+            checked("VERSION with -X importtime", proc)
+            stderrs["version"].append(proc.stderr.decode(errors="replace"))
+            walls["version"].append(wall)
+            env = cni_env(
+                "ADD", containerid=f"mp-imp-hl-{i}", netns="/var/run/netns/mp-none", ifname="eth0", path=paths["inst"]
+            )
+            wall, proc = timed(inst.boot("multiplane-host-local", "-X", "importtime"), env, hl_conf)
+            checked("host-local ADD with -X importtime", proc)
+            stderrs["hl-add"].append(proc.stderr.decode(errors="replace"))
+            walls["hl-add"].append(wall)
+            cid = f"mp-imp-{i}"
+            argv = inst.boot("multiplane", "-X", "importtime")
+            wall, proc = timed(argv, meta_env("ADD", cid, paths["inst"]), meta_conf["inst"])
+            checked("meta ADD with -X importtime", proc)
+            if not json.loads(proc.stdout).get("interfaces"):
+                raise BenchError(f"meta ADD under -X importtime returned no result: {proc.stdout!r}")
+            stderrs["meta-add"].append(proc.stderr.decode(errors="replace"))
+            walls["meta-add"].append(wall)
+            direct_del([str(inst.bin_dir / "multiplane")], cid, paths["inst"], meta_conf["inst"])
+        out["imports"] = {k: import_table(stderrs[k], walls[k]) for k in stderrs}
 
         prof = tmp / "mp-meta-add.prof"
-        argv = [sys.executable, "-m", "cProfile", "-o", str(prof), str(bin_py / "multiplane")]
-        wall, proc = timed(argv, meta_env("ADD", "mp-prof", path_py), meta_conf)
+        argv = [sys.executable, "-m", "cProfile", "-o", str(prof), str(bins["py"] / "multiplane")]
+        wall, proc = timed(argv, meta_env("ADD", "mp-prof", paths["py"]), meta_conf["py"])
         checked("meta ADD under cProfile", proc)
         if not json.loads(proc.stdout).get("interfaces"):
             raise BenchError(f"profiled ADD returned no result: {proc.stdout!r}")
         out["profile"] = {**profile_table(str(prof)), "wall": wall}
-        direct_del(py_meta, "mp-prof", path_py, meta_conf)
+        direct_del([str(bins["py"] / "multiplane")], "mp-prof", paths["py"], meta_conf["py"])
+
+        after = snapshot(inst.bin_dir)
+        out["changed"] = sorted(p for p in set(untouched) | set(after) if untouched.get(p) != after.get(p))
     finally:
         ip("link", "del", kernel_link, check=False)
         if node is not None:
@@ -617,15 +777,73 @@ def run(tmp: Path) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- the report
 
 
-def report(out: dict[str, Any], mach: dict[str, str], facts: dict[str, str], seconds: float) -> str:
+def goal_rows(out: dict[str, Any]) -> list[tuple[str, float, float, float]]:
+    """(what, ours median ms, reference median ms, limit) for each of issue 9's goals, from this run."""
+    meta = {s.key: s.result for s in out["meta"]}
+    measured = {
+        "version": (out["start"]["inst"][0], out["start"]["go"][0]),
+        "hl-add": (out["hl"]["inst"]["ADD"][0], out["hl"]["go"]["ADD"][0]),
+        "pod1": (meta["meta1-inst"]["ADD"][0], meta["go1"]["ADD"][0]),
+    }
+    return [(what, *measured[key], limit) for key, what, limit in GOALS]
+
+
+def import_section(imports: dict[str, Any]) -> str:
+    """The `-X importtime` tables: one summary line per command, top modules by cumulative time of each."""
+    titles = {
+        "version": ("`multiplane` VERSION", 8),
+        "hl-add": ("`multiplane-host-local` ADD", 10),
+        "meta-add": ("`multiplane` ADD, cluster network + 1 macvlan network", 15),
+    }
+    lines = [
+        "| command | modules imported | import time, ms (sum of self times) | wall time under importtime, ms |",
+        "|---|---|---|---|",
+    ]
+    for key, (title, _top) in titles.items():
+        t = imports[key]
+        lines.append(f"| {title} | {t['modules']} | {t['total']:.1f} | {t['wall']:.1f} |")
+    parts = ["\n".join(lines)]
+    for key, (title, top) in titles.items():
+        t = imports[key]
+        rows = sorted(t["rows"], key=lambda r: r[2], reverse=True)[:top]
+        table = ["| module | self ms | cumulative ms |", "|---|---|---|"]
+        table += [f"| `{n}` | {s:.1f} | {c:.1f} |" for n, s, c in rows]
+        parts.append(f"{title}: the {top} most expensive imports by cumulative time\n\n" + "\n".join(table))
+    meta = imports["meta-add"]
+    pkg = ["| package | self ms |", "|---|---|"] + [
+        f"| `{p}` | {ms:.1f} |" for p, ms in sorted(meta["packages"].items(), key=lambda kv: kv[1], reverse=True)[:8]
+    ]
+    parts.append("The meta ADD's import time by top-level package (self times):\n\n" + "\n".join(pkg))
+    cumulative = {n: c for n, _s, c in meta["rows"]}
+    notes = []
+    if "multiplane.k8s.client" in cumulative:
+        notes.append(
+            "* `multiplane.k8s.client` is imported although this node reads local files:"
+            f" {cumulative['multiplane.k8s.client']:.0f} ms cumulative."
+        )
+    if "yaml" in cumulative:
+        notes.append(f"* `yaml` (the local NAD manifests): {cumulative['yaml']:.0f} ms cumulative.")
+    pyroute2 = [n for n, _s, _c in meta["rows"] if n.split(".")[0] == "pyroute2"]
+    if pyroute2:
+        notes.append(
+            f"* pyroute2: {len(pyroute2)} modules, {meta['packages']['pyroute2']:.0f} ms of own import time"
+            f" (`pyroute2.iproute` {'imported' if 'pyroute2.iproute' in pyroute2 else 'not imported'})."
+        )
+    for key, (title, _top) in titles.items():
+        if key != "meta-add" and "pyroute2" in imports[key]["packages"]:
+            notes.append(f"* {title} imports pyroute2 ({imports[key]['packages']['pyroute2']:.0f} ms).")
+    if notes:
+        parts.append("\n".join(notes))
+    return "\n\n".join(parts)
+
+
+def report(out: dict[str, Any], mach: dict[str, str], seconds: float) -> str:
     mv = {s.key: s.result for s in out["mv"]}
     meta = {s.key: s.result for s in out["meta"]}
     labels = {s.key: s.label for s in out["mv"] + out["meta"]}
-    hl, start, kern, rss = out["hl"], out["start"], out["kernel"], out["rss"]
-    imp_rows, imp_pkg, imp_total = out["imports"]
+    hl, start, kern, rss, facts = out["hl"], out["start"], out["kernel"], out["rss"], out["facts"]
     prof = out["profile"]
     prof_rows, prof_total, prof_wall = prof["rows"], prof["total"], prof["wall"]
-    cumulative = {n: c for n, _s, c in imp_rows}
 
     def pair_rows(results: dict[str, dict[str, tuple[float, float]]], ref: str, keys: list[str]) -> list[str]:
         lines = []
@@ -642,105 +860,118 @@ def report(out: dict[str, Any], mach: dict[str, str], facts: dict[str, str], sec
         "| what | ADD median / p90 (ms) | DEL median / p90 (ms) | ADD ours / Go | DEL ours / Go |",
         "|---|---|---|---|---|",
     ]
-    mv_table = "\n".join(head + pair_rows(mv, "mv-go", ["mv-go", "mv-dist", "mv-py"]))
+    mv_table = "\n".join(head + pair_rows(mv, "mv-go", ["mv-go", "mv-inst", "mv-dist", "mv-py"]))
     meta_table = "\n".join(
-        head + pair_rows(meta, "go1", ["go1", "meta1", "metapy1"]) + pair_rows(meta, "go4", ["go4", "meta4"])
+        head
+        + pair_rows(meta, "go1", ["go1", "meta1-inst", "meta1-dist", "meta1-py"])
+        + pair_rows(meta, "go4", ["go4", "meta4-inst", "meta4-dist"])
     )
-    m1 = meta["meta1"]
-    multus = (
-        f"| Multus thin + 1 (known figure, with an API server) | ≈ {KNOWN['multus_add']:.0f} | ≈ {KNOWN['multus_del']:.0f} | "
-        f"multiplane + 1 is {m1['ADD'][0] / KNOWN['multus_add']:.1f}x | {m1['DEL'][0] / KNOWN['multus_del']:.1f}x |"
+    m1 = meta["meta1-inst"]
+    meta_table += (
+        f"\n| Multus thin + 1 (known figure, with an API server) | ≈ {KNOWN['multus_add']:.0f} | ≈ {KNOWN['multus_del']:.0f} | "
+        f"multiplane + 1 (installed) is {m1['ADD'][0] / KNOWN['multus_add']:.1f}x | {m1['DEL'][0] / KNOWN['multus_del']:.1f}x |"
     )
-    meta_table += "\n" + multus
 
-    hl_names = {"go": "Go host-local", "dist": "dist/multiplane-host-local", "py": "Python entry point"}
+    hl_names = {"go": "Go host-local", **{k: FORMS[k] for k in FORMS}}
     hl_lines = [
         "| operation | "
         + " | ".join(f"{hl_names[k]} median / p90 (ms)" for k in hl_names)
-        + " | dist / Go | Python / Go |"
+        + " | installed / Go | self-contained / Go | Python / Go |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    hl_lines.append("|---|---|---|---|---|---|")
     for op in ("ADD", "DEL", "VERSION"):
-        g, d, p = hl["go"][op], hl["dist"][op], hl["py"][op]
-        hl_lines.append(f"| {op} | {fmt(g)} | {fmt(d)} | {fmt(p)} | {ratio(d, g)} | {ratio(p, g)} |")
+        g, i, d, p = hl["go"][op], hl["inst"][op], hl["dist"][op], hl["py"][op]
+        hl_lines.append(
+            f"| {op} | {fmt(g)} | {fmt(i)} | {fmt(d)} | {fmt(p)} | {ratio(i, g)} | {ratio(d, g)} | {ratio(p, g)} |"
+        )
 
     start_names = {
         "go": "Go host-local VERSION",
-        "interp": "the interpreter alone (`python -c pass`)",
-        "py": "Python entry point `multiplane` VERSION",
-        "frozen": "PyInstaller onefile, before staticx, VERSION",
-        "dist": "dist/multiplane VERSION",
+        "interp": "the tree's loader + interpreter, nothing of ours (`<tree>/ld-linux-x86-64.so.2 … python3.11 -c pass`)",
+        "boot": "the tree's interpreter running `boot.py multiplane` directly (no launcher), VERSION",
+        "inst": "installed runtime: `<bin>/multiplane` VERSION (launcher → `.multiplane/current`)",
+        "warm": "dist/multiplane VERSION, tree already unpacked",
+        "cold": "dist/multiplane VERSION, first call after a new build (unpack directory removed before each sample)",
     }
     st_lines = ["| process | median / p90 (ms) | / Go |", "|---|---|---|"]
-    for k in start_names:
-        if k in start:
-            st_lines.append(f"| {start_names[k]} | {fmt(start[k])} | {ratio(start[k], start['go'])} |")
+    for k, label in start_names.items():
+        st_lines.append(f"| {label} | {fmt(start[k])} | {ratio(start[k], start['go'])} |")
 
     g = start["go"][0]
-    interp, py, dist = start["interp"][0], start["py"][0], start["dist"][0]
-    frozen = start.get("frozen", (None, None))[0]
-    if frozen is not None:
-        layers = [
-            ("staticx: unpack its archive to /var, load through its own ld.so", dist - frozen),
-            (
-                "PyInstaller: unpack libpython and friends to /var/lib/cni/multiplane/run, bootloader, frozen importer",
-                frozen - py,
-            ),
-        ]
-    else:
-        layers = [("staticx + PyInstaller unpacking (the PyInstaller-only file was not found)", dist - py)]
-    layers += [
-        ("interpreter start-up (`python -c pass`)", interp),
-        ("our imports and the VERSION answer (entry point − bare interpreter)", py - interp),
+    interp, boot, inst, warm, cold = (start[k][0] for k in ("interp", "boot", "inst", "warm", "cold"))
+    layers = [
+        ("the tree's dynamic loader, C libraries and interpreter start-up (`-c pass`)", interp),
+        ("multiplane's imports and the VERSION answer (`boot.py` − bare interpreter)", boot - interp),
+        (
+            "the launcher: find `.multiplane/current` beside itself, shared lock, exec (installed − `boot.py`)",
+            inst - boot,
+        ),
+        (
+            "self-contained file, tree unpacked: find the unpack directory, sweep it, lock (warm − installed)",
+            warm - inst,
+        ),
+        (
+            f"self-contained file, first call after a new build: unpack {facts['tree']}, syncfs, rename (cold − warm)",
+            cold - warm,
+        ),
     ]
     layer_lines = ["| layer | ms (difference of medians) |", "|---|---|"] + [f"| {w} | {v:.1f} |" for w, v in layers]
-    meta_work = meta["metapy1"]["ADD"][0] - py
-    bridge_go = meta["go1"]["ADD"][0]
 
-    pkg_lines = ["| package | self ms |", "|---|---|"] + [
-        f"| `{p}` | {ms:.1f} |" for p, ms in sorted(imp_pkg.items(), key=lambda kv: kv[1], reverse=True)[:8]
+    goal_lines = [
+        "| goal | ours median (ms) | reference median (ms) | ratio | limit | verdict |",
+        "|---|---|---|---|---|---|",
     ]
-    imp_lines = ["| module | self ms | cumulative ms |", "|---|---|---|"] + [
-        f"| `{n}` | {s:.1f} | {c:.1f} |" for n, s, c in sorted(imp_rows, key=lambda r: r[2], reverse=True)[:15]
-    ]
+    for what, ours, ref, limit in goal_rows(out):
+        verdict = "met" if ours / ref <= limit else "**not met**"
+        goal_lines.append(f"| {what} | {ours:.1f} | {ref:.1f} | {ours / ref:.2f}x | {limit:.0f}x | {verdict} |")
+
     phase_lines = ["| phase of the ADD | ms under cProfile |", "|---|---|"] + [
         f"| {w} | {v:.1f} |" for w, v in prof["phases"]
     ]
-    notes = []
-    if "multiplane.k8s.client" in cumulative:
-        notes.append(
-            f"* `multiplane.k8s.client` is imported although this node reads local files (the local pod"
-            f" and NAD lookups import it for its `NotFound` exception): {cumulative['multiplane.k8s.client']:.0f} ms cumulative, as it"
-            " pulls in `http.client`, `email` and `ssl`."
-        )
-    if "yaml" in cumulative:
-        notes.append(f"* `yaml` (the local NAD manifests): {cumulative['yaml']:.0f} ms cumulative.")
-    if "pyroute2" in imp_pkg:
-        notes.append(
-            f"* pyroute2's netlink message classes (never the whole package): {imp_pkg['pyroute2']:.0f} ms of own import time."
-        )
     prof_lines = ["| function | calls | own ms | cumulative ms |", "|---|---|---|---|"] + [
         f"| `{n}` | {nc} | {tt:.1f} | {ct:.1f} |" for n, nc, tt, ct in prof_rows
     ]
+
+    def mib(key: str) -> str:
+        return f"{rss[key][0] / 1024:.1f} ({rss[key][1] / 1024:.1f})"
+
     rss_lines = [
         "| process tree | max RSS median (max) over 5 ADDs, MiB |",
         "|---|---|",
-        f"| multiplane + 1, dist/multiplane | {rss['dist'][0] / 1024:.1f} ({rss['dist'][1] / 1024:.1f}) |",
-        f"| multiplane + 1, Python entry point | {rss['py'][0] / 1024:.1f} ({rss['py'][1] / 1024:.1f}) |",
-        f"| Go bridge ADD (cluster network) | {rss['bridge'][0] / 1024:.1f} ({rss['bridge'][1] / 1024:.1f}) |",
-        f"| Go macvlan ADD (+ its host-local) | {rss['macvlan'][0] / 1024:.1f} ({rss['macvlan'][1] / 1024:.1f}) |",
+        f"| multiplane + 1, installed runtime | {mib('inst')} |",
+        f"| multiplane + 1, dist/multiplane (tree already unpacked) | {mib('dist')} |",
+        f"| multiplane + 1, Python entry point | {mib('py')} |",
+        f"| Go bridge ADD (cluster network) | {mib('bridge')} |",
+        f"| Go macvlan ADD (+ its host-local) | {mib('macvlan')} |",
     ]
+
+    def pair(a: dict[str, tuple[float, float]], b: dict[str, tuple[float, float]]) -> str:
+        return f"{ratio(a['ADD'], b['ADD'])} | {ratio(a['DEL'], b['DEL'])}"
 
     summary = [
         "| pair | ADD ours / Go | DEL ours / Go |",
         "|---|---|---|",
-        f"| one macvlan attachment: dist/multiplane vs Go macvlan + host-local | {ratio(mv['mv-dist']['ADD'], mv['mv-go']['ADD'])} | {ratio(mv['mv-dist']['DEL'], mv['mv-go']['DEL'])} |",
-        f"| pod + 1 network: multiplane (dist) vs Go plugins one after another | {ratio(meta['meta1']['ADD'], meta['go1']['ADD'])} | {ratio(meta['meta1']['DEL'], meta['go1']['DEL'])} |",
-        f"| pod + 4 networks: multiplane (dist) vs Go plugins one after another | {ratio(meta['meta4']['ADD'], meta['go4']['ADD'])} | {ratio(meta['meta4']['DEL'], meta['go4']['DEL'])} |",
-        f"| pod + 1 network: multiplane (dist) vs Multus thin (known figure) | {m1['ADD'][0] / KNOWN['multus_add']:.1f}x | {m1['DEL'][0] / KNOWN['multus_del']:.1f}x |",
-        f"| host-local ADD / DEL: dist vs Go | {ratio(hl['dist']['ADD'], hl['go']['ADD'])} | {ratio(hl['dist']['DEL'], hl['go']['DEL'])} |",
-        f"| start-up (VERSION): dist vs Go host-local | {ratio(start['dist'], start['go'])} | – |",
+        f"| one macvlan attachment: installed vs Go macvlan + host-local | {pair(mv['mv-inst'], mv['mv-go'])} |",
+        f"| one macvlan attachment: dist/multiplane vs Go macvlan + host-local | {pair(mv['mv-dist'], mv['mv-go'])} |",
+        f"| pod + 1 network: installed multiplane vs Go plugins one after another | {pair(meta['meta1-inst'], meta['go1'])} |",
+        f"| pod + 1 network: dist/multiplane vs Go plugins one after another | {pair(meta['meta1-dist'], meta['go1'])} |",
+        f"| pod + 4 networks: installed multiplane vs Go plugins one after another | {pair(meta['meta4-inst'], meta['go4'])} |",
+        f"| pod + 4 networks: dist/multiplane vs Go plugins one after another | {pair(meta['meta4-dist'], meta['go4'])} |",
+        f"| pod + 1 network: installed multiplane vs Multus thin (known figure) | {m1['ADD'][0] / KNOWN['multus_add']:.1f}x | {m1['DEL'][0] / KNOWN['multus_del']:.1f}x |",
+        f"| host-local alone: installed vs Go | {pair(hl['inst'], hl['go'])} |",
+        f"| host-local alone: dist/multiplane vs Go | {pair(hl['dist'], hl['go'])} |",
+        f"| start-up (VERSION): installed vs Go host-local | {ratio(start['inst'], start['go'])} | – |",
+        f"| start-up (VERSION): dist/multiplane, tree unpacked, vs Go host-local | {ratio(start['warm'], start['go'])} | – |",
+        f"| start-up (VERSION): dist/multiplane, first call after a new build, vs Go host-local | {ratio(start['cold'], start['go'])} | – |",
     ]
+
+    changed = out["changed"]
+    if changed:
+        written = f"changed after the bench's calls: {', '.join(changed[:5])}"
+    else:
+        written = "unchanged after every call of this run (mode, size and mtime of each entry compared)"
+    meta_work = meta["meta1-inst"]["ADD"][0] - inst
+    imports = import_section(out["imports"])
 
     return f"""# Benchmarks
 
@@ -748,13 +979,37 @@ Produced by `make bench` (`tests/bench/bench.py`, as root, {seconds:.0f} s for t
 from the last run. Each latency sample is one real runtime operation: a fresh process tree
 started by the libcni runtime driver `tests/cnidriver` (Debian's libcni {mach["libcni"]}), or, for
 host-local and start-up, the plugin exec'd directly with `CNI_*` in the environment and the
-config on stdin, as a runtime does. No `TMPDIR` is set, as under kubelet's runtimes, so the
-static binary unpacks into /var. {N} samples per row after {WARMUP} warm-up rounds; the rows of
-a table were measured interleaved (round by round), so background load hits them alike.
-The reference Go binaries are Debian's containernetworking-plugins {mach["plugins"]}.
+config on stdin, as a runtime does (no `TMPDIR`, as under kubelet's runtimes). {N} samples per
+row after {WARMUP} warm-up rounds; the rows of a table were measured interleaved (round by round),
+so background load hits them alike. The reference Go binaries are Debian's
+containernetworking-plugins {mach["plugins"]}.
 
-Machine: {mach["cpus"]}; kernel {mach["kernel"]}; Debian {mach["debian"]}; Python {mach["python"]};
-Go {mach["go"]}; {mach["binary"]}; load average at start {mach["load"]}.
+multiplane is measured in both shipped forms:
+
+* **installed runtime**: `dist/multiplane install --root <bench dir>/mp-root --no-kubeconfig`
+  (run from the copy described below) laid the tree down once as `opt/cni/bin/.multiplane/{facts["build"]}/` (+ the `current` link);
+  `opt/cni/bin/multiplane` is the bare static launcher ({facts["launcher"]}), and
+  `multiplane-macvlan` and `multiplane-host-local` link to it. Its CNI bin dir was {written}.
+* **self-contained file**: `dist/multiplane`, copied into the bench's own directory at the
+  start (so a rebuild meanwhile cannot change it), under our three names through links; the
+  installed runtime above was installed from that copy. It unpacks its tree once per build
+  into `$MULTIPLANE_UNPACK_DIR`, here the bench's own directory ({mach["tmp_fs"]},
+  where it unpacks by default); every row of it except "cold" in section 4 runs with that
+  tree already unpacked (the install and the warm-up rounds unpack it).
+
+The tree: {facts["tree"]} (largest: {facts["largest"]}); Debian's Python {facts["tree_python"]}, isolated.
+The "Python entry point" rows are the project virtualenv's console scripts, for reference.
+
+Machine: {mach["cpus"]}; kernel {mach["kernel"]}; Debian {mach["debian"]}; Python {mach["python"]}
+(the virtualenv, on Debian's /usr/bin/python3); Go {mach["go"]}; {facts["binary"]};
+load average {mach["load"]} at the start, {mach["load_end"]} at the end.
+
+## Goals (issue 9: installed runtime, no unpacking on any CNI call)
+
+Each ratio is of two medians measured interleaved in this run (sections 2, 3 and 4), and the
+verdict compares the unrounded ratio with the limit.
+
+{chr(10).join(goal_lines)}
 
 ## Summary (medians, ours / Go)
 
@@ -774,11 +1029,11 @@ host-local inside the macvlan process (one start). ADD then DEL in the same pod 
 
 ## 2. A pod: cluster network (bridge + host-local) plus 1 or 4 macvlan networks
 
-multiplane: one driver call; it execs Debian's bridge for `eth0` and runs the macvlan
-networks (`net1`…) in-process, selected by `MULTIPLANE_NETWORKS` from local NAD files, and
-writes its delegate cache and network-status file. Go: what a node without a meta-plugin
-pays, the bridge conflist and then one reference macvlan conflist per network, each a
-separate driver call into the same pod (DEL in reverse), summed per pod.
+multiplane: one driver call, no daemon; it execs Debian's bridge for `eth0` and runs the
+macvlan networks (`net1`…) in-process, selected by `MULTIPLANE_NETWORKS` from local NAD
+files, and writes its delegate cache and network-status file. Go: what a node without a
+meta-plugin pays, the bridge conflist and then one reference macvlan conflist per network,
+each a separate driver call into the same pod (DEL in reverse), summed per pod.
 
 {meta_table}
 
@@ -788,68 +1043,68 @@ separate driver call into the same pod (DEL in reverse), summed per pod.
 
 ## 4. Process start-up
 
-{chr(10).join(st_lines)}
+`<tree>` is the installed tree, `opt/cni/bin/.multiplane/{facts["build"]}`; its interpreter is
+started as the launcher starts it (`<tree>/ld-linux-x86-64.so.2 --inhibit-cache --library-path
+<tree>/lib <tree>/python3.11 …`). The cold row's unpack directory (in the bench's own
+directory) is removed before each of its samples, so every sample unpacks the whole tree.
 
-What one start of dist/multiplane unpacks: staticx's archive, {facts["staticx"]} (the
-PyInstaller file plus the C libraries); then PyInstaller's binaries and data, {facts["pyinstaller"]}
-(largest: {facts["pyinstaller_largest"]}). Both are written, used once and deleted on every call.
+{chr(10).join(st_lines)}
 
 ## 5. Peak memory of one ADD
 
 Measured by a wrapper that execs the plugin directly (env + stdin, as libcni would) and
-reads `getrusage(RUSAGE_CHILDREN).ru_maxrss`: the largest single process of the tree (for
-dist/multiplane that is the Python process under the staticx loader and the PyInstaller
-bootloader, which add a few MiB of their own processes; the Go bridge it execs for
-`eth0` peaks at about {rss["bridge"][0] / 1024:.0f} MiB).
+reads `getrusage(RUSAGE_CHILDREN).ru_maxrss`: the largest single process of the tree. The
+launcher execs the tree's loader in its own process (no second process), so for both forms
+that is the Python process; the Go bridge it execs for `eth0` peaks at about
+{rss["bridge"][0] / 1024:.0f} MiB.
 
 {chr(10).join(rss_lines)}
 
 ## 6. Where the time goes
 
-Start-up of dist/multiplane, layer by layer (differences of the medians in section 4):
+Start-up, layer by layer (differences of the medians in section 4):
 
 {chr(10).join(layer_lines)}
 
 In plain words: a Go plugin is one static executable the kernel maps and runs, about
-{g:.0f} ms to answer VERSION. Our file is a staticx bundle: its loader first copies its archive
-({facts["staticx"]}) into a fresh directory under /var and starts the real program through
-the bundled ld.so; that program is PyInstaller's bootloader, which again writes libpython,
-libcrypto and the extension modules ({facts["pyinstaller"]}) into a fresh directory, starts
-a second process with the embedded interpreter, imports our code from its archive, and
-deletes everything on exit. Only then does the CNI work start. The interpreter itself costs
-about {interp:.0f} ms and our imports for VERSION about {max(py - interp, 0):.0f} ms; {dist - py:.0f} ms of the {dist:.0f} ms
-start-up ({100 * (dist - py) / dist:.0f}%) is the two unpacking layers, paid again by every ADD, DEL and CHECK.
+{g:.1f} ms to answer VERSION. The installed runtime is a static launcher that finds
+`.multiplane/current` beside itself, takes a shared lock on that tree and execs the tree's
+loader on the tree's interpreter: {inst:.1f} ms for VERSION, of which loading the interpreter and its
+C libraries is about {interp:.1f} ms, our imports and the answer about {boot - interp:.1f} ms and the launcher
+about {inst - boot:.1f} ms. Nothing is unpacked or written on the way. The self-contained file with its
+tree already unpacked takes {warm:.1f} ms; the first call after a new build unpacks the whole tree
+({facts["tree"]}) and syncs the file system before it runs: {cold:.1f} ms, once per build.
 
-Beyond start-up, a meta ADD with one network (Python entry point) spends about
-{meta_work:.0f} ms: importing the meta-plugin and pyroute2's netlink message classes, reading
-the config and the NAD, exec'ing Debian's bridge (the whole Go bridge + macvlan pod costs
-{bridge_go:.0f} ms through the driver), the netlink work in the pod namespace for the
-macvlan (create in the root namespace, move, rename, address, routes, up), host-local's
-flock and fsync'ed writes, and the fsync'ed delegate cache and status files. DEL is
-dominated by the same start-up plus the kernel: `ip link del` of one macvlan takes
-{kern["del"][0]:.1f} ms (median; `ip link add` {kern["add"][0]:.1f} ms, `ip link show lo` {kern["show"][0]:.1f} ms, so ip's
-own start is included), for Go and for us alike, once per macvlan network (a pod with
-4 networks pays it 4 times, one after another), and the pod's veth on the bridge is torn
-down the same way.
+Beyond start-up, a meta ADD with one network (installed runtime, through the driver) takes
+{meta["meta1-inst"]["ADD"][0]:.0f} ms, {meta_work:.0f} ms more than the installed VERSION: the driver's own start, importing the
+meta-plugin and pyroute2's netlink message classes, reading the config and the NAD,
+exec'ing Debian's bridge (the whole Go bridge + macvlan pod costs {meta["go1"]["ADD"][0]:.0f} ms through the
+driver), the netlink work in the pod namespace for the macvlan (create in the root
+namespace, move, rename, address, routes, up), host-local's flock and fsync'ed writes, and
+the fsync'ed delegate cache and status files. DEL is dominated by the same start-up plus the
+kernel: `ip link del` of one macvlan takes {kern["del"][0]:.1f} ms (median; `ip link add`
+{kern["add"][0]:.1f} ms, `ip link show lo` {kern["show"][0]:.1f} ms, so ip's own start is included), for Go and
+for us alike, once per macvlan network (a pod with 4 networks pays it 4 times, one after
+another), and the pod's veth on the bridge is torn down the same way.
 
-### Imports of one meta ADD (`-X importtime`, Python entry point)
+### Imports inside the installed runtime (`-X importtime`)
 
-Total import time {imp_total:.0f} ms (sum of self times). By top-level package:
+Each command run {IMPORT_RUNS} times in the installed tree's interpreter with the launcher's argv plus
+`-X importtime` (`<tree>/ld-linux-x86-64.so.2 --inhibit-cache --library-path <tree>/lib
+<tree>/python3.11 -X importtime <tree>/boot.py <name>`), exec'd directly with the CNI
+environment and config; medians per module over the runs. Import time is the sum of self
+times, the interpreter's own start-up imports included; nested entries are included in their
+parents' cumulative times.
 
-{chr(10).join(pkg_lines)}
-
-{chr(10).join(notes)}
-
-The 15 most expensive imports by cumulative time (nested entries are included in their parents):
-
-{chr(10).join(imp_lines)}
+{imports}
 
 ### Profile of one meta ADD (cProfile, Python entry point, top 15 by cumulative time)
 
-{prof_total:.0f} ms of profiled time in a {prof_wall:.0f} ms run (cProfile slows Python code down; the
-exec'd bridge and the kernel count as time spent waiting in the calling function). By phase
-(a phase's functions when called from outside it; lazy imports inside a phase count there
-and under imports):
+Profiled with the virtualenv's interpreter (the tree's modules carry no source paths to
+group by). {prof_total:.0f} ms of profiled time in a {prof_wall:.0f} ms run (cProfile slows Python code
+down; the exec'd bridge and the kernel count as time spent waiting in the calling function).
+By phase (a phase's functions when called from outside it; lazy imports inside a phase count
+there and under imports):
 
 {chr(10).join(phase_lines)}
 
@@ -878,10 +1133,9 @@ def main() -> int:
         signal.signal(sig, _terminate)
     began = time.monotonic()
     forward = Path(IP_FORWARD).read_text()
-    mach = machine()
-    facts = archive_facts()
     tmp = Path(tempfile.mkdtemp(prefix="mp-bench-"))
     try:
+        mach = machine(tmp)
         out = run(tmp)
     finally:
         for _ in range(5):  # a plugin orphaned by a killed driver may still be writing
@@ -891,11 +1145,14 @@ def main() -> int:
             time.sleep(0.5)
         if Path(IP_FORWARD).read_text() != forward:
             Path(IP_FORWARD).write_text(forward)
+    mach["load_end"] = Path("/proc/loadavg").read_text().split()[0]
     seconds = time.monotonic() - began
-    body = report(out, mach, facts, seconds)
+    body = report(out, mach, seconds)
     DOC.write_text(body, encoding="utf-8")
     print(body)
     print(f"wrote {DOC.relative_to(ROOT)} in {seconds:.0f} s")
+    for what, ours, ref, limit in goal_rows(out):
+        print(f"goal {'met' if ours / ref <= limit else 'NOT MET'}: {what}: {ours / ref:.2f}x (limit {limit:.0f}x)")
     return 0
 
 
