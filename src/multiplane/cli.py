@@ -5,7 +5,9 @@
     multiplane --version                                                     → version text
     multiplane install | uninstall [flags]                                   → node installer
 
-This is the only module that reads sys.argv / os.environ and decides the exit status.
+This module reads sys.argv and decides the exit status; a CNI call's environment is read
+here once and handed to skel as a dict. (The meta-plugin also looks at the process's own
+KUBERNETES_SERVICE_HOST for the in-cluster config, and `install` at its environment.)
 Plugin modules are imported only for the personality that runs.
 """
 
