@@ -12,6 +12,8 @@ help:
 	@echo "make demo   - the seed scenario with dist/multiplane: a node, a LAN host, two pods with eth0 + net1"
 	@echo "make test   - install what the tests need, build dist/multiplane, then run the whole suite (as root)"
 	@echo "make binary - build dist/multiplane (static launcher + the runtime tree: interpreter, libraries, multiplane)"
+	@echo "make fuzz   - the fuzz suite (tests/fuzz) with MP_FUZZ_EXAMPLES=$(MP_FUZZ_EXAMPLES) random examples per test (as root)"
+	@echo "make torture - SIGKILL the meta-plugin MP_TORTURE_KILLS=$(MP_TORTURE_KILLS) times during ADD/DEL (as root)"
 
 $(VENV)/.deps-stamp: pyproject.toml
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
@@ -50,6 +52,19 @@ clean:
 lint: setup
 	$(VENV)/bin/ruff format --check src tests packaging
 	$(VENV)/bin/ruff check src tests packaging
+
+# Long runs of two suites `make test` runs briefly: hostile input (tests/fuzz) and kills (tests/integration/test_kill.py).
+MP_FUZZ_EXAMPLES ?= 10000
+MP_TORTURE_KILLS ?= 400
+
+.PHONY: fuzz torture
+fuzz: binary
+	@[ "$$(id -u)" = 0 ] || { echo "error: make fuzz needs root (network namespaces)" >&2; exit 1; }
+	MP_FUZZ_EXAMPLES=$(MP_FUZZ_EXAMPLES) $(PY) -m pytest tests/fuzz -p no:cacheprovider
+
+torture: setup
+	@[ "$$(id -u)" = 0 ] || { echo "error: make torture needs root (network namespaces)" >&2; exit 1; }
+	MP_TORTURE_KILLS=$(MP_TORTURE_KILLS) $(PY) -m pytest tests/integration/test_kill.py -p no:cacheprovider
 
 .PHONY: bench
 bench: binary
