@@ -9,6 +9,10 @@ certificate generated at start by the `openssl` command-line tool) to a
   ``metadata.resourceVersion`` (stale → 409 ``Status`` reason Conflict), ``metadata.uid`` precondition;
   replaces ``metadata.annotations``, ``metadata.labels`` and ``status`` (the spec is kept, as for pods/status)
 * ``GET  /apis/k8s.cni.cncf.io/v1/namespaces/{ns}/network-attachment-definitions/{name}`` → a NAD
+* ``GET  /api/v1/pods``, ``/api/v1/namespaces/{ns}/pods``            → a ``PodList``; ``fieldSelector``
+  ``spec.nodeName``, ``metadata.name``, ``metadata.namespace`` (``=``/``==``); 403 when `access` lacks list pods
+* ``POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews``   → ``status.allowed`` from `access`, a set of
+  allowed ``(verb, resource, subresource)`` (None, the default: everything is allowed)
 * anything missing → 404 ``Status`` (reason NotFound, the API server's message and ``details``)
 * bearer-token authentication (401 ``Status``), optional client certificates (TLS).
 
@@ -67,6 +71,8 @@ _REASONS = {
 
 _POD = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)(/status)?$")
 _NAD = re.compile(rf"^/apis/{re.escape(NAD_GROUP)}/v1/namespaces/([^/]+)/{NAD_RESOURCE}/([^/]+)$")
+_POD_LIST = re.compile(r"^/api/v1(?:/namespaces/([^/]+))?/pods$")
+_ACCESS_REVIEW = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 
 
 def status_object(
@@ -363,6 +369,8 @@ class K8sServer:
         self._rv = 1000
         self._fail: list[list[Any]] = []  # [remaining, status, method]
         self._conflicts = 0
+        # What SelfSubjectAccessReview allows: (verb, resource, subresource); None allows everything.
+        self.access: set[tuple[str, str, str]] | None = None
         self._delay = 0.0
         self._delay_left: int | None = None
         self._ssl_ctx = self._make_ssl_context() if tls else None
@@ -702,6 +710,11 @@ class K8sServer:
             return self._route(req)
 
     def _route(self, req: Request) -> tuple[int, Any, dict[str, str]]:
+        if req.path == _ACCESS_REVIEW:
+            return self._access_review(req)
+        m = _POD_LIST.match(req.path)
+        if m:
+            return self._list_pods(urllib.parse.unquote(m.group(1) or ""), req)
         m = _POD.match(req.path)
         if m:
             ns, name = urllib.parse.unquote(m.group(1)), urllib.parse.unquote(m.group(2))
@@ -738,6 +751,54 @@ class K8sServer:
     def _not_allowed(req: Request) -> tuple[int, Any, dict[str, str]]:
         msg = f"the server does not allow this method on the requested resource ({req.method})"
         return 405, status_object(405, msg), {}
+
+    def _allowed(self, verb: str, resource: str, subresource: str = "") -> bool:
+        return self.access is None or (verb, resource, subresource) in self.access
+
+    def _access_review(self, req: Request) -> tuple[int, Any, dict[str, str]]:
+        """SelfSubjectAccessReview: the review back with `status.allowed` (201, as the API server answers)."""
+        if req.method != "POST":
+            return self._not_allowed(req)
+        body = req.body
+        spec = body.get("spec") if isinstance(body, dict) else None
+        attrs = spec.get("resourceAttributes") if isinstance(spec, dict) else None
+        if not isinstance(attrs, dict) or not attrs.get("verb") or not attrs.get("resource"):
+            msg = "SelfSubjectAccessReview.authorization.k8s.io is invalid: spec.resourceAttributes: Required value"
+            return 422, status_object(422, msg), {}
+        allowed = self._allowed(attrs["verb"], attrs["resource"], attrs.get("subresource") or "")
+        review = copy.deepcopy(body)
+        review.setdefault("metadata", {})
+        review["status"] = {"allowed": allowed, "reason": "RBAC: allowed by the test server" if allowed else ""}
+        return 201, review, {}
+
+    def _list_pods(self, ns: str, req: Request) -> tuple[int, Any, dict[str, str]]:
+        """A PodList of every pod (or one namespace's) matching the `fieldSelector` of the query."""
+        if req.method != "GET":
+            return self._not_allowed(req)
+        if not self._allowed("list", "pods"):
+            scope = f'in the namespace "{ns}"' if ns else "at the cluster scope"
+            msg = f'pods is forbidden: User "system:serviceaccount:kube-system:multiplane" cannot list resource "pods" in API group "" {scope}'
+            return 403, status_object(403, msg, details={"kind": "pods"}), {}
+        wanted: list[tuple[str, str]] = []
+        for term in urllib.parse.parse_qs(req.query).get("fieldSelector", [""])[0].split(","):
+            if not term:
+                continue
+            key, _, value = term.replace("==", "=").partition("=")
+            if key not in ("spec.nodeName", "metadata.name", "metadata.namespace"):
+                return 400, status_object(400, f"field label not supported: {key}"), {}
+            wanted.append((key, value))
+
+        def value_of(pod: dict[str, Any], key: str) -> str:
+            part, _, name = key.partition(".")
+            return str(pod.get(part, {}).get(name, ""))
+
+        items = [
+            copy.deepcopy(pod)
+            for (pod_ns, _name), pod in sorted(self._pods.items())
+            if (not ns or pod_ns == ns) and all(value_of(pod, k) == v for k, v in wanted)
+        ]
+        meta = {"resourceVersion": str(self._rv)}
+        return 200, {"kind": "PodList", "apiVersion": "v1", "metadata": meta, "items": items}, {}
 
     def _put_pod_status(self, ns: str, name: str, req: Request) -> tuple[int, Any, dict[str, str]]:
         pod = self._pods.get((ns, name))
