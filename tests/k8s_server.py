@@ -9,6 +9,10 @@ certificate generated at start by the `openssl` command-line tool) to a
   ``metadata.resourceVersion`` (stale → 409 ``Status`` reason Conflict), ``metadata.uid`` precondition;
   replaces ``metadata.annotations``, ``metadata.labels`` and ``status`` (the spec is kept, as for pods/status)
 * ``GET  /apis/k8s.cni.cncf.io/v1/namespaces/{ns}/network-attachment-definitions/{name}`` → a NAD
+* ``POST /api/v1/namespaces/{ns}/events`` → 201 and the stored core v1 ``Event`` (name from
+  ``metadata.name`` or ``generateName`` + 5 characters, uid, resourceVersion, creationTimestamp);
+  ``involvedObject.namespace`` must be the URL's (422 Invalid); ``GET`` of the same path lists them
+  (`events()` returns copies)
 * ``GET  /api/v1/pods``, ``/api/v1/namespaces/{ns}/pods``            → a ``PodList``; ``fieldSelector``
   ``spec.nodeName``, ``metadata.name``, ``metadata.namespace`` (``=``/``==``); 403 when `access` lacks list pods
 * ``POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews``   → ``status.allowed`` from `access`, a set of
@@ -71,6 +75,7 @@ _REASONS = {
 
 _POD = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)(/status)?$")
 _NAD = re.compile(rf"^/apis/{re.escape(NAD_GROUP)}/v1/namespaces/([^/]+)/{NAD_RESOURCE}/([^/]+)$")
+_EVENTS = re.compile(r"^/api/v1/namespaces/([^/]+)/events$")
 _POD_LIST = re.compile(r"^/api/v1(?:/namespaces/([^/]+))?/pods$")
 _ACCESS_REVIEW = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 
@@ -366,6 +371,7 @@ class K8sServer:
         self._lock = threading.RLock()
         self._pods: dict[tuple[str, str], dict[str, Any]] = {}
         self._nads: dict[tuple[str, str], dict[str, Any]] = {}
+        self._events: list[dict[str, Any]] = []
         self._rv = 1000
         self._fail: list[list[Any]] = []  # [remaining, status, method]
         self._conflicts = 0
@@ -638,6 +644,11 @@ class K8sServer:
         with self._lock:
             return copy.deepcopy(self._nads[(namespace, name)])
 
+    def events(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Copies of the Events created (in `namespace`, if given), in order."""
+        with self._lock:
+            return [copy.deepcopy(e) for e in self._events if namespace in (None, e["metadata"]["namespace"])]
+
     @staticmethod
     def _set_annotations(pod: dict[str, Any], annotations: dict[str, Any]) -> None:
         if annotations:
@@ -737,7 +748,45 @@ class K8sServer:
             if nad is None:
                 return self._not_found(NAD_RESOURCE, NAD_GROUP, name)
             return 200, copy.deepcopy(nad), {}
+        m = _EVENTS.match(req.path)
+        if m:
+            ns = urllib.parse.unquote(m.group(1))
+            if req.method == "POST":
+                return self._create_event(ns, req)
+            if req.method != "GET":
+                return self._not_allowed(req)
+            items = [copy.deepcopy(e) for e in self._events if e["metadata"]["namespace"] == ns]
+            return 200, {"kind": "EventList", "apiVersion": "v1", "metadata": {}, "items": items}, {}
         return 404, status_object(404, "the server could not find the requested resource"), {}
+
+    def _create_event(self, ns: str, req: Request) -> tuple[int, Any, dict[str, str]]:
+        body = req.body
+        if not isinstance(body, dict) or not isinstance(body.get("metadata", {}), dict):
+            return 400, status_object(400, "the body of the request was in an unknown format"), {}
+        event = copy.deepcopy(body)
+        meta = event.setdefault("metadata", {})
+        if meta.setdefault("namespace", ns) != ns:
+            msg = "the namespace of the provided object does not match the namespace sent on the request"
+            return 400, status_object(400, msg), {}
+        involved = event.get("involvedObject")
+        if not isinstance(involved, dict) or involved.get("namespace", ns) != ns:
+            got = involved.get("namespace") if isinstance(involved, dict) else None
+            msg = f'Event "{meta.get("name", "")}" is invalid: involvedObject.namespace: Invalid value: "{got}": does not match event.namespace'
+            return 422, status_object(422, msg), {}
+        if not meta.get("name"):
+            if not meta.get("generateName"):
+                msg = "Event is invalid: metadata.name: Required value: name or generateName is required"
+                return 422, status_object(422, msg), {}
+            meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+        if any(e["metadata"]["namespace"] == ns and e["metadata"]["name"] == meta["name"] for e in self._events):
+            return 409, status_object(409, f'events "{meta["name"]}" already exists', "AlreadyExists"), {}
+        meta["uid"] = str(uuid.uuid4())
+        meta["resourceVersion"] = self._next_rv()
+        meta["creationTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        event.setdefault("apiVersion", "v1")
+        event.setdefault("kind", "Event")
+        self._events.append(event)
+        return 201, copy.deepcopy(event), {}
 
     @staticmethod
     def _not_found(resource: str, group: str, name: str) -> tuple[int, Any, dict[str, str]]:

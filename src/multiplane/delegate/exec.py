@@ -6,7 +6,8 @@
   were given, byte for byte (spec §4: IPAM plugins see the whole config).
 * "text file busy" at exec (a binary being replaced) is retried 5 times, 1 s apart.
 * A plugin that runs past the timeout is killed; its error is "try again later" (11).
-* Its stderr is copied to ours. Its answer is parsed with libcni's rules: exit 0 means
+* Its stderr is copied to ours. At `debug` the process log (multiplane.logs) gets the
+  binary's path, its exit status, how long it ran and what it wrote to stderr. Its answer is parsed with libcni's rules: exit 0 means
   success (ADD must print a result; a missing cniVersion means the config's); non-zero
   means the error object on stdout, or else the stderr text, keeping the plugin's code.
 """
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import time
 
+from multiplane import logs
 from multiplane.errors import (
     CniError,
     DelegateError,
@@ -113,6 +115,9 @@ class ExecDelegator:
 
     def _exec(self, plugin_type: str, command: str, stdin: bytes, env: Mapping[str, str]) -> bytes:
         binary = find_plugin(plugin_type, self.paths)
+        log = logs.get()
+        log.debug(f"exec {binary} ({command}, CNI_IFNAME={env.get('CNI_IFNAME', '')})")
+        started = time.monotonic()
         child_env = dict(env)
         child_env["CNI_COMMAND"] = command
         for attempt in range(_TXTBSY_TRIES):
@@ -130,6 +135,10 @@ class ExecDelegator:
                 raise InvalidEnvironment(f'cannot execute plugin "{plugin_type}": {exc}') from exc
             except subprocess.TimeoutExpired as exc:
                 raise TryAgainLater(f'plugin "{plugin_type}" ({command}) timed out after {self.timeout:g}s') from exc
+        if log.enabled("debug"):
+            took = (time.monotonic() - started) * 1000
+            said = f"; its stderr: {proc.stderr[:4096].decode('utf-8', 'replace').strip()}" if proc.stderr else ""
+            log.debug(f"exec {binary} ({command}) exited {proc.returncode} after {took:.1f} ms{said}")
         if proc.stderr and sys.stderr is not None:
             try:
                 sys.stderr.buffer.write(proc.stderr)

@@ -1,8 +1,11 @@
-"""A small Kubernetes API client on the standard library: the three calls the meta-plugin needs.
+"""A small Kubernetes API client on the standard library: the four calls the meta-plugin needs.
 
 * GET  /api/v1/namespaces/{ns}/pods/{name}
 * GET  /apis/k8s.cni.cncf.io/v1/namespaces/{ns}/network-attachment-definitions/{name}
 * PUT  /api/v1/namespaces/{ns}/pods/{name}/status   (network-status annotation, retried on 409)
+* POST /api/v1/namespaces/{ns}/events               (a pod's Events; one try, short timeout)
+
+packaging/k8s/rbac.yaml grants exactly these (tests/integration/test_meta_events.py checks it).
 
 Why not a client library: each CNI call is a fresh process; lightkube (~118 ms of
 imports here) and kubernetes (~198 ms) cost more than the rest of an ADD, and we need
@@ -182,26 +185,27 @@ class KubeClient:
                 ctx.load_cert_chain(cfg.cert_file, cfg.key_file or None)
         return ctx
 
-    def _connect(self) -> http.client.HTTPConnection:
+    def _connect(self, timeout: float | None = None) -> http.client.HTTPConnection:
+        timeout = self.timeout if timeout is None else timeout
         if self._ssl is not None:
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                self.host, self.port, timeout=self.timeout, context=self._ssl
+                self.host, self.port, timeout=timeout, context=self._ssl
             )
         else:
-            conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         conn.connect()
         assert conn.sock is not None
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn
 
-    def _once(self, method: str, path: str, body: bytes | None) -> tuple[int, Any]:
+    def _once(self, method: str, path: str, body: bytes | None, timeout: float | None = None) -> tuple[int, Any]:
         headers = {"Accept": "application/json", "User-Agent": "multiplane"}
         if body is not None:
             headers["Content-Type"] = "application/json"
         token = self.cfg.bearer()
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        conn = self._connect()
+        conn = self._connect(timeout)
         try:
             conn.request(method, self.prefix + path, body=body, headers=headers)
             resp = conn.getresponse()
@@ -214,14 +218,19 @@ class KubeClient:
             data = {"message": raw.decode("utf-8", "replace")[:200]}
         return resp.status, data
 
-    def request(self, method: str, path: str, what: str, body: Any = None, retry: bool = True) -> Any:
-        """One API call; retried (GETs) on connection errors, 429 and 5xx; ApiError/NotFound naming `what`."""
+    def request(
+        self, method: str, path: str, what: str, body: Any = None, retry: bool = True, timeout: float | None = None
+    ) -> Any:
+        """One API call; retried (GETs) on connection errors, 429 and 5xx; ApiError/NotFound naming `what`.
+
+        `timeout`: seconds for each connection and read (default: the client's).
+        """
         payload = json.dumps(body).encode() if body is not None else None
         deadline = time.monotonic() + self.retry_budget
         pause, reauthed = 0.1, False
         while True:
             try:
-                status, data = self._once(method, path, payload)
+                status, data = self._once(method, path, payload, timeout)
             except ssl.SSLError as exc:
                 # A certificate problem does not go away by retrying: fail now.
                 raise ApiError(
@@ -277,6 +286,13 @@ class KubeClient:
             except ApiError as exc:
                 if exc.status != 409 or attempt == tries - 1:
                     raise
+
+    def create_event(self, namespace: str, event: dict[str, Any], timeout: float = 2.0) -> dict[str, Any]:
+        """POST a core v1 Event into `namespace`: one try (Events are best effort), `timeout` seconds at most per step."""
+        path = f"/api/v1/namespaces/{_segment(namespace, 'events')}/events"
+        return self.request(
+            "POST", path, f'events in namespace "{namespace}"', body=event, retry=False, timeout=timeout
+        )
 
 
 def _segment(value: str, other: str, subdomain: bool = False) -> str:

@@ -6,12 +6,18 @@ the standalone binaries use (same environment checks, version gates and errors),
 pod attachment costs one process start; host-local's on-disk state is the reference's, so
 running ours for `host-local` is invisible to the node. Anything else is found in the
 search path and executed as the spec says (delegate/exec.py).
+
+A built-in logs through the process logger (multiplane.logs), so in-process it writes to
+the meta-plugin's log. A Python exception escaping a built-in is a bug: its traceback goes
+to that log and the caller gets the CNI error skel gives for it standalone (code 999,
+`internal error: <type>: <text>`).
 """
 
 from __future__ import annotations
 
 import json
 
+from multiplane.errors import CniError
 from multiplane.spec.result import Result
 
 TYPE_CHECKING = False
@@ -43,7 +49,14 @@ def run(
         from multiplane import skel
         from multiplane.plugins import REGISTRY
 
-        out = skel.dispatch(REGISTRY[builtin], child, stdin)
+        try:
+            out = skel.dispatch(REGISTRY[builtin], child, stdin)
+        except CniError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug: traceback to the log, skel's answer to the caller
+            from multiplane import logs
+
+            raise logs.internal_error(exc, f"{builtin} {command} (in-process)") from exc
         return Result.parse(json.loads(out), version) if command == "ADD" and out else None
     from multiplane.delegate.exec import ExecDelegator
 

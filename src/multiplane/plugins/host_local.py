@@ -7,7 +7,8 @@ these deliberate differences, all safer:
 * the whole ADD runs under one lock, so it is atomic across range sets;
 * config errors are code 7 and CNI_ARGS errors code 4 (the reference wraps both in 999);
 * a relative or ".."-containing dataDir is rejected;
-* a gateway outside its subnet is accepted like the reference, with a warning on stderr,
+* a gateway outside its subnet is accepted like the reference, with a warning in the log
+  (stderr standalone; the meta-plugin's log when it runs us in-process),
   and no configured gateway is ever handed out, even one inside another range's pool;
 * symbolic links in the state directory are never followed (see ipam/disk.py): a linked
   network directory or lock is refused with code 5, a linked `<ip>` is taken, not ours;
@@ -18,8 +19,6 @@ these deliberate differences, all safer:
 """
 
 from __future__ import annotations
-
-import sys
 
 from multiplane.errors import CniError, NotAvailable
 from multiplane.ipam import config as ipam_config
@@ -42,9 +41,9 @@ def _load(req: Request) -> ipam_config.IpamConf:
     conf = ipam_config.load(req.conf.raw, req.conf.name, req.conf.cni_version, req.args.args)
     if conf.warnings:
         # One line per call, never on stdout: the reference accepts these silently.
-        sys.stderr.write(
-            f"host-local: warning: {'; '.join(conf.warnings)} (accepted as an on-link gateway; never handed out)\n"
-        )
+        from multiplane import logs  # only a call with something to say pays for it
+
+        logs.get().warning(f"host-local: {'; '.join(conf.warnings)} (accepted as an on-link gateway; never handed out)")
     return conf
 
 
@@ -60,7 +59,9 @@ def _valid_attachments(conf: dict[str, Any]) -> set[tuple[str, str]]:
     elif "cni.dev/attachments" in conf:
         raw = conf["cni.dev/attachments"]
     else:
-        sys.stderr.write("host-local GC: no cni.dev/valid-attachments given; releasing every allocation\n")
+        from multiplane import logs
+
+        logs.get().warning("host-local GC: no cni.dev/valid-attachments given; releasing every allocation")
         raw = []
     keep: set[tuple[str, str]] = set()
     for item in raw or []:

@@ -12,9 +12,9 @@ a killed ADD may have left, see `temporary_name`) and treats anything already go
 from __future__ import annotations
 
 import os
-import sys
 import zlib
 
+from multiplane import logs
 from multiplane.errors import CniError, InvalidConfig, InvalidEnvironment, NotAvailable, TryAgainLater
 from multiplane.netlink import addrs, announce, links
 from multiplane.netlink.netns import NetnsNotFound, NotANetns, open_netns
@@ -160,8 +160,10 @@ class _Undo:
         for what, step in reversed(self.steps):
             try:
                 step()
-            except Exception as err:  # noqa: BLE001 - keep undoing; the original error is what matters
-                sys.stderr.write(f"multiplane-macvlan: rollback step {what!r} failed: {err}\n")
+            except CniError as err:  # keep undoing; the original error is what matters
+                logs.get().error(f"multiplane-macvlan: rollback step {what!r} failed: {err}")
+            except Exception:  # noqa: BLE001 - a bug: logged with its traceback, and undoing goes on
+                logs.get().bug(f"multiplane-macvlan: rollback step {what!r}")
 
 
 class Macvlan:
@@ -244,7 +246,7 @@ class Macvlan:
         try:
             announce.announce(fd, ifname, mac, [ip.address.ip for ip in ips], settled)
         except OSError as exc:  # the attachment works; a lost announcement only delays learning
-            sys.stderr.write(f"multiplane-macvlan: could not announce addresses on {ifname}: {exc}\n")
+            logs.get().warning(f"multiplane-macvlan: could not announce addresses on {ifname}: {exc}")
 
     def delete(self, req: Request) -> None:
         conf = MacvlanConf(req, strict=False)

@@ -8,6 +8,15 @@ result in our cniVersion. DEL works from the cache (pod, NAD and API server not 
 in reverse, past failures. CHECK checks every delegate against its cached result. GC
 translates the runtime's valid attachments to delegate attachments. STATUS reports the
 readiness file and the cluster network.
+
+Diagnostics: each command installs its logger (`logFile`, `logLevel`, `logToStderr`,
+`logOptions`) as the process logger, so in-process built-ins log there too; `debug` shows
+the plan, every delegate call and the total time. A Python exception is a bug: its
+traceback is logged (level `panic`) and the runtime gets `internal error: …` (code 999).
+For a pod read from the Kubernetes API, ADD posts Events on it (unless `"events": false`):
+Normal `AddedInterface` per attachment once all are in place (Multus's text,
+`Add net1 [10.1.1.3/24] from ns/nad`), Warning `NoNetworkFound` or `AddFailed` when it fails.
+Events are best effort: one try each, a short timeout, and the first failure stops the rest.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import json
 import os
 import time
 
+from multiplane import logs
 from multiplane.errors import CniError, DelegateError, InvalidConfig, InvalidEnvironment, NotAvailable, PluginNotFound
 from multiplane.fsutil import sweep_temporaries, write_atomic
 from multiplane.logs import Logger
@@ -25,6 +35,7 @@ from multiplane.plugins.meta.config import MetaConf
 from multiplane.plugins.meta.plan import Delegate, PodRef, plan, requested_ips_missing
 from multiplane.plugins.meta.runner import Invoker
 from multiplane.plugins.meta.selection import NETWORKS_ANNOTATION
+from multiplane.spec.gojson import field, json_type
 from multiplane.spec.result import Result
 
 TYPE_CHECKING = False
@@ -37,6 +48,8 @@ if TYPE_CHECKING:
 __all__ = ["Meta"]
 
 READINESS_WAIT = 45.0
+EVENT_TIMEOUT = 2.0  # seconds per step of one Event post; a slow API server must not hold the pod
+EVENT_COMPONENT = "multiplane"
 CONFIG_SOURCE = "kubernetes.io/config.source"
 CONFIG_MIRROR = "kubernetes.io/config.mirror"
 
@@ -57,11 +70,18 @@ class _Call:
     def __init__(self, req: Request) -> None:
         self.req = req
         self.conf = MetaConf(req.conf)
-        self.log = Logger(self.conf.log_level, self.conf.log_file, self.conf.log_to_stderr)
+        raw = req.conf.raw
+        self.log = Logger(self.conf.log_level, self.conf.log_file, self.conf.log_to_stderr, field(raw, "logOptions"))
+        events = field(raw, "events")
+        if events is not None and not isinstance(events, bool):
+            raise InvalidConfig(f"invalid multiplane config: events must be true or false, got {json_type(events)}")
+        self.events = events is not False
         self.pod = PodRef(_loose_pairs(req.args.args))
         paths = [self.conf.bin_dir, *[p for p in req.args.path if p != self.conf.bin_dir]]
         self.invoker = Invoker(paths)
         self._source: Any = None
+        # The pod as the API server knows it (for Events): set by read_pod from a KubeSource.
+        self.api_pod: dict[str, Any] | None = None
 
     @property
     def source(self) -> Any:
@@ -130,6 +150,52 @@ class _Call:
         self.pod.uid = self.pod.uid or uid
         self.pod.api_uid = uid
         self.pod.annotations = annotations
+        if getattr(self.source, "kind", "") == "kubernetes" and isinstance(obj, dict):
+            self.api_pod = obj
+
+    def event(self, kind: str, reason: str, message: str) -> None:
+        """Post an Event on the pod (best effort); nothing when events are off or the pod is not from the API."""
+        if not self.events or self.api_pod is None:
+            return
+        meta = self.api_pod.get("metadata") or {}
+        spec = self.api_pod.get("spec")
+        node = spec.get("nodeName") if isinstance(spec, dict) else None
+        node = node if isinstance(node, str) else ""
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        involved = {"apiVersion": "v1", "kind": "Pod", "namespace": self.pod.namespace, "name": self.pod.name}
+        if self.pod.api_uid:
+            involved["uid"] = self.pod.api_uid
+        if isinstance(meta.get("resourceVersion"), str):
+            involved["resourceVersion"] = meta["resourceVersion"]
+        body: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            # client-go's name for an event: <object>.<time in ns, hex>
+            "metadata": {"name": f"{self.pod.name}.{time.time_ns():x}", "namespace": self.pod.namespace},
+            "involvedObject": involved,
+            "type": kind,
+            "reason": reason,
+            "message": message if len(message) <= 1024 else message[:1021] + "...",
+            "source": {"component": EVENT_COMPONENT, **({"host": node} if node else {})},
+            "reportingComponent": EVENT_COMPONENT,
+            "reportingInstance": node,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self.source.client.create_event(self.pod.namespace, body, timeout=EVENT_TIMEOUT)
+        except CniError as exc:  # ApiError, or a name the client refuses
+            self.events = False  # one failure is enough: the next post would wait as long
+            self.log.error(
+                f"{self.pod.label()}: cannot post the {reason} event ({exc}{': ' + exc.details if exc.details else ''}); "
+                "further events of this call are skipped (does the service account have `create` on `events`?)"
+            )
+        except Exception:  # noqa: BLE001 - a bug in posting an Event must not fail the ADD
+            self.events = False
+            self.log.bug(f"{self.pod.label()}: posting the {reason} event")
+        else:
+            self.log.debug(f"{self.pod.label()}: event {kind} {reason}: {message}")
 
 
 def _is_static(annotations: dict[str, str]) -> bool:
@@ -194,14 +260,44 @@ class Meta:
 
     name = "multiplane"
 
+    @staticmethod
+    def _command(
+        call: _Call, command: str, body: Callable[[], Any], on_error: Callable[[CniError], None] | None = None
+    ) -> Any:
+        """Run one command with `call.log` as the process logger; a non-CNI exception becomes code 999, traceback logged."""
+        args = call.req.args
+        what = f"{call.pod.label()}: {command} of container {args.container_id}"
+        started = time.monotonic()
+        outcome = "failed"
+        with logs.using(call.log):
+            call.log.debug(f"{what} (netns {args.netns or '-'}, ifname {args.ifname or '-'}, CNI_ARGS {args.args!r})")
+            try:
+                out = body()
+                outcome = "done"
+            except CniError as exc:
+                if on_error is not None:
+                    on_error(exc)
+                raise
+            except Exception as exc:  # noqa: BLE001 - a bug: logged with its traceback, answered as code 999
+                error = logs.internal_error(exc, what)
+                if on_error is not None:
+                    on_error(error)
+                raise error from exc
+            finally:
+                call.log.debug(f"{what}: {outcome} after {(time.monotonic() - started) * 1000:.1f} ms")
+                call.log.close()
+        return out
+
     def add(self, req: Request) -> Result:
         call = _Call(req)
-        try:
-            return self._add(call)
-        except CniError as exc:
-            # The runtime shows this too, but node logs are where operators look first.
+
+        def failed(exc: CniError) -> None:
+            # The runtime shows this too, but node logs (and the pod's Events) are where operators look first.
             call.log.error(f"{call.pod.label()}: ADD of container {req.args.container_id} failed: {exc}")
-            raise
+            call.event("Warning", _failure_reason(exc), _failure_message(exc))
+
+        result: Result = self._command(call, "ADD", lambda: self._add(call), failed)
+        return result
 
     def _add(self, call: _Call) -> Result:
         req = call.req
@@ -211,6 +307,7 @@ class Meta:
         call.wait_ready(wait=True)
         call.read_pod()
         delegates = plan(call.conf, call.source, call.pod, req.args.ifname)
+        _log_plan(call, delegates)
         _check_names_free(req.args.netns, delegates)
         cid = req.args.container_id
         record: dict[str, Any] = {
@@ -232,6 +329,8 @@ class Meta:
                     )
                 _apply_default_route(req.args.netns, delegates, d, d.result)
             except Exception as exc:
+                if not isinstance(exc, CniError):
+                    call.log.bug(f"{call.pod.label()}: ADD of {d.name} ({d.ifname})")
                 self._rollback(call, delegates[: index + 1])
                 raise _named_error(call.pod, d, exc) from exc
             call.log.verbose(f"{call.pod.label()}: added {d.ifname} from {d.name}")
@@ -243,6 +342,10 @@ class Meta:
             raise
         master = next(d for d in delegates if d.master)
         assert master.result is not None
+        for d in delegates:  # once every attachment is in place: a rolled-back ADD announces nothing
+            assert d.result is not None
+            ips = " ".join(str(ip.address) for ip in d.result.ips)
+            call.event("Normal", "AddedInterface", f"Add {d.ifname} [{ips}] from {d.name}")
         return _merge_prev(req, master.result)
 
     def _rollback(self, call: _Call, attached: list[Delegate]) -> None:
@@ -257,6 +360,8 @@ class Meta:
             try:
                 call.invoker.delete(d.net, call.env(d), d.cap_args, d.args_cni, d.result)
             except Exception as exc:  # noqa: BLE001 - keep undoing; the ADD error is what the runtime sees
+                if not isinstance(exc, CniError):
+                    call.log.bug(f"{call.pod.label()}: rollback of {d.name} ({d.ifname})")
                 failed_one = d is attached[-1] and d.result is None
                 clean = clean and failed_one
                 call.log.error(f"{call.pod.label()}: rollback of {d.name} ({d.ifname}) failed: {exc}")
@@ -296,7 +401,10 @@ class Meta:
         released (sweep.py); what fails is logged, and DEL succeeds.
         """
         call = _Call(req)
-        cid = req.args.container_id
+        self._command(call, "DEL", lambda: self._delete(call))
+
+    def _delete(self, call: _Call) -> None:
+        cid = call.req.args.container_id
         problem = call.pod.problem()
         if problem:
             call.log.error(f"DEL of container {cid}: {problem}; the pod is ignored")
@@ -341,6 +449,8 @@ class Meta:
             try:
                 call.invoker.delete(d.net, call.env(d), d.cap_args, d.args_cni, d.result)
             except Exception as exc:  # noqa: BLE001 - DEL goes on past failures and reports them together
+                if not isinstance(exc, CniError):
+                    call.log.bug(f"{call.pod.label()}: DEL of {d.name} ({d.ifname})")
                 failures.append((d, exc))
         return failures
 
@@ -403,15 +513,15 @@ class Meta:
                 f"{call.pod.label()}: DEL without cache and no usable configuration ({exc}); nothing to delete"
             )
         except Exception:  # noqa: BLE001 - a bug must not pin the sandbox: log it, release what the sweep finds
-            import traceback
-
-            call.log.error(
-                f"{call.pod.label()}: DEL without cache: rebuilding the plan failed:\n{traceback.format_exc()}"
-            )
+            call.log.bug(f"{call.pod.label()}: DEL without cache: rebuilding the plan failed")
         return []
 
     def check(self, req: Request) -> None:
         call = _Call(req)
+        self._command(call, "CHECK", lambda: self._check(call))
+
+    def _check(self, call: _Call) -> None:
+        req = call.req
         cached = cache.load(call.conf.cni_dir, req.args.container_id)
         if cached is None:
             raise CniError(f"no attachments are recorded for container {req.args.container_id}")
@@ -426,6 +536,10 @@ class Meta:
 
     def gc(self, req: Request) -> None:
         call = _Call(req)
+        self._command(call, "GC", lambda: self._gc(call))
+
+    def _gc(self, call: _Call) -> None:
+        req = call.req
         call.wait_ready(wait=True)
         valid = _valid_attachments(req.conf.raw)
         per_network: dict[bytes, tuple[Any, list[dict[str, str]]]] = {}
@@ -451,7 +565,9 @@ class Meta:
                 try:
                     denv = {**env, "CNI_IFNAME": d.ifname, "CNI_ARGS": d.cni_args}
                     call.invoker.delete(d.net, denv, d.cap_args, d.args_cni, d.result)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - GC goes on past failures and reports them together
+                    if not isinstance(exc, CniError):
+                        call.log.bug(f"GC of stale container {cid}, {d.name} ({d.ifname})")
                     ok = False
                     errors.append(f"stale {cid} {d.name}: {exc}")
             if ok:
@@ -463,9 +579,39 @@ class Meta:
 
     def status(self, req: Request) -> None:
         call = _Call(req)
+        self._command(call, "STATUS", lambda: self._status(call))
+
+    def _status(self, call: _Call) -> None:
         call.wait_ready(wait=False)
         delegates = plan(call.conf, call.source, call.pod, "eth0")
-        call.invoker.status(delegates[0].net, dict(req.args.env))
+        call.invoker.status(delegates[0].net, dict(call.req.args.env))
+
+
+def _log_plan(call: _Call, delegates: list[Delegate]) -> None:
+    """At `debug`: each delegate of the plan, in attachment order."""
+    if not call.log.enabled("debug"):
+        return
+    call.log.debug(f"{call.pod.label()}: plan of {len(delegates)} delegate(s)")
+    for i, d in enumerate(delegates):
+        types = ",".join(str(field(p, "type")) for p in d.net.plugins)
+        call.log.debug(
+            f"{call.pod.label()}: plan [{i}] {d.name} (CNI name {d.net.name!r}, cniVersion {d.net.cni_version}): "
+            f"type {types}, ifname {d.ifname}{', master' if d.master else ''}"
+        )
+
+
+def _failure_reason(exc: CniError) -> str:
+    """The Warning event's reason: Multus's `NoNetworkFound` for a network that does not exist, else `AddFailed`."""
+    from multiplane.k8s.errors import NotFound
+
+    if isinstance(exc.__cause__, NotFound) or exc.msg.startswith(("cannot find a network", "cannot find network")):
+        return "NoNetworkFound"
+    return "AddFailed"
+
+
+def _failure_message(exc: CniError) -> str:
+    text = f"multiplane could not attach the pod's networks: {exc.msg}"
+    return f"{text} ({exc.details})" if exc.details else text
 
 
 def _valid_attachments(raw: dict[str, Any]) -> set[tuple[str, str]]:

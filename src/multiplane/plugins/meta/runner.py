@@ -9,13 +9,17 @@ previous plugin's result (none for the first), on CHECK/DEL the cached final res
 
 Built-in types (`macvlan`, `host-local` and their `multiplane-` names) run in this process
 through the same skel code path the standalone binaries use (same checks, same errors);
-everything else is executed from binDir + CNI_PATH.
+everything else is executed from binDir + CNI_PATH. At `debug` each call is logged with
+the network, interface, type, command, where it ran (`in-process` or `exec <path>`), how
+long it took and its result or error.
 """
 
 from __future__ import annotations
 
 import json
+import time
 
+from multiplane import logs
 from multiplane.plugins import delegation
 from multiplane.spec import version as versions
 from multiplane.spec.gojson import field
@@ -67,8 +71,35 @@ class Invoker:
     def __init__(self, paths: list[str]) -> None:
         self.paths = paths
 
-    def run(self, plugin_type: str, command: str, stdin: bytes, env: Mapping[str, str], version: str) -> Result | None:
-        return delegation.run(plugin_type, command, stdin, env, self.paths, version)
+    def run(
+        self, plugin_type: str, command: str, stdin: bytes, env: Mapping[str, str], version: str, network: str = ""
+    ) -> Result | None:
+        """One plugin call; at `debug` the log gets type, command, where it ran, duration and outcome."""
+        log = logs.get()
+        if not log.enabled("debug"):
+            return delegation.run(plugin_type, command, stdin, env, self.paths, version)
+        where = self.where(plugin_type)
+        what = f"delegate {network or '?'} ({env.get('CNI_IFNAME', '')}): {plugin_type} {command} {where}"
+        started = time.monotonic()
+        try:
+            result = delegation.run(plugin_type, command, stdin, env, self.paths, version)
+        except Exception as exc:
+            log.debug(f"{what}: failed after {_ms(started)}: {exc}")
+            raise
+        log.debug(f"{what}: ok after {_ms(started)}{_shown(result, version)}")
+        return result
+
+    def where(self, plugin_type: str) -> str:
+        """`in-process` for a built-in, else `exec <path>` (or why there is none)."""
+        if plugin_type in delegation.BUILTINS:
+            return "in-process"
+        from multiplane.delegate.exec import find_plugin
+        from multiplane.errors import CniError
+
+        try:
+            return f"exec {find_plugin(plugin_type, self.paths)}"
+        except CniError as exc:
+            return f"exec ({exc.msg})"
 
     def add(
         self,
@@ -80,7 +111,7 @@ class Invoker:
         prev: Result | None = None
         for plugin in net.plugins:
             stdin = _stdin(plugin, net, prev, cap_args, cni_args)
-            prev = self.run(field(plugin, "type"), "ADD", stdin, env, net.cni_version)
+            prev = self.run(field(plugin, "type"), "ADD", stdin, env, net.cni_version, net.name)
         assert prev is not None
         return prev
 
@@ -95,7 +126,7 @@ class Invoker:
         prev = cached if cached is not None and versions.has_check(_safe(net.cni_version)) else None
         for plugin in reversed(net.plugins):
             stdin = _stdin(plugin, net, prev, cap_args, cni_args)
-            self.run(field(plugin, "type"), "DEL", stdin, env, net.cni_version)
+            self.run(field(plugin, "type"), "DEL", stdin, env, net.cni_version, net.name)
 
     def check(
         self,
@@ -108,9 +139,8 @@ class Invoker:
         if not versions.has_check(_safe(net.cni_version)) or str(field(net.obj, "disableCheck")).lower() == "true":
             return
         for plugin in net.plugins:
-            self.run(
-                field(plugin, "type"), "CHECK", _stdin(plugin, net, cached, cap_args, cni_args), env, net.cni_version
-            )
+            stdin = _stdin(plugin, net, cached, cap_args, cni_args)
+            self.run(field(plugin, "type"), "CHECK", stdin, env, net.cni_version, net.name)
 
     def gc(self, net: NetworkConfig, env: Mapping[str, str], valid: list[dict[str, str]]) -> list[str]:
         """GC every plugin of a 1.1.0+ list; returns the errors (all plugins are tried)."""
@@ -120,7 +150,8 @@ class Invoker:
         keys = {"cni.dev/valid-attachments": valid, "cni.dev/attachments": valid}
         for plugin in net.plugins:
             try:
-                self.run(field(plugin, "type"), "GC", _stdin(plugin, net, None, {}, None, keys), env, net.cni_version)
+                stdin = _stdin(plugin, net, None, {}, None, keys)
+                self.run(field(plugin, "type"), "GC", stdin, env, net.cni_version, net.name)
             except Exception as exc:  # noqa: BLE001 - collect and go on, as libcni does
                 errors.append(f"{net.name}: {exc}")
         return errors
@@ -129,7 +160,21 @@ class Invoker:
         if not versions.has_gc_status(_safe(net.cni_version)):
             return
         for plugin in net.plugins:
-            self.run(field(plugin, "type"), "STATUS", _stdin(plugin, net, None, {}, None), env, net.cni_version)
+            stdin = _stdin(plugin, net, None, {}, None)
+            self.run(field(plugin, "type"), "STATUS", stdin, env, net.cni_version, net.name)
+
+
+def _shown(result: Result | None, version: str) -> str:
+    if result is None:
+        return ""
+    try:
+        return f": result {json.dumps(result.to_dict(version), sort_keys=True)}"
+    except Exception as exc:  # noqa: BLE001 - a debug line must not fail the call; the caller will see it
+        return f": a result that cannot be shown ({exc})"
+
+
+def _ms(started: float) -> str:
+    return f"{(time.monotonic() - started) * 1000:.1f} ms"
 
 
 def _safe(version: str) -> str:
