@@ -25,6 +25,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -43,6 +44,7 @@ PERSONALITIES = ("multiplane", "multiplane-macvlan", "multiplane-host-local")
 HOST_DEFAULT_DIRS = ("/var/lib/cni/networks", "/var/lib/cni/multiplane", "/etc/cni/multiplane", "/var/lib/cni")
 # Keys naming state a plugin may write (matched case-insensitively, at the top or under ipam).
 STATE_KEYS = ("dataDir", "cniDir", "logFile")
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 class Sandbox:
@@ -94,7 +96,9 @@ def named_state_dirs(stdin: bytes, cwd: Path) -> list[str]:
     """The absolute state paths a config names (top level and `ipam`), for the write check.
 
     Relative paths are left out on purpose: state relative to a runtime's working directory
-    is a defect, and the empty-cwd check reports it.
+    is a defect, and the empty-cwd check reports it. A log file brings its siblings
+    (logs.py): `<logFile>.lock` and the rotated `<stem>-<time><ext>[.gz]`, given as the
+    prefix pattern `<stem>-*`. Lone surrogates read as U+FFFD, as the plugins decode them.
     """
     try:
         obj = json.loads(stdin)
@@ -108,8 +112,17 @@ def named_state_dirs(stdin: bytes, cwd: Path) -> list[str]:
         for key, value in scope.items():
             if key.lower() in {k.lower() for k in STATE_KEYS} and isinstance(value, str) and value.startswith("/"):
                 with contextlib.suppress(ValueError):
-                    out.append(os.path.normpath(os.path.join(cwd, value)))
+                    path = os.path.normpath(os.path.join(cwd, _SURROGATES.sub("\ufffd", value)))
+                    out.append(path)
+                    if key.lower() == "logfile":
+                        out += [path + ".lock", os.path.splitext(path)[0] + "-*"]
     return out
+
+
+def _within(path: str, allowed: str) -> bool:
+    if allowed.endswith("*"):
+        return path.startswith(allowed[:-1])
+    return path == allowed or path.startswith(allowed.rstrip("/") + "/")
 
 
 @dataclass
@@ -181,7 +194,7 @@ def check_writes(
         _fail(answer, "the working directory is no longer empty", f"\nin cwd: {leftovers}")
     after = sandbox.snapshot()
     changed = [p for p, meta in after.items() if before.get(p) != meta]
-    outside = [p for p in changed if not any(p == a or p.startswith(a.rstrip("/") + "/") for a in allowed)]
+    outside = [p for p in changed if not any(_within(p, a) for a in allowed)]
     # A directory holding a named state dir changes its mtime when the plugin creates that dir.
     outside = [p for p in outside if not any(a.startswith(p.rstrip("/") + "/") for a in allowed)]
     if outside:
