@@ -6,7 +6,6 @@ import gzip
 import io
 import os
 import re
-import stat
 import subprocess
 import sys
 import time
@@ -291,3 +290,27 @@ def test_a_logger_holds_no_descriptor_after_close(tmp_path: Path) -> None:
         log.error("x")
         log.close()
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_another_thread_does_not_see_this_threads_logger(tmp_path: Path) -> None:
+    """The installed logger is per thread (a daemon's worker threads each run their own call)."""
+    import threading
+
+    seen: list[Logger] = []
+    mine = Logger(path=str(tmp_path / "mp.log"))
+    with logs.using(mine):
+        worker = threading.Thread(target=lambda: seen.append(logs.get()))
+        worker.start()
+        worker.join()
+        assert logs.get() is mine
+    assert seen and seen[0] is not mine and seen[0].path == ""
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 10**400, -(10**400)])
+def test_numbers_no_size_can_be_are_refused_not_raised(value: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NaN, Infinity (Python's JSON reads them) or a 400-digit maxSize/maxAge: reported, defaults kept, nothing raised."""
+    stderr = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    log = Logger(options={"maxSize": value, "maxAge": value, "maxBackups": value})
+    assert (log.max_bytes, log.max_backups, log.max_age) == (100 * MB, 5, 5 * 86400)
+    assert stderr.getvalue().count("must be a number") == 3
