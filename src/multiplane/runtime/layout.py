@@ -152,12 +152,40 @@ def _begin(tmp: str) -> int:
     raise RuntimeError_(f"{tmp} kept being removed by another install while being laid down")
 
 
+def differences(tree: str) -> list[str]:
+    """Files of a tree that do not match its MANIFEST (missing, other content, size or mode); [] if it matches."""
+    try:
+        with open(os.path.join(tree, payload.MANIFEST), "rb") as fh:
+            expected = payload.parse_manifest(fh.read())
+    except (OSError, payload.PayloadError) as exc:
+        return [f"{payload.MANIFEST}: {exc}"]
+    found = []
+    for path, (digest, mode, size) in sorted(expected.items()):
+        full = os.path.join(tree, path)
+        try:
+            st = os.lstat(full)
+            with open(full, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            found.append(f"{path}: {exc.strerror}")
+            continue
+        if st.st_mode & 0o7777 != mode or len(data) != size or hashlib.sha256(data).hexdigest() != digest:
+            found.append(f"{path}: differs from the MANIFEST")
+    return found
+
+
 def lay_down(bin_dir: str, build: str, entries: Iterable[payload.Entry]) -> bool:
     """Make `<bin_dir>/.multiplane/<build>` a complete, checked tree; False if it already was one."""
     base = os.path.join(bin_dir, RUNTIME_DIR)
     final = os.path.join(base, build)
     if os.path.isfile(os.path.join(final, ".complete")):
-        return False
+        if not differences(final):
+            return False
+        # A tree of this build that no longer matches its MANIFEST (edited, damaged): moved
+        # aside and laid down again; calls still running it keep their open files.
+        gone = os.path.join(base, f".gone-{os.getpid()}-{build}")
+        os.rename(final, gone)
+        shutil.rmtree(gone, ignore_errors=True)
     os.makedirs(base, mode=0o755, exist_ok=True)
     tmp = os.path.join(base, f"{build}.tmp-{os.getpid()}")
     lock = _begin(tmp)
