@@ -7,7 +7,10 @@ in the CNI bin dir are the small static launcher. Every file is replaced atomica
 (temporary file, fsync, rename), so a runtime executing the old binary never meets
 "text file busy" (multus #1221) and never reads a half-written or empty config (multus
 #1155). The generated `00-multiplane.conf` never wraps itself (multus #1108): files named
-`00-multiplane*` are never taken as the primary network.
+`00-multiplane*` are never taken as the primary network, and a meta-plugin's config (ours,
+or Multus's `multus` / `multus-shim`) is refused at once. While any Multus config is in the
+config dir, Multus owns the node and install refuses; `--replace-multus` renames Multus's
+config aside once ours is written (docs/decisions/0007-installing-next-to-multus.md).
 
 Paths: `--root` prefixes every path given on the command line (a test root); `--host-prefix`
 is where the node's root is mounted in the container (`/host`) and is stripped from the
@@ -24,6 +27,7 @@ import sys
 import time
 
 from multiplane.fsutil import fsync_dir, replace_with, sweep_temporaries, tmp_name, unlink_quietly, write_all
+from multiplane.spec.gojson import field
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,7 +35,18 @@ if TYPE_CHECKING:
 
     Say = Callable[[str], None]
 
-__all__ = ["InstallError", "Options", "build_parser", "install", "main", "refresh_token", "uninstall"]
+__all__ = [
+    "InstallError",
+    "MetaPluginConfig",
+    "MultusOwnsNode",
+    "Options",
+    "WrapsItself",
+    "build_parser",
+    "install",
+    "main",
+    "refresh_token",
+    "uninstall",
+]
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 CONF_NAME = "00-multiplane.conf"
@@ -43,14 +58,27 @@ TOKEN_NAME = "token"
 # The first line of every kubeconfig we write: uninstall removes only files carrying it.
 KUBECONFIG_MARKER = "# written by multiplane install; removed by multiplane uninstall\n"
 LOG_LEVELS = ("debug", "verbose", "error", "panic")
+MULTUS_TYPES = ("multus", "multus-shim")
+# What --replace-multus appends to Multus's config: a name no runtime reads (libcni reads
+# .conf, .conflist and .json), in the same dir so the rename is atomic.
+MULTUS_ASIDE = ".multiplane-bak"
+MIGRATION_DOC = "docs/migrating-from-multus.md"
 
 
 class InstallError(Exception):
     """The installation cannot go on; the message says what is wrong and what to do."""
 
 
-class WrapsItself(InstallError):
-    """The candidate primary network is multiplane itself (multus #1108): waiting will not help."""
+class MetaPluginConfig(InstallError):
+    """A meta-plugin's config stands where the cluster network must be: waiting will not help."""
+
+
+class WrapsItself(MetaPluginConfig):
+    """The candidate primary network is multiplane itself (multus #1108)."""
+
+
+class MultusOwnsNode(MetaPluginConfig):
+    """Multus's config is in the CNI config dir: both meta-plugins must never serve one node."""
 
 
 class Options:
@@ -72,6 +100,8 @@ class Options:
         wait_seconds: float = 600.0,
         cni_version: str = "",
         meta: dict[str, object] | None = None,
+        primary: str = "",
+        replace_multus: bool = False,
     ) -> None:
         self.source = source
         self.cni_bin_dir = cni_bin_dir
@@ -86,6 +116,8 @@ class Options:
         self.wait_seconds = wait_seconds
         self.cni_version = cni_version
         self.meta = dict(meta or {})
+        self.primary = primary
+        self.replace_multus = replace_multus
 
     def real(self, path: str) -> str:
         """Where `path` is on this machine's file system (under `root`)."""
@@ -149,6 +181,10 @@ def _link(target: str, path: str) -> bool:
 
 # ---- the primary network ------------------------------------------------------------------------
 
+# The files libcni loads from a config dir (so containerd and CRI-O): a Multus config with
+# any of these names is one the runtime could call.
+RUNTIME_SUFFIXES = (".conf", ".conflist", ".json")
+
 
 def _candidates(conf_dir: str) -> list[str]:
     """CNI config files a runtime would consider, in its (lexical) order, without our own."""
@@ -165,8 +201,98 @@ def _candidates(conf_dir: str) -> list[str]:
     ]
 
 
-def _parse_primary(path: str) -> dict[str, object]:
-    """The primary config as a JSON object with `type` or `plugins`; InstallError naming the file otherwise."""
+def _stanzas(doc: dict[str, object]) -> list[dict[str, object]]:
+    """The config itself and every plugin object of its list."""
+    plugins = field(doc, "plugins")
+    return [doc] + ([p for p in plugins if isinstance(p, dict)] if isinstance(plugins, list) else [])
+
+
+def _multus_type(doc: dict[str, object]) -> str:
+    """`multus` or `multus-shim` when the config (or any plugin of its list) is Multus; "" otherwise."""
+    for stanza in _stanzas(doc):
+        kind = field(stanza, "type")
+        if kind in MULTUS_TYPES:
+            return str(kind)
+    return ""
+
+
+def _multus_wraps(doc: dict[str, object]) -> str:
+    """What a Multus config names as the cluster network: its `clusterNetwork`, else the name of `delegates[0]`."""
+    for stanza in _stanzas(doc):
+        cluster = field(stanza, "clusterNetwork")
+        if isinstance(cluster, str) and cluster:
+            return cluster
+        delegates = field(stanza, "delegates")
+        if isinstance(delegates, list) and delegates and isinstance(delegates[0], dict):
+            name = field(delegates[0], "name")
+            if isinstance(name, str) and name:
+                return name
+    return ""
+
+
+def _described(wraps: str) -> str:
+    return wraps if "/" in wraps else f'the network "{wraps}"'
+
+
+def _wraps_this(wraps: str, shown: str, doc: dict[str, object]) -> bool:
+    """Whether what Multus wrapped is this file: same file name (Multus's path is often under /host), or same name."""
+    if "/" in wraps:
+        return os.path.basename(wraps) == os.path.basename(shown)
+    return wraps in (field(doc, "name"), os.path.basename(shown))
+
+
+class _Multus:
+    """A Multus config found in the CNI config dir."""
+
+    __slots__ = ("kind", "name", "wraps")
+
+    def __init__(self, name: str, kind: str, wraps: str) -> None:
+        self.name, self.kind, self.wraps = name, kind, wraps
+
+
+def _multus_configs(conf_dir: str) -> list[_Multus]:
+    """Every Multus config in `conf_dir` that the runtime could load; unreadable files are not known to be Multus's."""
+    try:
+        names = sorted(os.listdir(conf_dir))
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in names:
+        path = os.path.join(conf_dir, name)
+        if not name.endswith(RUNTIME_SUFFIXES) or not os.path.isfile(path):
+            continue
+        try:
+            with open(path, "rb") as fh:
+                doc = json.loads(fh.read())
+        except (OSError, ValueError):
+            continue
+        kind = _multus_type(doc) if isinstance(doc, dict) else ""
+        if kind:
+            found.append(_Multus(name, kind, _multus_wraps(doc)))
+    return found
+
+
+def _owned_by_multus(found: list[_Multus], shown_dir: str) -> str:
+    """The refusal on a node Multus owns: which files, why, and what to do."""
+    parts = []
+    for m in found:
+        part = f"{os.path.join(shown_dir, m.name)} is a Multus configuration (type {m.kind})"
+        parts.append(part + (f"; it wraps {_described(m.wraps)}" if m.wraps else ""))
+    return (
+        "; ".join(parts) + ". Multus owns this node: wrapping it, or running beside it, would make both meta-plugins "
+        "attach the networks of k8s.v1.cni.cncf.io/networks (pods get them twice, or fail on net1). Take Multus off "
+        "this node first (its DaemonSet), then run install again with --replace-multus (it moves Multus's "
+        "configuration aside once 00-multiplane.conf is written) and with --primary naming the cluster network "
+        f"Multus wrapped, unless that is the first other file; see {MIGRATION_DOC}"
+    )
+
+
+def _parse_primary(path: str, flag: str = "") -> dict[str, object]:
+    """The primary config as a JSON object with `type` or `plugins`; InstallError naming the file otherwise.
+
+    A meta-plugin's config raises MetaPluginConfig (waiting will not help); `flag` is the
+    --primary value when the operator named the file.
+    """
     name = os.path.basename(path)
     try:
         with open(path, "rb") as fh:
@@ -184,8 +310,18 @@ def _parse_primary(path: str) -> dict[str, object]:
         types = [doc["type"]]
     else:
         raise InstallError(f"{name} is not a CNI configuration: it has neither `type` nor a list of `plugins`")
-    if BINARY in types:
+    if BINARY in types or any(field(stanza, "type") == BINARY for stanza in _stanzas(doc)):
         raise WrapsItself(f"{name} already uses the multiplane plugin: refusing to wrap multiplane in itself")
+    kind = _multus_type(doc)
+    if kind and flag:
+        wraps = _multus_wraps(doc)
+        instead = f" ({_described(wraps)})" if wraps else ""
+        raise MultusOwnsNode(
+            f"--primary {flag} names a Multus configuration (type {kind}), not the cluster network: name the "
+            f"network Multus wraps{instead} instead; see {MIGRATION_DOC}"
+        )
+    if kind:  # a Multus config that appeared after the look at the whole dir
+        raise MultusOwnsNode(_owned_by_multus([_Multus(name, kind, _multus_wraps(doc))], ""))
     return doc
 
 
@@ -200,36 +336,120 @@ def _capabilities(doc: dict[str, object]) -> dict[str, bool]:
     return {k: True for k in sorted(found)}
 
 
-def wait_for_primary(
-    conf_dir: str, shown_dir: str, wait_seconds: float, say: Say, poll: float = 1.0
-) -> tuple[str, dict[str, object]]:
-    """The first other config in `conf_dir` (lexical order) and its content, waiting for it to appear.
+def _named_primary(opts: Options) -> str:
+    """The path --primary names (a file name in the CNI config dir, or a path under it), as given paths are."""
+    conf_dir = os.path.abspath(opts.cni_conf_dir)
+    path = os.path.normpath(os.path.join(conf_dir, opts.primary))
+    if not path.startswith(conf_dir.rstrip("/") + "/"):
+        raise InstallError(
+            f"--primary {opts.primary} is not in the CNI config dir {opts.cni_conf_dir}: "
+            "give the file name of the cluster network's configuration there"
+        )
+    if os.path.isdir(opts.real(path)):
+        raise InstallError(f"--primary {opts.primary} is a directory: name the cluster network's configuration file")
+    return path
 
-    An unparsable first file is waited on too (its writer may not be done); when the time is
+
+def _look(opts: Options, named: str) -> tuple[str, dict[str, object], list[_Multus]] | None:
+    """One look at the config dir: (primary path as given, its content, Multus configs); None if no candidate yet."""
+    conf_dir = opts.real(opts.cni_conf_dir)
+    multus = _multus_configs(conf_dir)
+    doc, problem = None, None
+    if named and os.path.exists(opts.real(named)):
+        try:
+            doc = _parse_primary(opts.real(named), flag=opts.primary)
+        except MetaPluginConfig:
+            raise
+        except InstallError as exc:  # maybe half-written: waited for, but Multus's refusal comes first
+            problem = exc
+    if multus and not opts.replace_multus:
+        raise MultusOwnsNode(_owned_by_multus(multus, opts.cni_conf_dir))
+    if named:
+        if problem is not None:
+            raise problem
+        if doc is None:
+            raise InstallError(f"{os.path.relpath(named, opts.cni_conf_dir)} (named by --primary) does not exist")
+        return named, doc, multus
+    replaced = {m.name for m in multus}
+    names = [n for n in _candidates(conf_dir) if n not in replaced]
+    if not names:
+        return None
+    return os.path.join(opts.cni_conf_dir, names[0]), _parse_primary(os.path.join(conf_dir, names[0])), multus
+
+
+def wait_for_primary(opts: Options, say: Say, poll: float = 1.0) -> tuple[str, dict[str, object], list[_Multus]]:
+    """The cluster network to wrap (its path as given, its content) and the Multus configs to move aside.
+
+    --primary names the file; otherwise it is the first other config in lexical order (Multus's
+    own left out when --replace-multus moves them aside). A meta-plugin's config where the
+    cluster network must be, or a Multus config without --replace-multus, fails at once. A
+    missing or unparsable primary is waited on (its writer may not be done); when the time is
     up, InstallError says which file is wrong or that none appeared.
     """
-    deadline = time.monotonic() + wait_seconds
+    named = _named_primary(opts) if opts.primary else ""
+    deadline = time.monotonic() + opts.wait_seconds
     waiting_said = ""
     while True:
-        names = _candidates(conf_dir)
         problem = ""
-        if names:
-            path = os.path.join(conf_dir, names[0])
-            try:
-                return path, _parse_primary(path)
-            except WrapsItself:
-                raise
-            except InstallError as exc:
-                problem = str(exc)
-        what = f"waiting for the node's primary CNI configuration in {shown_dir}"
+        try:
+            found = _look(opts, named)
+        except MetaPluginConfig:
+            raise
+        except InstallError as exc:
+            found, problem = None, str(exc)
+        if found is not None:
+            return found
+        what = f"waiting for the node's primary CNI configuration in {opts.cni_conf_dir}"
         if time.monotonic() >= deadline:
             reason = problem or "no .conf or .conflist file other than 00-multiplane*"
-            raise InstallError(f"timed out after {wait_seconds:g} s {what}: {reason}")
+            raise InstallError(f"timed out after {opts.wait_seconds:g} s {what}: {reason}")
         message = f"{what} ..." + (f" ({problem})" if problem else "")
         if message != waiting_said:
             say(message)
             waiting_said = message
         time.sleep(max(0.0, min(poll, deadline - time.monotonic())))
+
+
+def _check_multus_wrapped(opts: Options, shown: str, doc: dict[str, object], multus: list[_Multus], say: Say) -> None:
+    """Multus configs being replaced name the network they wrapped: the lexical choice must be that one."""
+    for m in multus:
+        if not m.wraps or _wraps_this(m.wraps, shown, doc):
+            continue
+        where = os.path.join(opts.cni_conf_dir, m.name)
+        if opts.primary:
+            say(f"warning: {where} wraps {_described(m.wraps)}; wrapping {shown}, as --primary says")
+            continue
+        raise InstallError(
+            f"{where} wraps {_described(m.wraps)}, but the first other configuration is {shown}: "
+            f"name the cluster network with --primary; see {MIGRATION_DOC}"
+        )
+
+
+def _refuse_early(opts: Options) -> None:
+    """The refusals that waiting cannot fix, before anything is written; the rest waits in wait_for_primary."""
+    named = _named_primary(opts) if opts.primary else ""
+    try:
+        found = _look(opts, named)
+    except MetaPluginConfig:
+        raise
+    except InstallError:
+        return
+    if found is not None:
+        _check_multus_wrapped(opts, *found, say=lambda _message: None)
+
+
+def _move_multus_aside(opts: Options, multus: list[_Multus], say: Say) -> None:
+    """Rename each Multus config to `<name>.multiplane-bak` in the same dir (atomic; no runtime reads that name)."""
+    conf_dir = opts.real(opts.cni_conf_dir)
+    for m in multus:
+        path = os.path.join(conf_dir, m.name)
+        try:
+            os.replace(path, path + MULTUS_ASIDE)
+        except FileNotFoundError:
+            continue  # gone meanwhile: thick Multus deletes its config when its daemon stops
+        fsync_dir(conf_dir)
+        shown = os.path.join(opts.cni_conf_dir, m.name)
+        say(f"moved aside: {shown} -> {shown}{MULTUS_ASIDE} (Multus's configuration; multiplane owns this node)")
 
 
 def meta_config(opts: Options, primary_path: str, primary: dict[str, object], kubeconfig: str) -> dict[str, object]:
@@ -362,6 +582,7 @@ def install(opts: Options, env: dict[str, str] | None = None, say: Say | None = 
     say = say or _stderr
     for path in (opts.cni_bin_dir, opts.cni_conf_dir):
         opts.host(path)  # a bad --host-prefix fails before anything is written
+    _refuse_early(opts)  # so does a bad --primary, or a node that Multus owns
     from multiplane.runtime import layout
 
     if opts.source and not os.path.isfile(opts.real(opts.source)):
@@ -398,15 +619,18 @@ def install(opts: Options, env: dict[str, str] | None = None, say: Say | None = 
 
     kubeconfig = _write_kubeconfig(opts, env, say)
 
-    primary_path, primary = wait_for_primary(conf_dir, opts.cni_conf_dir, opts.wait_seconds, say)
-    shown = os.path.join(opts.cni_conf_dir, os.path.basename(primary_path))
-    if os.path.basename(primary_path) < CONF_NAME:
+    shown, primary, multus = wait_for_primary(opts, say)
+    _check_multus_wrapped(opts, shown, primary, multus, say)
+    name = os.path.basename(shown)
+    in_dir = os.path.dirname(shown) == os.path.abspath(opts.cni_conf_dir)
+    if in_dir and name.endswith(RUNTIME_SUFFIXES) and name < CONF_NAME:
         say(f"warning: {shown} sorts before {CONF_NAME}: the runtime takes the first file and will not call multiplane")
     data = (json.dumps(meta_config(opts, shown, primary, kubeconfig), indent=2) + "\n").encode()
     changed = write_atomic(os.path.join(conf_dir, CONF_NAME), data, 0o644)
     say(
         f"{'wrote' if changed else 'unchanged'}: {os.path.join(opts.cni_conf_dir, CONF_NAME)} (cluster network {shown})"
     )
+    _move_multus_aside(opts, multus, say)  # only now: the runtime always has a meta-plugin config to take
 
 
 def uninstall(opts: Options, say: Say | None = None) -> None:
@@ -422,6 +646,15 @@ def uninstall(opts: Options, say: Say | None = None) -> None:
         say(f"removed: {shown}")
 
     remove(os.path.join(conf_dir, CONF_NAME), os.path.join(opts.cni_conf_dir, CONF_NAME))
+    try:
+        aside = sorted(n for n in os.listdir(conf_dir) if n.endswith(MULTUS_ASIDE))
+    except FileNotFoundError:
+        aside = []
+    for name in aside:  # bringing Multus back is the operator's step: its daemon may be gone
+        say(
+            f"kept: {os.path.join(opts.cni_conf_dir, name)} (Multus's configuration, moved aside by "
+            f"install --replace-multus; to go back to Multus see {MIGRATION_DOC})"
+        )
     for directory, names in _owned(opts):
         sweep_temporaries(directory, names, older_than=0)
     kubeconfig = opts.real(opts.kubeconfig_out)
@@ -532,6 +765,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=600.0,
         help="how long to wait for the primary CNI config (default %(default)g)",
     )
+    inst.add_argument(
+        "--primary",
+        default="",
+        metavar="FILE",
+        help="the cluster network's config to wrap: a file name in --cni-conf-dir or a path under it "
+        "(default: the first other .conf/.conflist in lexical order)",
+    )
+    inst.add_argument(
+        "--replace-multus",
+        action="store_true",
+        help="on a node Multus owned (stop Multus there first): once 00-multiplane.conf is written, rename "
+        f"Multus's config to <name>{MULTUS_ASIDE}, which no runtime reads",
+    )
     inst.add_argument("--cni-version", default="", help="cniVersion of 00-multiplane.conf (default: the primary's)")
     inst.add_argument("--multiplane-conf-dir", help="the config key confDir")
     inst.add_argument("--multiplane-cni-dir", help="the config key cniDir")
@@ -583,6 +829,8 @@ def options_from(args: argparse.Namespace) -> Options:
         wait_seconds=getattr(args, "wait_seconds", 600.0),
         cni_version=getattr(args, "cni_version", ""),
         meta=meta,
+        primary=getattr(args, "primary", ""),
+        replace_multus=getattr(args, "replace_multus", False),
     )
 
 

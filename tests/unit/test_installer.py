@@ -736,3 +736,433 @@ def test_parser_flags_match_options(node: Node) -> None:
     default = Options()
     for attr in ("cni_bin_dir", "cni_conf_dir", "kubeconfig_out", "sa_dir", "wait_seconds", "write_kubeconfig"):
         assert getattr(opts, attr) == getattr(default, attr)
+
+
+# ---- a node that Multus owns (issue 12) ---------------------------------------------------------
+
+FLANNEL = {
+    "cniVersion": "0.3.1",
+    "name": "cbr0",
+    "plugins": [
+        {"type": "flannel", "delegate": {"hairpinMode": True, "isDefaultGateway": True}},
+        {"type": "portmap", "capabilities": {"portMappings": True}},
+    ],
+}
+MULTUS_THIN = {
+    "cniVersion": "0.3.1",
+    "name": "multus-cni-network",
+    "type": "multus",
+    "capabilities": {"portMappings": True},
+    "kubeconfig": f"{CONF_DIR}/multus.d/multus.kubeconfig",
+    "delegates": [FLANNEL],
+}
+MULTUS_THICK = {
+    "cniVersion": "0.3.1",
+    "name": "multus-cni-network",
+    "type": "multus-shim",
+    "capabilities": {"portMappings": True},
+    "clusterNetwork": f"/host{CONF_DIR}/10-flannel.conflist",
+    "daemonSocketDir": "/run/multus",
+}
+MULTUS_LIST = {
+    "cniVersion": "1.0.0",
+    "name": "multus-cni-network",
+    "plugins": [{"type": "multus-shim", "clusterNetwork": f"/host{CONF_DIR}/10-flannel.conflist"}],
+}
+
+
+def _refused_quickly(node: Node, **kw: Any) -> str:
+    """Install fails at once (not after waiting 30 s), before writing anything of its own; the error text."""
+    started = time.monotonic()
+    with pytest.raises(InstallError) as info:
+        node.install(wait_seconds=30, **kw)
+    assert time.monotonic() - started < 5
+    assert not node.path(f"{CONF_DIR}/00-multiplane.conf").exists()
+    assert not node.path(f"{BIN_DIR}/multiplane").exists()
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "doc", "kind"),
+    [
+        ("00-multus.conf", MULTUS_THIN, "multus"),
+        ("00-multus.conf", MULTUS_THICK, "multus-shim"),
+        ("00-multus.conflist", MULTUS_LIST, "multus-shim"),
+    ],
+)
+def test_a_multus_config_is_refused_with_what_to_do(node: Node, name: str, doc: dict[str, Any], kind: str) -> None:
+    """A Multus config (thin, thick, or a conflist with a multus-shim plugin) is never wrapped: install fails at once,
+    names the file, says Multus owns the node, and points to --primary, --replace-multus and the migration page."""
+    node.primary(name, doc)
+    text = _refused_quickly(node)
+    assert f"{name} is a Multus configuration (type {kind})" in text
+    assert "Multus owns this node" in text
+    for pointer in ("--primary", "--replace-multus", "docs/migrating-from-multus.md"):
+        assert pointer in text, text
+
+
+def test_a_multus_config_that_sorts_later_is_refused_too(node: Node) -> None:
+    """A Multus config anywhere in the dir (70-multus.conf after the primary) means Multus owns the node, even with
+    --primary naming the real primary: both meta-plugins must never serve one node."""
+    node.primary("70-multus.conf", dict(MULTUS_THIN, delegates=[PRIMARY]))
+    text = _refused_quickly(node)
+    assert "70-multus.conf is a Multus configuration (type multus)" in text
+    assert 'it wraps the network "mp-cbr"' in text
+    text = _refused_quickly(node, primary="10-mp-bridge.conf")
+    assert "Multus owns this node" in text
+    node.write(f"{CONF_DIR}/20-mp-half.conf", '{"cniVersion": "0.3.1", "na')  # a named primary still being written
+    text = _refused_quickly(node, primary="20-mp-half.conf")
+    assert "Multus owns this node" in text
+
+
+def test_a_renamed_multiplane_config_is_still_wraps_itself(node: Node) -> None:
+    """The multiplane case keeps its own error (a subclass of the meta-plugin refusal)."""
+    node.primary("05-mp-renamed.conflist", {"cniVersion": "1.0.0", "name": "mp-x", "plugins": [{"type": "multiplane"}]})
+    with pytest.raises(WrapsItself, match="05-mp-renamed.conflist already uses the multiplane plugin"):
+        node.install()
+
+
+# ---- --primary ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("given", ["20-mp-named.conflist", f"{CONF_DIR}/20-mp-named.conflist"])
+def test_primary_flag_wraps_the_named_file_not_the_first(node: Node, given: str) -> None:
+    """--primary (a name in the config dir, or a path under it) is wrapped even though another file sorts first."""
+    node.primary("05-mp-first.conf", {"cniVersion": "0.4.0", "name": "mp-f", "type": "ptp"})
+    named = {"cniVersion": "1.0.0", "name": "mp-n", "plugins": [{"type": "ptp", "capabilities": {"mp-cap": True}}]}
+    node.primary("20-mp-named.conflist", named)
+    node.install(primary=given)
+    conf = node.conf()
+    assert conf["clusterNetwork"] == f"{CONF_DIR}/20-mp-named.conflist"
+    assert conf["cniVersion"] == "1.0.0"
+    assert conf["capabilities"] == {"mp-cap": True}
+    assert not any(m.startswith("warning:") for m in node.messages), node.messages
+
+
+def test_primary_flag_may_name_a_file_in_a_subdirectory(node: Node) -> None:
+    """A primary kept in a subdirectory (which the runtime does not read) can be wrapped; no ordering warning."""
+    node.write(f"{CONF_DIR}/mp-sub/00-mp-primary.conf", json.dumps(PRIMARY))
+    node.install(primary="mp-sub/00-mp-primary.conf")
+    assert node.conf()["clusterNetwork"] == f"{CONF_DIR}/mp-sub/00-mp-primary.conf"
+    assert not any(m.startswith("warning:") for m in node.messages), node.messages
+
+
+def test_primary_flag_from_the_command_line_and_host_prefix(node: Node) -> None:
+    """`--primary NAME` works through the parser, and the written path is the node's (host prefix stripped)."""
+    node.write(f"/host{CONF_DIR}/10-mp-bridge.conf", json.dumps(PRIMARY))
+    node.write(f"/host{CONF_DIR}/05-mp-first.conf", json.dumps(dict(PRIMARY, name="mp-f")))
+    args = ("--source", SOURCE, "--wait-seconds", "0", "--host-prefix", "/host")
+    dirs = ("--cni-conf-dir", f"/host{CONF_DIR}", "--cni-bin-dir", f"/host{BIN_DIR}")
+    assert node.main("install", *args, *dirs, "--primary", "10-mp-bridge.conf") == 0
+    conf = json.loads(node.path(f"/host{CONF_DIR}/00-multiplane.conf").read_bytes())
+    assert conf["clusterNetwork"] == f"{CONF_DIR}/10-mp-bridge.conf"
+
+
+def test_primary_flag_sorting_first_still_warns(node: Node) -> None:
+    """A named primary that sorts before 00-multiplane.conf is wrapped, with the warning that the runtime prefers it."""
+    node.primary("00-aaa-mp.conf")
+    node.install(primary="00-aaa-mp.conf")
+    assert node.conf()["clusterNetwork"] == f"{CONF_DIR}/00-aaa-mp.conf"
+    assert any(m.startswith("warning: ") and "00-aaa-mp.conf sorts before" in m for m in node.messages)
+
+
+def test_primary_flag_naming_a_missing_file_is_refused(node: Node) -> None:
+    """A --primary that does not exist is waited for, then refused by name (no other file is taken instead)."""
+    with pytest.raises(InstallError) as info:
+        node.install(primary="20-mp-missing.conflist")
+    text = str(info.value)
+    assert "timed out" in text and "20-mp-missing.conflist (named by --primary) does not exist" in text
+    assert not node.path(f"{CONF_DIR}/00-multiplane.conf").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("{not json", "is not valid JSON"),
+        ('{"cniVersion": "1.0.0", "name": "mp-x"}', "neither `type` nor a list of `plugins`"),
+    ],
+)
+def test_primary_flag_naming_a_non_cni_file_is_refused(node: Node, content: str, reason: str) -> None:
+    """A --primary that is not a CNI config is refused, naming the file and what is wrong."""
+    node.write(f"{CONF_DIR}/20-mp-bad.conf", content)
+    with pytest.raises(InstallError) as info:
+        node.install(primary="20-mp-bad.conf")
+    assert "20-mp-bad.conf" in str(info.value) and reason in str(info.value)
+    assert not node.path(f"{CONF_DIR}/00-multiplane.conf").exists()
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        (MULTUS_THIN, "names a Multus configuration (type multus), not the cluster network"),
+        (MULTUS_LIST, "names a Multus configuration (type multus-shim), not the cluster network"),
+        ({"cniVersion": "1.0.0", "name": "mp-x", "type": "multiplane"}, "already uses the multiplane plugin"),
+    ],
+)
+def test_primary_flag_naming_a_meta_plugin_is_refused(node: Node, doc: dict[str, Any], expected: str) -> None:
+    """--primary must name the cluster network itself, never a meta-plugin's config: refused at once."""
+    node.write(f"{CONF_DIR}/mp-sub/mp-meta.conf", json.dumps(doc))
+    text = _refused_quickly(node, primary="mp-sub/mp-meta.conf")
+    assert "mp-meta.conf" in text and expected in text
+
+
+@pytest.mark.parametrize("given", ["../mp-elsewhere.conf", "/etc/mp-elsewhere.conf", CONF_DIR, "mp-sub"])
+def test_primary_flag_outside_the_config_dir_or_not_a_file_is_refused(node: Node, given: str) -> None:
+    """--primary must be a file under the CNI config dir (the runtime's paths are the node's)."""
+    node.write("/etc/mp-elsewhere.conf", json.dumps(PRIMARY))
+    node.path(f"{CONF_DIR}/mp-sub").mkdir()
+    with pytest.raises(InstallError, match="--primary"):
+        node.install(primary=given, wait_seconds=30)
+    assert not node.path(f"{CONF_DIR}/00-multiplane.conf").exists()
+
+
+# ---- --replace-multus ---------------------------------------------------------------------------
+
+
+def test_replace_multus_moves_its_config_aside_after_ours_is_written(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --replace-multus, 00-multiplane.conf is in place before Multus's config is renamed (the runtime always has
+    a meta-plugin config to take); the config keeps its bytes as `<name>.multiplane-bak`, which no runtime reads."""
+    node.path(f"{CONF_DIR}/10-mp-bridge.conf").unlink()
+    node.primary("10-flannel.conflist", FLANNEL)
+    multus = node.primary("00-multus.conf", MULTUS_THICK)
+    original = multus.read_bytes()
+    renames: list[str] = []
+    real_replace = os.replace
+
+    def watching(src: Any, dst: Any) -> None:
+        if str(src).endswith("/00-multus.conf"):
+            renames.append(str(dst))
+            assert node.path(f"{CONF_DIR}/00-multiplane.conf").is_file()
+        real_replace(src, dst)
+
+    monkeypatch.setattr(installer.os, "replace", watching)
+    node.install(replace_multus=True)
+    assert renames == [str(node.path(f"{CONF_DIR}/00-multus.conf.multiplane-bak"))]
+    assert not multus.exists()
+    assert node.path(f"{CONF_DIR}/00-multus.conf.multiplane-bak").read_bytes() == original
+    assert node.conf()["clusterNetwork"] == f"{CONF_DIR}/10-flannel.conflist"
+    assert node.conf()["capabilities"] == {"portMappings": True}
+    assert any(m.startswith(f"moved aside: {CONF_DIR}/00-multus.conf -> ") for m in node.messages), node.messages
+    node.messages.clear()
+    node.install(replace_multus=True)  # nothing left to move: idempotent
+    assert not any(m.startswith("moved aside") for m in node.messages)
+
+
+def test_replace_multus_refuses_a_primary_multus_did_not_wrap(node: Node) -> None:
+    """Without --primary, the first other file must be the network Multus wrapped; otherwise install asks for
+    --primary. With --primary naming another network, install goes ahead and warns."""
+    node.primary("20-mp-calico.conflist", {"cniVersion": "0.3.1", "name": "mp-k8s-pod-network", "type": "calico"})
+    node.primary("00-multus.conf", dict(MULTUS_THICK, clusterNetwork=f"/host{CONF_DIR}/20-mp-calico.conflist"))
+    text = _refused_quickly(node, replace_multus=True)
+    assert "00-multus.conf wraps /host/etc/cni/net.d/20-mp-calico.conflist" in text
+    assert "10-mp-bridge.conf" in text and "--primary" in text
+    node.install(replace_multus=True, primary="20-mp-calico.conflist")
+    assert node.conf()["clusterNetwork"] == f"{CONF_DIR}/20-mp-calico.conflist"
+    assert not node.path(f"{CONF_DIR}/00-multus.conf").exists()
+    node.primary("00-multus.conf", MULTUS_THICK)  # Multus came back and wraps flannel; we are told to wrap the bridge
+    node.install(replace_multus=True, primary="10-mp-bridge.conf")
+    assert any(m.startswith("warning: ") and "10-flannel.conflist" in m for m in node.messages), node.messages
+
+
+def test_replace_multus_accepts_the_network_multus_wrapped(node: Node) -> None:
+    """Thin Multus names its primary inline (delegates[0].name): the first other file with that name is accepted."""
+    node.primary("00-multus.conf", dict(MULTUS_THIN, delegates=[PRIMARY]))
+    node.install(replace_multus=True)
+    assert node.conf()["clusterNetwork"] == f"{CONF_DIR}/10-mp-bridge.conf"
+    assert node.path(f"{CONF_DIR}/00-multus.conf.multiplane-bak").is_file()
+
+
+def test_uninstall_keeps_multus_config_moved_aside_and_says_so(node: Node) -> None:
+    """uninstall does not bring Multus's config back (its daemon may be gone): it names the kept file."""
+    node.primary("00-multus.conf", dict(MULTUS_THIN, delegates=[PRIMARY]))
+    node.install(replace_multus=True)
+    node.uninstall()
+    assert node.path(f"{CONF_DIR}/00-multus.conf.multiplane-bak").is_file()
+    assert not node.path(f"{CONF_DIR}/00-multus.conf").exists()
+    assert any(m.startswith(f"kept: {CONF_DIR}/00-multus.conf.multiplane-bak") for m in node.messages), node.messages
+
+
+# ---- the migration page, run as written ---------------------------------------------------------
+
+MIGRATION_DOC = Path(__file__).resolve().parents[2] / "docs" / "migrating-from-multus.md"
+SANDBOX_1 = "a1" * 32
+SANDBOX_2 = "b2" * 32
+
+
+def doc_block(name: str) -> str:
+    """The fenced block that follows `<!-- test: NAME -->` in the migration page."""
+    text = MIGRATION_DOC.read_text()
+    marker = f"<!-- test: {name} -->"
+    assert text.count(marker) == 1, f"the migration page has no single block marked {marker}"
+    lines = text.split(marker, 1)[1].lstrip("\n").split("\n")
+    fence = lines[0]
+    assert fence.lstrip().startswith("```"), f"{marker} is not followed by a fenced block"
+    indent = fence[: len(fence) - len(fence.lstrip())]  # a block inside a list item is indented
+    body = []
+    for line in lines[1:]:
+        if line.strip() == "```":
+            return "\n".join(body) + "\n"
+        body.append(line.removeprefix(indent))
+    raise AssertionError(f"the block after {marker} is not closed")
+
+
+class MultusNode:
+    """A node Multus installed (thin or thick) under a temporary root, and the doc's blocks run against it with `sh`."""
+
+    def __init__(self, node: Node, tmp_path: Path, mode: str) -> None:
+        self.node = node
+        self.mode = mode
+        node.path(f"{CONF_DIR}/10-mp-bridge.conf").unlink()
+        node.primary("10-flannel.conflist", FLANNEL)
+        for name in ("flannel", "portmap", "host-local"):
+            node.write(f"{BIN_DIR}/{name}", f"mp-reference-{name}", 0o755)
+        if mode.startswith("thin"):
+            node.primary("00-multus.conf", MULTUS_THIN)
+            node.write(f"{CONF_DIR}/multus.d/multus.kubeconfig", "apiVersion: v1\nkind: Config\n# mp-multus-token\n")
+            node.write(f"{BIN_DIR}/multus", b"mp-multus-thin", 0o755)
+        else:
+            if mode == "thick":  # "thick-stopped": the daemon deleted its config when it stopped
+                node.primary("00-multus.conf", MULTUS_THICK)
+            node.write(f"{BIN_DIR}/multus-shim", b"mp-multus-shim", 0o755)
+        for sandbox in (SANDBOX_1, SANDBOX_2):
+            node.write(f"/var/lib/cni/multus/{sandbox}", json.dumps([{"name": "mp-delegate"}]), 0o600)
+            node.write(f"/var/lib/cni/multus/results/cbr0-{sandbox}-eth0", "{}", 0o600)
+            node.write(f"/var/lib/cni/results/multus-cni-network-{sandbox}-eth0", "{}", 0o600)
+        self.original = {
+            p: node.path(p).read_bytes()
+            for p in (f"{CONF_DIR}/00-multus.conf", f"{CONF_DIR}/multus.d/multus.kubeconfig")
+            if node.path(p).exists()
+        }
+        tools = tmp_path / "mp-tools"
+        tools.mkdir()
+        self.running = tmp_path / "mp-running-sandboxes"
+        self.running.write_text("")
+        wrapper = tools / "multiplane"
+        wrapper.write_text(
+            "#!/bin/sh\n"
+            "# the self-contained file's `install` finds its own runtime; from sources it is named with --source\n"
+            'cmd=$1; shift\nif [ "$cmd" = install ]; then set -- --source "$MP_SOURCE" "$@"; fi\n'
+            'exec "$MP_PYTHON" -m multiplane "$cmd" "$@"\n'
+        )
+        crictl = tools / "crictl"
+        crictl.write_text(
+            '#!/bin/sh\n[ "$*" = "pods --state ready -q --no-trunc" ] || { echo "mp: unexpected crictl $*" >&2; exit 2; }\n'
+            'cat "$MP_RUNNING"\n'
+        )
+        for tool in (wrapper, crictl):
+            tool.chmod(0o755)
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("CNI_", "KUBERNETES_", "MULTIPLANE"))}
+        self.env.update(
+            PATH=f"{tools}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            CNI_CONF_DIR=str(node.path(CONF_DIR)),
+            CNI_BIN_DIR=str(node.path(BIN_DIR)),
+            CNI_STATE_DIR=str(node.path("/var/lib/cni")),
+            MULTIPLANE=str(wrapper),
+            MP_SOURCE=str(node.path(SOURCE)),
+            MP_PYTHON=sys.executable,
+            MP_RUNNING=str(self.running),
+        )
+
+    def primary_in_conf(self) -> str:
+        """The clusterNetwork 00-multiplane.conf should name: the init container runs under --root, the page's
+        steps with the temporary dirs themselves."""
+        logical = f"{CONF_DIR}/10-flannel.conflist"
+        return logical if self.mode == "thin-daemonset" else str(self.node.path(logical))
+
+    def run(self, block: str, **env: str) -> subprocess.CompletedProcess[str]:
+        if block == "switch" and self.mode == "thin-daemonset":
+            # the DaemonSet's init container installs, with the flags the page adds to it; the block only tidies up
+            flags = [f for f in doc_block("daemonset-args").split() if f.startswith("--")]
+            args = installer.build_parser().parse_args(["install", *flags])
+            opts = self.node.opts(primary=args.primary, replace_multus=args.replace_multus)
+            installer.install(opts, env={}, say=self.node.messages.append)
+            env.setdefault("MULTIPLANE", "")
+        return subprocess.run(
+            ["sh", "-c", doc_block(block)],
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def names(self, logical: str) -> list[str]:
+        path = self.node.path(logical)
+        return sorted(os.listdir(path)) if path.is_dir() else []
+
+
+@pytest.fixture(params=["thin", "thick", "thick-stopped", "thin-daemonset"])
+def multus_node(node: Node, tmp_path: Path, request: pytest.FixtureRequest) -> MultusNode:
+    return MultusNode(node, tmp_path, request.param)
+
+
+def test_migration_page_switch_then_finish(multus_node: MultusNode) -> None:
+    """The page's node steps, run as written: multiplane wraps flannel, Multus's files are kept out of the runtime's
+    sight for a rollback; `finish` waits for Multus's pods to be gone, then removes Multus's state for good."""
+    m, node = multus_node, multus_node.node
+    proc = m.run("switch")
+    assert proc.returncode == 0, proc.stderr
+    assert node.conf()["clusterNetwork"] == m.primary_in_conf()
+    assert node.conf()["capabilities"] == {"portMappings": True}
+    assert m.names(CONF_DIR) == ["00-multiplane.conf", "10-flannel.conflist"]  # no kubeconfig: not in a cluster
+    assert "multus" not in " ".join(m.names(BIN_DIR))
+    assert {"flannel", "portmap", "host-local", "multiplane"} <= set(m.names(BIN_DIR))
+    backup = "/var/lib/cni/multus-backup"
+    if m.mode.startswith("thin"):
+        assert m.names(f"{backup}/bin") == ["multus"]
+        assert m.names(f"{backup}/net.d") == ["00-multus.conf", "multus.d"]
+    elif m.mode == "thick":
+        assert m.names(f"{backup}/bin") == ["multus-shim"]
+        assert m.names(f"{backup}/net.d") == ["00-multus.conf"]
+    for logical, data in m.original.items():
+        assert node.path(f"{backup}/net.d/{logical.removeprefix(CONF_DIR + '/')}").read_bytes() == data
+    assert m.names("/var/lib/cni/multus") == sorted([SANDBOX_1, SANDBOX_2, "results"])  # kept for a rollback
+
+    m.running.write_text(f"{'c3' * 32}\n{SANDBOX_2}\n")  # a pod Multus attached still runs
+    proc = m.run("finish")
+    assert proc.returncode != 0
+    assert SANDBOX_2 in proc.stderr
+    assert node.path("/var/lib/cni/multus").is_dir() and node.path(backup).is_dir()
+
+    m.running.write_text(f"{'c3' * 32}\n")
+    proc = m.run("finish")
+    assert proc.returncode == 0, proc.stderr
+    assert not node.path("/var/lib/cni/multus").exists()
+    assert not node.path(backup).exists()
+    assert m.names("/var/lib/cni/results") == []
+    assert node.conf()["type"] == "multiplane"
+    assert m.run("switch").returncode == 0  # running the steps again on a migrated node changes nothing that matters
+    assert node.conf()["clusterNetwork"] == m.primary_in_conf()
+    assert not node.path(backup).exists()
+
+
+def test_migration_page_switch_then_rollback(multus_node: MultusNode) -> None:
+    """The page's rollback, run as written after its switch: multiplane is gone, Multus's files are back as they were."""
+    m, node = multus_node, multus_node.node
+    before = {p: node.path(p).read_bytes() for p in m.original}
+    proc = m.run("switch")
+    assert proc.returncode == 0, proc.stderr
+    proc = m.run("rollback")
+    assert proc.returncode == 0, proc.stderr
+    assert not node.path(f"{CONF_DIR}/00-multiplane.conf").exists()
+    assert not node.path(f"{BIN_DIR}/multiplane").exists()
+    assert not node.path("/var/lib/cni/multus-backup").exists()
+    for logical, data in before.items():
+        assert node.path(logical).read_bytes() == data
+    shim = "multus" if m.mode.startswith("thin") else "multus-shim"
+    assert node.path(f"{BIN_DIR}/{shim}").is_file()
+    expected = ["10-flannel.conflist"] + (["00-multus.conf"] if m.mode != "thick-stopped" else [])
+    expected += ["multus.d"] if m.mode.startswith("thin") else []
+    assert m.names(CONF_DIR) == sorted(expected)
+    assert [p.name for p in node.path(CONF_DIR).iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_migration_page_daemonset_args_are_installer_flags() -> None:
+    """Every flag the page adds to the DaemonSet's init container is one the installer's parser accepts."""
+    block = doc_block("daemonset-args")
+    flags = [line.strip().removeprefix("- ") for line in block.splitlines() if line.strip().startswith("- --")]
+    assert any(f.startswith("--primary=") for f in flags) and "--replace-multus" in flags
+    args = installer.build_parser().parse_args(["install", *flags])
+    assert args.primary and args.replace_multus
