@@ -1180,3 +1180,9 @@ def test_del_removes_the_temporaries_a_killed_writer_left(world: World) -> None:
     assert world.run("DEL", args=POD_ARGS) is None
     assert [p.exists() for p in ours] == [False, False]
     assert [p.exists() for p in theirs] == [True, True]
+
+
+def test_del_without_cache_keeps_interface_names_when_an_earlier_nad_is_gone(world: World) -> None:
+    """The rebuilt plan of a pod with mp-gone,mp-net1 gives mp-net1 net2, the name ADD gave it (not net1)."""
+    assert world.run("DEL", args=f"{POD_ARGS};MULTIPLANE_NETWORKS=mp-gone,mp-net1") is None
+    assert world.spies.seen() == [("mp-spy2", "DEL", "net2"), ("mp-spy1", "DEL", "eth0")]

@@ -205,6 +205,24 @@ def requested_ips_missing(d: Delegate) -> list[str]:
     return missing
 
 
+def _selected(conf: MetaConf, pod: PodRef, source: Any, s: sel.Selection) -> Delegate:
+    """The delegate of one selection: isolation, the NAD, requested IPs, CNI_ARGS (InvalidConfig on any error)."""
+    from multiplane.k8s.errors import NotFound
+
+    _check_isolation(conf, pod, s.namespace, sel.NETWORKS_ANNOTATION)
+    try:
+        nad = source.nad(s.namespace, s.name)
+    except NotFound as exc:
+        raise InvalidConfig(
+            f"cannot find a network-attachment-definition ({s.name}) in namespace ({s.namespace}): {exc.msg}",
+            exc.details,
+        ) from exc
+    d = Delegate(s.key, nad_config(nad, conf.conf_dir))
+    _check_ip_request(d, s)
+    d.cni_args = cni_args_for(pod, _from_selection(d, s))
+    return d
+
+
 def plan(conf: MetaConf, source: Any, pod: PodRef, ifname: str, tolerant: bool = False) -> list[Delegate]:
     """The delegates for this pod, in attachment order; InvalidConfig/NotFound name what is wrong.
 
@@ -212,7 +230,6 @@ def plan(conf: MetaConf, source: Any, pod: PodRef, ifname: str, tolerant: bool =
     resolved are left out instead of failing the whole plan.
     """
     from multiplane.errors import CniError
-    from multiplane.k8s.errors import NotFound
 
     def attempt(step: Any) -> Any:
         try:
@@ -240,11 +257,19 @@ def plan(conf: MetaConf, source: Any, pod: PodRef, ifname: str, tolerant: bool =
         _check_isolation(conf, pod, chosen[0].namespace, sel.DEFAULT_NETWORK_ANNOTATION, conf.namespace)
         name, net = resolve_network(chosen[0].name, chosen[0].namespace, source, conf.conf_dir)
         delegates[0] = Delegate(name, net, master=True)
+    # Every attachment after the first is named net<its position>; in a tolerant plan a network
+    # that cannot be resolved any more still takes its position, so the others keep the names
+    # ADD gave them.
+    for index, d in enumerate(delegates[1:], start=1):  # further inline delegates
+        d.ifname = f"net{index}"
+    position = len(delegates)
     if not (pod.known and pod.namespace in conf.system_namespaces):
         for value in conf.default_networks:
             found = attempt(lambda value=value: resolve_network(value, conf.namespace, source, conf.conf_dir))
             if found is not None:
                 delegates.append(Delegate(*found))
+                delegates[-1].ifname = f"net{position}"
+            position += 1
     delegates[0].cap_args = {k: v for k, v in conf.runtime_config.items() if k in KNOWN_CAPABILITIES}
     delegates[0].cni_args = cni_args_for(pod, [], master=True)
     for d in delegates[1:]:
@@ -254,26 +279,17 @@ def plan(conf: MetaConf, source: Any, pod: PodRef, ifname: str, tolerant: bool =
         lambda: sel.parse(pod.annotations.get(sel.NETWORKS_ANNOTATION, ""), pod.namespace or "default")
     )
     for s in selections or []:
-        if tolerant and attempt(lambda s=s: source.nad(s.namespace, s.name)) is None:
-            continue
-        _check_isolation(conf, pod, s.namespace, sel.NETWORKS_ANNOTATION)
-        try:
-            nad = source.nad(s.namespace, s.name)
-        except NotFound as exc:
-            raise InvalidConfig(
-                f"cannot find a network-attachment-definition ({s.name}) in namespace ({s.namespace}): {exc.msg}",
-                exc.details,
-            ) from exc
-        d = Delegate(s.key, nad_config(nad, conf.conf_dir))
-        _check_ip_request(d, s)
-        d.cni_args = cni_args_for(pod, _from_selection(d, s))
-        d.ifname = s.interface
-        delegates.append(d)
+        d = attempt(lambda s=s: _selected(conf, pod, source, s))
+        if d is not None:
+            d.ifname = s.interface or f"net{position}"
+            delegates.append(d)
+        position += 1
 
     seen: dict[str, str] = {}
     kept: list[Delegate] = []
-    for index, d in enumerate(delegates):
-        d.ifname = ifname if d.master else (d.ifname or f"net{index}")
+    for d in delegates:
+        if d.master:
+            d.ifname = ifname
         if d.ifname in seen:
             if tolerant:  # a guess that clashes with a surer one is dropped, not fatal
                 continue
