@@ -1186,3 +1186,16 @@ def test_del_without_cache_keeps_interface_names_when_an_earlier_nad_is_gone(wor
     """The rebuilt plan of a pod with mp-gone,mp-net1 gives mp-net1 net2, the name ADD gave it (not net1)."""
     assert world.run("DEL", args=f"{POD_ARGS};MULTIPLANE_NETWORKS=mp-gone,mp-net1") is None
     assert world.spies.seen() == [("mp-spy2", "DEL", "net2"), ("mp-spy1", "DEL", "eth0")]
+
+
+def test_gc_leaves_networks_alone_when_a_valid_container_has_no_cache(world: World) -> None:
+    """A valid container without a multiplane cache (attached by Multus before a migration) could have addresses on
+    any network: stale multiplane containers are still deleted, but no delegate network gets GC this time."""
+    for cid in ("mp-c1", "mp-c2"):
+        world.seed_cache(cid, [("mp-cluster", CLUSTER_11, "eth0", None), ("test/mp-net1", NET1_11, "net1", None)])
+    valid = [{"containerID": "mp-c1", "ifname": "eth0"}, {"containerID": "mp-multus-pod", "ifname": "eth0"}]
+    log = world.root / "mp-gc.log"
+    world.run("GC", {**gc_conf(world, valid), "logFile": str(log), "logLevel": "error"})
+    assert [c.command for c in world.spies.calls()] == ["DEL", "DEL"]  # mp-c2's teardown, no GC
+    assert not world.cache_path("mp-c2").exists()
+    assert "no delegate cache for valid container(s) mp-multus-pod" in log.read_text()

@@ -572,6 +572,18 @@ class Meta:
                     errors.append(f"stale {cid} {d.name}: {exc}")
             if ok:
                 cache.remove(call.conf.cni_dir, cid)
+        # A valid container we hold no cache for (attached by Multus before a migration, or its
+        # cache lost) has attachments we cannot name: a network GC would see them as stale and
+        # free addresses still in use. Then the delegate networks get no GC this time.
+        cached_ids = set(cache.list_containers(call.conf.cni_dir))
+        unknown = sorted({cid for cid, _ifname in valid if cid not in cached_ids})
+        if unknown:
+            call.log.warning(
+                f"GC: no delegate cache for valid container(s) {', '.join(unknown[:5])}"
+                f"{' …' if len(unknown) > 5 else ''}: their networks' attachments are unknown, so the "
+                "delegate networks are not garbage-collected this time"
+            )
+            per_network = {}
         for net, attachments in per_network.values():
             errors += call.invoker.gc(net, dict(req.args.env), attachments)
         if errors:
