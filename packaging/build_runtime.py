@@ -45,7 +45,12 @@ STDLIB_SKIP = {
 DYNLOAD_SKIP = re.compile(
     r"^(_test|_ctypes_test|_xxtest|xxlimited|_tkinter|_curses|_dbm|_sqlite3|readline|nis|ossaudiodev|audioop)"
 )
-PACKAGES = ("pyroute2", "yaml", "_yaml")  # besides multiplane, from the venv's site-packages
+# Besides multiplane, from the venv's site-packages: what CNI calls use (pyroute2, PyYAML), and
+# pydantic with its dependencies for `multiplane validate` (never imported by a CNI call).
+PACKAGES = (
+    "pyroute2", "yaml", "_yaml",
+    "pydantic", "pydantic_core", "annotated_types", "typing_inspection", "typing_extensions",
+)  # fmt: skip
 PTH = "lib/python3.11\nlib/python3.11/lib-dynload\nsite-packages\n"
 BOOT = '''"""Started by the launcher: argv[1] is the name the runtime executed, then its arguments."""
 import sys
@@ -141,9 +146,13 @@ def build_tree(tree: str, launcher: str) -> None:
         src = os.path.join(venv_site, name)
         if os.path.isdir(src):
             _copy_python_tree(src, os.path.join(site, name))
-        for entry in os.listdir(venv_site):  # single-file extension modules (e.g. _yaml.cpython-311-….so)
+        for entry in os.listdir(
+            venv_site
+        ):  # single-file modules: extensions (_yaml.cpython-311-….so), typing_extensions.py
             if entry.startswith(name + ".") and entry.endswith(".so"):
                 shutil.copy2(os.path.join(venv_site, entry), site)
+            elif entry == name + ".py":
+                _pyc(os.path.join(venv_site, entry), os.path.join(site, name + ".pyc"), entry)
 
     binaries = [os.path.join(tree, "python3.11")]
     for root, _dirs, files in os.walk(tree):
