@@ -70,8 +70,12 @@ def _pyc(source: str, target: str, shown: str) -> None:
     )
 
 
-def _copy_python_tree(src: str, dst: str, skip: set[str] | None = None) -> None:
-    """Every module under `src` into `dst`: .py as sourceless .pyc, other files (extensions, data) as they are."""
+def _copy_python_tree(src: str, dst: str, skip: set[str] | None = None, shown: str = "") -> None:
+    """Every module under `src` into `dst`: .py as sourceless .pyc, other files (extensions, data) as they are.
+
+    `shown` prefixes the file names recorded in the bytecode (tracebacks, profiles): the
+    package's name, so a frame reads `multiplane/plugins/meta/plugin.py`.
+    """
     for root, dirs, files in os.walk(src):
         dirs[:] = sorted(
             d for d in dirs if d not in (skip or set()) and d != "__pycache__" and not d.endswith(".dist-info")
@@ -83,7 +87,7 @@ def _copy_python_tree(src: str, dst: str, skip: set[str] | None = None) -> None:
             path = os.path.join(root, name)
             out = os.path.normpath(os.path.join(dst, rel, name))
             if name.endswith(".py"):
-                _pyc(path, out + "c", os.path.normpath(os.path.join(rel, name)))
+                _pyc(path, out + "c", os.path.normpath(os.path.join(shown, rel, name)))
             elif not name.endswith((".pyc", ".pyi", ".typed", ".exe")):
                 os.makedirs(os.path.dirname(out), exist_ok=True)
                 shutil.copy2(path, out)
@@ -140,12 +144,12 @@ def build_tree(tree: str, launcher: str) -> None:
             shutil.copy2(os.path.join(STDLIB, "lib-dynload", name), dynload)
 
     site = os.path.join(tree, "site-packages")
-    _copy_python_tree(os.path.join(ROOT, "src/multiplane"), os.path.join(site, "multiplane"))
+    _copy_python_tree(os.path.join(ROOT, "src/multiplane"), os.path.join(site, "multiplane"), shown="multiplane")
     venv_site = sysconfig.get_paths()["purelib"]
     for name in PACKAGES:
         src = os.path.join(venv_site, name)
         if os.path.isdir(src):
-            _copy_python_tree(src, os.path.join(site, name))
+            _copy_python_tree(src, os.path.join(site, name), shown=name)
         for entry in os.listdir(
             venv_site
         ):  # single-file modules: extensions (_yaml.cpython-311-….so), typing_extensions.py

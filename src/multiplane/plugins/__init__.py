@@ -1,4 +1,4 @@
-"""The static registry of built-in plugins: personality name → factory (PyInstaller-safe, no entry points).
+"""The static registry of built-in plugins: personality name → factory (no entry points: nothing to discover at start-up).
 
 Each factory imports its plugin module lazily, so choosing a personality loads only what it needs.
 """
