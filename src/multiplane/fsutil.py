@@ -78,7 +78,7 @@ def sweep_temporaries(directory: str, names: list[str], older_than: float) -> No
     """Delete `.<name>.<pid>.tmp` files an interrupted writer left, once older than `older_than` seconds."""
     try:
         entries = os.listdir(directory)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return
     now = time.time()
     for entry in entries:

@@ -491,6 +491,21 @@ class TestResolvConf:
             ipam_config.parse_resolv_conf(str(missing))
         assert exc.value.msg == f"open {missing}: no such file or directory"
 
+    def test_not_a_regular_file_is_refused_without_reading(self, tmp_path: Any) -> None:
+        """/dev/zero (endless) and a FIFO (would block) are refused at once: code 7, no read."""
+        fifo = tmp_path / "mp-fifo"
+        os.mkfifo(fifo)
+        for path in ("/dev/zero", str(fifo)):
+            with pytest.raises(InvalidConfig, match="not a regular file"):
+                ipam_config.parse_resolv_conf(path)
+
+    def test_an_enormous_file_is_refused(self, tmp_path: Any) -> None:
+        """A resolvConf over 1 MiB is not a resolv.conf: code 7 rather than reading it all."""
+        big = tmp_path / "mp-big"
+        big.write_bytes(b"# x\n" * (300 * 1024))
+        with pytest.raises(InvalidConfig, match="larger than"):
+            ipam_config.parse_resolv_conf(str(big))
+
 
 # =============================================================================================
 # Allocator (T12–T21) with an in-memory store

@@ -1199,3 +1199,9 @@ def test_gc_leaves_networks_alone_when_a_valid_container_has_no_cache(world: Wor
     assert [c.command for c in world.spies.calls()] == ["DEL", "DEL"]  # mp-c2's teardown, no GC
     assert not world.cache_path("mp-c2").exists()
     assert "no delegate cache for valid container(s) mp-multus-pod" in log.read_text()
+
+
+def test_del_with_a_cni_dir_that_is_a_file_succeeds(world: World) -> None:
+    """A cniDir that is a regular file (finding F4) does not make DEL's cleanup raise: best effort, success."""
+    world.cni_dir.write_text("not a directory")
+    assert world.run("DEL", args=POD_ARGS) is None

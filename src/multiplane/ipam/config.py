@@ -11,6 +11,8 @@ A gateway outside its subnet is accepted, as the reference accepts it, and noted
 from __future__ import annotations
 
 import os
+import stat
+
 from multiplane.errors import DecodingFailure, InvalidConfig
 from multiplane.ipam.ranges import Range, RangeError, RangeSet, gateways
 from multiplane.spec import version as versions
@@ -217,13 +219,25 @@ def load(conf: dict[str, Any], name: str, cni_version: str, cni_args: str) -> Ip
     return IpamConf(name, cni_version, ranges, routes, data_dir, resolv or "", requested)
 
 
+_RESOLV_MAX = 1 << 20
+
+
 def parse_resolv_conf(path: str) -> DNS:
     """resolv.conf → DNS like the reference: nameserver, domain (last wins), search, options."""
+    # A regular file of sane size only: /dev/zero would exhaust memory, a FIFO would hang the call.
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            lines = fh.read().splitlines()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise InvalidConfig(f"open {path}: not a regular file")
+            data = os.read(fd, _RESOLV_MAX + 1)
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise InvalidConfig(f"open {path}: {(exc.strerror or str(exc)).lower()}") from exc
+    if len(data) > _RESOLV_MAX:
+        raise InvalidConfig(f"open {path}: larger than {_RESOLV_MAX} bytes, not a resolv.conf")
+    lines = data.decode("utf-8", "replace").splitlines()
     dns = DNS()
     for line in lines:
         line = line.strip()
