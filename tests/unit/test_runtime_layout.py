@@ -23,21 +23,18 @@ def test_a_tampered_tree_of_the_same_build_is_laid_down_again(tmp_path: Path) ->
     assert layout.lay_down(str(tmp_path), build, entries) is False
     assert (tree / "boot.py").stat().st_ino == inode
     (tree / "lib" / "libmp.so").write_bytes(b"mp-tampered")
-    assert layout.differences(str(tree)) == ["lib/libmp.so: differs from the MANIFEST"]
+    assert layout.verify(str(tree)) == (3, ["lib/libmp.so changed (sha256)"])
     assert layout.lay_down(str(tmp_path), build, entries) is True
     assert (tree / "lib" / "libmp.so").read_bytes() == b"v1"
-    assert layout.differences(str(tree)) == []
+    assert layout.verify(str(tree)) == (3, [])
     assert sorted(os.listdir(tmp_path / layout.RUNTIME_DIR)) == [build]
 
 
-def test_differences_names_missing_files_and_modes(tmp_path: Path) -> None:
+def test_verify_names_missing_files_and_modes(tmp_path: Path) -> None:
     """A missing file and a changed mode are differences too."""
     build, entries = _entries("v1")
     layout.lay_down(str(tmp_path), build, entries)
     tree = tmp_path / layout.RUNTIME_DIR / build
     (tree / "boot.py").unlink()
     (tree / "lib" / "libmp.so").chmod(0o700)
-    assert layout.differences(str(tree)) == [
-        "boot.py: No such file or directory",
-        "lib/libmp.so: differs from the MANIFEST",
-    ]
+    assert layout.verify(str(tree))[1] == ["boot.py is missing", "lib/libmp.so has mode 700, not 755"]

@@ -24,6 +24,7 @@ import fcntl
 import hashlib
 import os
 import shutil
+import stat
 import sys
 
 from multiplane.fsutil import fsync_dir, unlink_quietly
@@ -43,6 +44,7 @@ __all__ = [
     "source",
     "sweep",
     "switch",
+    "verify",
 ]
 
 RUNTIME_DIR = ".multiplane"
@@ -152,26 +154,53 @@ def _begin(tmp: str) -> int:
     raise RuntimeError_(f"{tmp} kept being removed by another install while being laid down")
 
 
-def differences(tree: str) -> list[str]:
-    """Files of a tree that do not match its MANIFEST (missing, other content, size or mode); [] if it matches."""
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify(tree: str, build: str | None = None) -> tuple[int, list[str]]:
+    """(files in the MANIFEST, what is wrong) for one runtime tree; `build` also checks the tree's id.
+
+    Wrong: a missing `.complete` or `.lock` (the launcher refuses the tree), an unreadable
+    MANIFEST, a MANIFEST and VERSION that give another build id, and every file that is
+    missing, not a regular file, or differs in size, sha256 or mode.
+    """
+    problems = []
+    for marker in (".complete", ".lock"):
+        if not os.path.isfile(os.path.join(tree, marker)):
+            problems.append(f"{marker} is missing (the launcher refuses the tree)")
     try:
         with open(os.path.join(tree, payload.MANIFEST), "rb") as fh:
-            expected = payload.parse_manifest(fh.read())
-    except (OSError, payload.PayloadError) as exc:
-        return [f"{payload.MANIFEST}: {exc}"]
-    found = []
+            text = fh.read()
+        expected = payload.parse_manifest(text)
+    except (OSError, UnicodeDecodeError, payload.PayloadError) as exc:
+        return 0, [*problems, f"MANIFEST cannot be read: {exc}"]
+    if build is not None:
+        try:
+            with open(os.path.join(tree, "VERSION"), encoding="ascii") as fh:
+                version = fh.read().strip()
+        except (OSError, UnicodeDecodeError):
+            version = ""
+        if payload.build_id(version, text) != build:
+            problems.append(f"MANIFEST and VERSION give build {payload.build_id(version, text)}, not {build}")
     for path, (digest, mode, size) in sorted(expected.items()):
         full = os.path.join(tree, path)
         try:
             st = os.lstat(full)
-            with open(full, "rb") as fh:
-                data = fh.read()
-        except OSError as exc:
-            found.append(f"{path}: {exc.strerror}")
+        except OSError:
+            problems.append(f"{path} is missing")
             continue
-        if st.st_mode & 0o7777 != mode or len(data) != size or hashlib.sha256(data).hexdigest() != digest:
-            found.append(f"{path}: differs from the MANIFEST")
-    return found
+        if not stat.S_ISREG(st.st_mode):
+            problems.append(f"{path} is not a regular file")
+        elif st.st_size != size or _sha256(full) != digest:
+            problems.append(f"{path} changed (sha256)")
+        elif st.st_mode & 0o7777 != mode:
+            problems.append(f"{path} has mode {st.st_mode & 0o7777:o}, not {mode:o}")
+    return len(expected), problems
 
 
 def lay_down(bin_dir: str, build: str, entries: Iterable[payload.Entry]) -> bool:
@@ -179,7 +208,7 @@ def lay_down(bin_dir: str, build: str, entries: Iterable[payload.Entry]) -> bool
     base = os.path.join(bin_dir, RUNTIME_DIR)
     final = os.path.join(base, build)
     if os.path.isfile(os.path.join(final, ".complete")):
-        if not differences(final):
+        if not verify(final)[1]:
             return False
         # A tree of this build that no longer matches its MANIFEST (edited, damaged): moved
         # aside and laid down again; calls still running it keep their open files.

@@ -39,7 +39,6 @@ written anywhere; the API only sees GETs and SelfSubjectAccessReviews (which sto
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import socket
@@ -97,7 +96,6 @@ RIGHTS = (
     ),
     ("create", "", "events", "", WARNING, "the plugin cannot record events on pods (pods still start)"),
 )
-_HASH_CHUNK = 1 << 20
 
 
 class Check:
@@ -161,51 +159,6 @@ def _types(doc: Any) -> list[str]:
         return [str(field(p, "type")) for p in plugins if isinstance(p, dict) and field(p, "type")]
     kind = field(doc, "type")
     return [kind] if isinstance(kind, str) and kind else []
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def verify_tree(tree: str, build: str) -> tuple[int, list[str]]:
-    """(files in the MANIFEST, what is wrong) for one runtime tree named `build`."""
-    from multiplane.runtime import payload
-
-    problems = []
-    for marker, why in ((".complete", "the launcher refuses the tree"), (".lock", "the launcher refuses the tree")):
-        if not os.path.isfile(os.path.join(tree, marker)):
-            problems.append(f"{marker} is missing ({why})")
-    try:
-        with open(os.path.join(tree, payload.MANIFEST), "rb") as fh:
-            text = fh.read()
-        expected = payload.parse_manifest(text)
-    except (OSError, UnicodeDecodeError, payload.PayloadError) as exc:
-        return 0, [*problems, f"MANIFEST cannot be read: {exc}"]
-    try:
-        with open(os.path.join(tree, "VERSION"), encoding="ascii") as fh:
-            version = fh.read().strip()
-    except (OSError, UnicodeDecodeError):
-        version = ""
-    if payload.build_id(version, text) != build:
-        problems.append(f"MANIFEST and VERSION give build {payload.build_id(version, text)}, not {build}")
-    for path, (digest, mode, size) in sorted(expected.items()):
-        full = os.path.join(tree, path)
-        try:
-            st = os.lstat(full)
-        except OSError:
-            problems.append(f"{path} is missing")
-            continue
-        if not stat.S_ISREG(st.st_mode):
-            problems.append(f"{path} is not a regular file")
-        elif st.st_size != size or _sha256(full) != digest:
-            problems.append(f"{path} changed (sha256)")
-        elif st.st_mode & 0o7777 != mode:
-            problems.append(f"{path} has mode {st.st_mode & 0o7777:o}, not {mode:o}")
-    return len(expected), problems
 
 
 def _listing(items: list[str], most: int = 3) -> str:
@@ -918,7 +871,9 @@ class Doctor:
                 "run `multiplane install`",
             )
             return
-        count, problems = verify_tree(tree, os.path.basename(tree))
+        from multiplane.runtime.layout import verify
+
+        count, problems = verify(tree, os.path.basename(tree))
         if problems:
             self.add(
                 "runtime.tree",
