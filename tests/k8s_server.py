@@ -294,7 +294,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.request.do_handshake()  # a failure (bad client certificate, ...) closes the connection
         super().setup()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:  # the base class's name
         pass
 
     def _serve(self) -> None:

@@ -351,7 +351,7 @@ def get() -> Logger:
     return _standalone
 
 
-class using:  # noqa: N801 - used as a context manager, like a function
+class using:  # used as a context manager, like a function
     """`with using(logger):` makes `logger` the process logger; the previous one comes back on exit."""
 
     def __init__(self, logger: Logger) -> None:

@@ -260,7 +260,7 @@ def test_internal_error_logs_the_traceback_and_answers_like_skel(
     path = tmp_path / "mp.log"
     with logs.using(Logger("panic", str(path), to_stderr=False)):
         try:
-            {}["mp-missing"]  # noqa: B018
+            {}["mp-missing"]
         except KeyError as exc:
             err = logs.internal_error(exc, "mp-where")
     assert (err.error_code, err.msg) == (999, "internal error: KeyError: 'mp-missing'")

@@ -53,7 +53,7 @@ def run(
             out = skel.dispatch(REGISTRY[builtin], child, stdin)
         except CniError:
             raise
-        except Exception as exc:  # noqa: BLE001 - a bug: traceback to the log, skel's answer to the caller
+        except Exception as exc:  # a bug: traceback to the log, skel's answer to the caller
             from multiplane import logs
 
             raise logs.internal_error(exc, f"{builtin} {command} (in-process)") from exc

@@ -51,7 +51,7 @@ RUNTIME_DIR = ".multiplane"
 CURRENT = "current"
 
 
-class RuntimeError_(Exception):  # noqa: N801 - not the builtin RuntimeError
+class RuntimeError_(Exception):  # not the builtin RuntimeError
     """The runtime cannot be laid down (a damaged source, a failed check); the message says which."""
 
 

@@ -21,7 +21,7 @@ class NetConf:
 
     __slots__ = ("raw", "stdin", "name", "type", "cni_version")
 
-    def __init__(self, raw: dict[str, Any], stdin: bytes, name: str, type: str, cni_version: str) -> None:  # noqa: A002
+    def __init__(self, raw: dict[str, Any], stdin: bytes, name: str, type: str, cni_version: str) -> None:
         self.raw, self.stdin, self.name, self.type, self.cni_version = raw, stdin, name, type, cni_version
 
     @classmethod

@@ -187,7 +187,7 @@ def load_nad_manifests(nad_dir: str, strict: bool = False) -> Iterator[dict[str,
         path = os.path.join(nad_dir, entry)
         try:
             docs = _load_manifests(path)
-        except Exception as exc:  # noqa: BLE001 - yaml raises many types; any parse error is a config error
+        except Exception as exc:  # yaml raises many types; any parse error is a config error
             if strict:
                 raise InvalidConfig(f"cannot read NetworkAttachmentDefinition manifest {path}: {exc}") from exc
             continue
@@ -214,7 +214,7 @@ class LocalSource:
             if os.path.isfile(path):
                 try:
                     docs = _load_manifests(path)
-                except Exception as exc:  # noqa: BLE001 - any parse error is a config error here
+                except Exception as exc:  # any parse error is a config error here
                     raise InvalidConfig(f"cannot read pod manifest {path}: {exc}") from exc
                 if docs:
                     pod["metadata"]["annotations"].update(annotations_of(docs[0], f"pod manifest {path}"))

@@ -278,7 +278,7 @@ class Meta:
                 if on_error is not None:
                     on_error(exc)
                 raise
-            except Exception as exc:  # noqa: BLE001 - a bug: logged with its traceback, answered as code 999
+            except Exception as exc:  # a bug: logged with its traceback, answered as code 999
                 error = logs.internal_error(exc, what)
                 if on_error is not None:
                     on_error(error)
