@@ -108,14 +108,20 @@ def conf_by_name(conf_dir: str, name: str) -> NetworkConfig | None:
 
 
 def nad_config(nad: dict[str, Any], conf_dir: str) -> NetworkConfig:
+    """A NAD's delegate config; InvalidConfig naming the NAD for any shape that is not a NAD's."""
     meta = nad.get("metadata") or {}
+    if not isinstance(meta, dict):
+        raise InvalidConfig("network-attachment-definition: metadata must be an object")
     name, namespace = meta.get("name", ""), meta.get("namespace", "")
     where = (
         f'network-attachment-definition "{namespace}/{name}"'
         if namespace
         else f'network-attachment-definition "{name}"'
     )
-    config = (nad.get("spec") or {}).get("config") or ""
+    spec = nad.get("spec") or {}
+    if not isinstance(spec, dict):
+        raise InvalidConfig(f"{where}: spec must be an object")
+    config = spec.get("config") or ""
     if not isinstance(config, str):
         raise InvalidConfig(f"{where}: spec.config must be a string holding CNI JSON")
     if not config.strip():
@@ -192,8 +198,13 @@ def load_nad_manifests(nad_dir: str, strict: bool = False) -> Iterator[dict[str,
                 raise InvalidConfig(f"cannot read NetworkAttachmentDefinition manifest {path}: {exc}") from exc
             continue
         for doc in docs:
-            if isinstance(doc, dict) and doc.get("kind") == "NetworkAttachmentDefinition":
-                yield doc
+            if not isinstance(doc, dict) or doc.get("kind") != "NetworkAttachmentDefinition":
+                continue
+            if not isinstance(doc.get("metadata") or {}, dict):
+                if strict:
+                    raise InvalidConfig(f"NetworkAttachmentDefinition manifest {path}: metadata must be an object")
+                continue
+            yield doc
 
 
 class LocalSource:
