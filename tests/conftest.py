@@ -17,6 +17,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.usefixtures("_require_root"))
 
 
+@pytest.fixture(autouse=True)
+def _no_in_cluster_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test finds a real cluster through this process's environment (the meta-plugin would use it)."""
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
+
+
 @pytest.fixture
 def _require_root() -> None:
     pytest.fail("this test needs root: run the suite with `make test` as root")

@@ -33,12 +33,6 @@ PACKAGING = Path(__file__).resolve().parents[2] / "packaging" / "k8s"
 POD_ARGS = "K8S_POD_NAMESPACE=test;K8S_POD_NAME=mp-pod;K8S_POD_INFRA_CONTAINER_ID=mp-c1"
 
 
-@pytest.fixture(autouse=True)
-def _no_in_cluster_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
-
-
 @pytest.fixture
 def netns() -> Iterator[str]:
     name = f"mp-ev-{uuid.uuid4().hex[:8]}"

@@ -28,13 +28,6 @@ DELEGATE_ARGS = (
 )
 
 
-@pytest.fixture(autouse=True)
-def _no_in_cluster_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The meta-plugin must not find a real cluster through this process's environment."""
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
-
-
 @pytest.fixture
 def netns() -> Iterator[str]:
     """A fresh, empty named network namespace; removed afterwards."""

@@ -25,12 +25,6 @@ from tests.unit.test_meta_runner import Spies, World
 POD_ARGS = "K8S_POD_NAMESPACE=test;K8S_POD_NAME=mp-pod;K8S_POD_INFRA_CONTAINER_ID=mp-c1"
 
 
-@pytest.fixture(autouse=True)
-def _no_in_cluster_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
-
-
 @pytest.fixture
 def world(tmp_path: Path) -> World:
     return World(tmp_path, Spies(tmp_path))

@@ -65,12 +65,6 @@ def test_del_is_logged_at_verbose_level(tmp_path: Path) -> None:
 # ---- issue 12: one logger, debug, tracebacks, unknown level, rotation ---------------------------
 
 
-@pytest.fixture(autouse=True)
-def _no_in_cluster_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
-
-
 @pytest.fixture
 def world(tmp_path: Path) -> World:
     return World(tmp_path, Spies(tmp_path))

@@ -129,13 +129,6 @@ def spies(tmp_path: Path) -> Spies:
     return Spies(tmp_path)
 
 
-@pytest.fixture(autouse=True)
-def _no_in_cluster_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The meta-plugin must not find a real cluster through this process's environment."""
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    monkeypatch.delenv("KUBERNETES_SERVICE_PORT", raising=False)
-
-
 def net(obj: dict[str, Any]) -> NetworkConfig:
     return NetworkConfig.parse(json.dumps(obj).encode(), "test")
 
