@@ -45,7 +45,8 @@ from multiplane.plugins.meta.plugin import _Call
 from multiplane.plugins.meta.runner import _stdin
 from multiplane.spec.gojson import field
 from multiplane.spec.netconf import NetConf
-from multiplane.tools import schemas, validate
+from multiplane.tools import validate
+from multiplane.tools.validate import schemas
 from tests.cni import OURS_MULTIPLANE
 
 REPO = Path(__file__).resolve().parents[2]
