@@ -1341,3 +1341,10 @@ def test_load_loader_reads_load_file_like_the_cni_path(tmp_path: Path) -> None:
     status, report = run_main([str(path), "--json", "--no-node-addresses"])
     assert status == 0
     assert report["documents"][0]["name"] == net.name == "macvlan-lan"
+
+
+def test_a_yaml_key_that_is_not_a_string_is_an_error(tmp_path: Path) -> None:
+    """YAML allows `1: a`; no CNI or Kubernetes document does: an error at its path, not a crash."""
+    path = tmp_path / "mp-odd.yaml"
+    path.write_text("cniVersion: 1.0.0\nname: mp-y\ntype: bridge\nipam:\n  1: a\n")
+    assert validate.main(["--no-node-addresses", "--json", str(path)]) == 1

@@ -136,13 +136,16 @@ def json_type(value: object) -> str:
 
 
 def field(obj: dict[str, Any], name: str) -> Any:
-    """Value of `name` in `obj`, matched case-insensitively like Go; None when absent or null."""
-    if name in obj and not any(k != name and k.lower() == name.lower() for k in obj):
+    """Value of `name` in `obj`, matched case-insensitively like Go; None when absent or null.
+
+    Keys that are not strings (possible in YAML, never in JSON) match nothing.
+    """
+    lowered = name.lower()
+    if name in obj and not any(isinstance(k, str) and k != name and k.lower() == lowered for k in obj):
         return obj[name]
     found = None
-    lowered = name.lower()
     for key, value in obj.items():
-        if key.lower() == lowered:
+        if isinstance(key, str) and key.lower() == lowered:
             found = value
     return found
 

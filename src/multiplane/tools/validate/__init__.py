@@ -98,6 +98,23 @@ def main(argv: list[str]) -> int:
     return 1 if failed else 0
 
 
+def _non_string_key(node: Any, loc: tuple[Any, ...] = ()) -> tuple[tuple[Any, ...], Any] | None:
+    """(where, key) of the first mapping key that is not a string, None if every key is one."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if not isinstance(key, str):
+                return loc, key
+            found = _non_string_key(value, (*loc, key))
+            if found is not None:
+                return found
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found = _non_string_key(value, (*loc, index))
+            if found is not None:
+                return found
+    return None
+
+
 def run(args: argparse.Namespace, read: Callable[[str], tuple[str, str]]) -> Run:
     """Check everything the arguments name; raises OSError/UnicodeDecodeError for an unreadable file."""
     addrs: list[Any] = [parse_ip(a) for a in args.node_address]
@@ -118,7 +135,12 @@ def run(args: argparse.Namespace, read: Callable[[str], tuple[str, str]]) -> Run
         if not docs and problem is None:
             result.warning(Where(name, 0), (), "no document to check")
         for doc in docs:
-            check_document(result, Where(name, doc.index, doc.lines, doc.blocks), (), doc.data)
+            where = Where(name, doc.index, doc.lines, doc.blocks)
+            odd = _non_string_key(doc.data)
+            if odd is not None:  # YAML allows `1: a`; no CNI or Kubernetes document does
+                result.error(where, odd[0], f"the key {odd[1]!r} is not a string")
+                continue
+            check_document(result, where, (), doc.data)
     for index, value in enumerate(args.annotation):
         where = Where("<annotation>", index)
         chosen = check_selection(result, where, (), value, args.namespace)
