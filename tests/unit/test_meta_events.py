@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from multiplane.k8s.client import KubeClient, load_kubeconfig
-from multiplane.plugins.meta import plugin as meta_plugin
+from multiplane.plugins.meta import call as meta_call
 from multiplane.plugins.meta.selection import NETWORKS_ANNOTATION
 from tests.k8s_server import K8sServer
 from tests.unit.test_meta_runner import Spies, World
@@ -112,7 +112,7 @@ def test_a_failing_event_post_does_not_change_the_add_error(world: World, api: K
 
 def test_a_hanging_event_post_is_bounded(world: World, api: K8sServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """An API server that never answers the POST holds ADD for the Event timeout, not longer."""
-    monkeypatch.setattr(meta_plugin, "EVENT_TIMEOUT", 0.5)
+    monkeypatch.setattr(meta_call, "EVENT_TIMEOUT", 0.5)
     release = threading.Event()
 
     def hang(req: Any) -> None:

@@ -41,7 +41,7 @@ from multiplane.plugins.meta import selection
 from multiplane.plugins.meta.config import MetaConf
 from multiplane.plugins.meta.networks import LocalSource, NetworkConfig, annotations_of, load_file, nad_config
 from multiplane.plugins.meta.plan import PodRef, cni_args_for, plan
-from multiplane.plugins.meta.plugin import _Call
+from multiplane.plugins.meta.call import Call as _Call
 from multiplane.plugins.meta.runner import _stdin
 from multiplane.spec.gojson import field
 from multiplane.spec.netconf import NetConf

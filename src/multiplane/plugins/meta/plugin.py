@@ -7,7 +7,8 @@ first failure undo the attached ones in reverse, the failed one included → app
 result in our cniVersion. DEL works from the cache (pod, NAD and API server not needed),
 in reverse, past failures. CHECK checks every delegate against its cached result. GC
 translates the runtime's valid attachments to delegate attachments. STATUS reports the
-readiness file and the cluster network.
+readiness file and the cluster network. One invocation's state is `call.Call`; DEL without a
+usable cache is `teardown.py`.
 
 Diagnostics: each command installs its logger (`logFile`, `logLevel`, `logToStderr`,
 `logOptions`) as the process logger, so in-process built-ins log there too; `debug` shows
@@ -21,21 +22,16 @@ Events are best effort: one try each, a short timeout, and the first failure sto
 
 from __future__ import annotations
 
-import errno
-import json
 import os
 import time
 
 from multiplane import logs
-from multiplane.errors import CniError, DelegateError, InvalidConfig, InvalidEnvironment, NotAvailable, PluginNotFound
-from multiplane.fsutil import sweep_temporaries, write_atomic
-from multiplane.logs import Logger
-from multiplane.plugins.meta import cache, status
-from multiplane.plugins.meta.config import MetaConf
+from multiplane.errors import CniError, DelegateError, InvalidConfig, InvalidEnvironment, PluginNotFound
+from multiplane.fsutil import write_atomic
+from multiplane.plugins.meta import cache, status, teardown
+from multiplane.plugins.meta.call import Call
 from multiplane.plugins.meta.plan import Delegate, PodRef, plan, requested_ips_missing
-from multiplane.plugins.meta.runner import Invoker
-from multiplane.plugins.meta.selection import NETWORKS_ANNOTATION
-from multiplane.spec.gojson import field, json_type
+from multiplane.spec.gojson import field
 from multiplane.spec.result import Result
 
 TYPE_CHECKING = False
@@ -46,161 +42,6 @@ if TYPE_CHECKING:
     from multiplane.skel import Request
 
 __all__ = ["Meta"]
-
-READINESS_WAIT = 45.0
-EVENT_TIMEOUT = 2.0  # seconds per step of one Event post; a slow API server must not hold the pod
-EVENT_COMPONENT = "multiplane"
-CONFIG_SOURCE = "kubernetes.io/config.source"
-CONFIG_MIRROR = "kubernetes.io/config.mirror"
-
-
-def _loose_pairs(text: str) -> list[tuple[str, str]]:
-    """CNI_ARGS as Multus reads it: split on ';', then on the first '='; malformed pairs skipped."""
-    out = []
-    for pair in text.split(";") if text else ():
-        key, sep, value = pair.partition("=")
-        if sep and key:
-            out.append((key, value))
-    return out
-
-
-class _Call:
-    """Everything one invocation needs: config, logger, pod, source, invoker."""
-
-    def __init__(self, req: Request) -> None:
-        self.req = req
-        self.conf = MetaConf(req.conf)
-        raw = req.conf.raw
-        self.log = Logger(self.conf.log_level, self.conf.log_file, self.conf.log_to_stderr, field(raw, "logOptions"))
-        events = field(raw, "events")
-        if events is not None and not isinstance(events, bool):
-            raise InvalidConfig(f"invalid multiplane config: events must be true or false, got {json_type(events)}")
-        self.events = events is not False
-        self.pod = PodRef(_loose_pairs(req.args.args))
-        paths = [self.conf.bin_dir, *[p for p in req.args.path if p != self.conf.bin_dir]]
-        self.invoker = Invoker(paths)
-        self._source: Any = None
-        # The pod as the API server knows it (for Events): set by read_pod from a KubeSource.
-        self.api_pod: dict[str, Any] | None = None
-
-    @property
-    def source(self) -> Any:
-        if self._source is None:
-            from multiplane.plugins.meta.networks import KubeSource, LocalSource
-
-            cfg = None
-            if self.conf.kubeconfig or os.environ.get("KUBERNETES_SERVICE_HOST"):
-                # Only a cluster pays for http.client and ssl (~20 ms of imports).
-                from multiplane.k8s.client import KubeClient, in_cluster_config, load_kubeconfig
-
-                cfg = load_kubeconfig(self.conf.kubeconfig) if self.conf.kubeconfig else in_cluster_config()
-            if cfg is not None:
-                from multiplane.k8s.client import KubeClient
-
-                self._source = KubeSource(KubeClient(cfg))
-            else:
-                runtime = self.conf.runtime_config.get("io.kubernetes.cri.pod-annotations")
-                self._source = LocalSource(
-                    self.conf.local_nad_dir,
-                    self.conf.local_pod_dir,
-                    dict(_loose_pairs(self.req.args.args)),
-                    runtime if isinstance(runtime, dict) else {},
-                )
-        return self._source
-
-    def env(self, d: Delegate) -> dict[str, str]:
-        env = dict(self.req.args.env)
-        env["CNI_IFNAME"], env["CNI_ARGS"] = d.ifname, d.cni_args
-        return env
-
-    def wait_ready(self, wait: bool) -> None:
-        path = self.conf.readiness_file
-        if not path:
-            return
-        deadline = time.monotonic() + (READINESS_WAIT if wait else 0)
-        while not os.path.exists(path):
-            if time.monotonic() >= deadline:
-                raise NotAvailable(
-                    f"have you checked that your default network is ready? still waiting for readinessindicatorfile @ {path}"
-                )
-            time.sleep(1)
-
-    def read_pod(self) -> None:
-        """Fill pod annotations from the source; verify the UID the runtime gave."""
-        if not self.pod.known:
-            return
-        from multiplane.k8s.errors import NotFound
-
-        try:
-            obj = self.source.pod(self.pod.namespace, self.pod.name)
-        except NotFound as exc:
-            raise CniError(
-                f'pod "{self.pod.namespace}/{self.pod.name}" not found in the Kubernetes API', exc.details
-            ) from exc
-        from multiplane.plugins.meta.networks import annotations_of
-
-        annotations = annotations_of(obj, f'pod "{self.pod.namespace}/{self.pod.name}"')
-        meta = obj.get("metadata") if isinstance(obj, dict) else None
-        uid = str(meta.get("uid") or "") if isinstance(meta, dict) else ""
-        if self.pod.uid and uid and uid != self.pod.uid:
-            if not _is_static(annotations):
-                raise CniError(f'expected pod UID "{self.pod.uid}" but got "{uid}" from Kube API')
-            # A static pod: the API holds its mirror, whose UID is not the one kubelet runs.
-            self.log.verbose(f"{self.pod.label()}: static pod, mirror UID {uid} accepted")
-        self.pod.uid = self.pod.uid or uid
-        self.pod.api_uid = uid
-        self.pod.annotations = annotations
-        if getattr(self.source, "kind", "") == "kubernetes" and isinstance(obj, dict):
-            self.api_pod = obj
-
-    def event(self, kind: str, reason: str, message: str) -> None:
-        """Post an Event on the pod (best effort); nothing when events are off or the pod is not from the API."""
-        if not self.events or self.api_pod is None:
-            return
-        meta = self.api_pod.get("metadata") or {}
-        spec = self.api_pod.get("spec")
-        node = spec.get("nodeName") if isinstance(spec, dict) else None
-        node = node if isinstance(node, str) else ""
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        involved = {"apiVersion": "v1", "kind": "Pod", "namespace": self.pod.namespace, "name": self.pod.name}
-        if self.pod.api_uid:
-            involved["uid"] = self.pod.api_uid
-        if isinstance(meta.get("resourceVersion"), str):
-            involved["resourceVersion"] = meta["resourceVersion"]
-        body: dict[str, Any] = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            # client-go's name for an event: <object>.<time in ns, hex>
-            "metadata": {"name": f"{self.pod.name}.{time.time_ns():x}", "namespace": self.pod.namespace},
-            "involvedObject": involved,
-            "type": kind,
-            "reason": reason,
-            "message": message if len(message) <= 1024 else message[:1021] + "...",
-            "source": {"component": EVENT_COMPONENT, **({"host": node} if node else {})},
-            "reportingComponent": EVENT_COMPONENT,
-            "reportingInstance": node,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
-        try:
-            self.source.client.create_event(self.pod.namespace, body, timeout=EVENT_TIMEOUT)
-        except CniError as exc:  # ApiError, or a name the client refuses
-            self.events = False  # one failure is enough: the next post would wait as long
-            self.log.error(
-                f"{self.pod.label()}: cannot post the {reason} event ({exc}{': ' + exc.details if exc.details else ''}); "
-                "further events of this call are skipped (does the service account have `create` on `events`?)"
-            )
-        except Exception:  # noqa: BLE001 - a bug in posting an Event must not fail the ADD
-            self.events = False
-            self.log.bug(f"{self.pod.label()}: posting the {reason} event")
-        else:
-            self.log.debug(f"{self.pod.label()}: event {kind} {reason}: {message}")
-
-
-def _is_static(annotations: dict[str, str]) -> bool:
-    """Multus's test: the pod came from a file or URL (`config.source` not `api`), or it is a mirror."""
-    return annotations.get(CONFIG_SOURCE, "api") != "api" or CONFIG_MIRROR in annotations
 
 
 def _check_names_free(netns: str, delegates: list[Delegate]) -> None:
@@ -262,7 +103,7 @@ class Meta:
 
     @staticmethod
     def _command(
-        call: _Call, command: str, body: Callable[[], Any], on_error: Callable[[CniError], None] | None = None
+        call: Call, command: str, body: Callable[[], Any], on_error: Callable[[CniError], None] | None = None
     ) -> Any:
         """Run one command with `call.log` as the process logger; a non-CNI exception becomes code 999, traceback logged."""
         args = call.req.args
@@ -289,7 +130,7 @@ class Meta:
         return out
 
     def add(self, req: Request) -> Result:
-        call = _Call(req)
+        call = Call(req)
 
         def failed(exc: CniError) -> None:
             # The runtime shows this too, but node logs (and the pod's Events) are where operators look first.
@@ -299,7 +140,7 @@ class Meta:
         result: Result = self._command(call, "ADD", lambda: self._add(call), failed)
         return result
 
-    def _add(self, call: _Call) -> Result:
+    def _add(self, call: Call) -> Result:
         req = call.req
         problem = call.pod.problem()
         if problem:
@@ -348,7 +189,7 @@ class Meta:
             call.event("Normal", "AddedInterface", f"Add {d.ifname} [{ips}] from {d.name}")
         return _merge_prev(req, master.result)
 
-    def _rollback(self, call: _Call, attached: list[Delegate]) -> None:
+    def _rollback(self, call: Call, attached: list[Delegate]) -> None:
         """Undo in reverse (the failed one included, it may be half-done); drop the cache if all went.
 
         The failed delegate's own DEL may fail for the reason its ADD did (the reference macvlan
@@ -368,7 +209,7 @@ class Meta:
         if clean:
             cache.remove(call.conf.cni_dir, call.req.args.container_id)
 
-    def _report(self, call: _Call, delegates: list[Delegate]) -> None:
+    def _report(self, call: Call, delegates: list[Delegate]) -> None:
         """network-status: to the pod (API) first; then the status file, so a failed write leaves none."""
         entries = []
         for d in delegates:
@@ -384,7 +225,9 @@ class Meta:
             except NotFound:
                 call.log.error(f"{call.pod.label()}: pod disappeared before network-status was written")
         try:
-            write_atomic(_status_path(call.conf.cni_dir, call.req.args.container_id, create=True), value.encode())
+            write_atomic(
+                teardown.status_path(call.conf.cni_dir, call.req.args.container_id, create=True), value.encode()
+            )
         except OSError as exc:
             raise CniError(
                 f"cannot write the network-status file in {call.conf.cni_dir}/status: {exc.strerror}"
@@ -400,10 +243,10 @@ class Meta:
         every host-local reservation of this container in the networks the node knows is
         released (sweep.py); what fails is logged, and DEL succeeds.
         """
-        call = _Call(req)
+        call = Call(req)
         self._command(call, "DEL", lambda: self._delete(call))
 
-    def _delete(self, call: _Call) -> None:
+    def _delete(self, call: Call) -> None:
         cid = call.req.args.container_id
         problem = call.pod.problem()
         if problem:
@@ -413,114 +256,27 @@ class Meta:
             call.log.error(
                 f"{call.pod.label()}: readiness indicator file {call.conf.readiness_file} is missing; deleting anyway"
             )
-        delegates = self._from_cache(call)
+        delegates = teardown.from_cache(call)
         if delegates is None:
-            self._delete_uncached(call)
+            teardown.delete_uncached(call)
             return
-        failures = self._delete_all(call, delegates)
+        failures = teardown.delete_all(call, delegates)
         call.log.verbose(f"{call.pod.label()}: deleted {len(delegates)} attachment(s) of container {cid}")
         if failures:
             keep = call.conf.retry_delete_on_error and not all(isinstance(e, PluginNotFound) for _d, e in failures)
             if not keep:
-                self._forget(call)
+                teardown.forget(call)
             text = "; ".join(f"{d.name} ({d.ifname}): {exc}" for d, exc in failures)
             kept = "kept for a retry (retryDeleteOnError)" if keep else "removed; a retried DEL is best effort"
             call.log.error(f"{call.pod.label()}: DEL of container {cid} failed: {text}; the cache is {kept}")
             raise CniError(f"failed to delete some attachments: {text}")
-        self._forget(call)
-
-    def _from_cache(self, call: _Call) -> list[Delegate] | None:
-        """The cached delegates; None when there is no cache or it cannot be used (logged loudly)."""
-        try:
-            cached = cache.load(call.conf.cni_dir, call.req.args.container_id)
-            if cached is None:
-                return None
-            return [Delegate.from_cache(item) for item in cached["delegates"]]
-        except (CniError, AttributeError, TypeError, ValueError) as exc:
-            call.log.error(
-                f"{call.pod.label()}: the delegate cache of container {call.req.args.container_id} is unusable "
-                f"({exc}); deleting from the configuration instead and releasing every address it holds"
-            )
-            return None
-
-    def _delete_all(self, call: _Call, delegates: list[Delegate]) -> list[tuple[Delegate, Exception]]:
-        failures = []
-        for d in reversed(delegates):
-            try:
-                call.invoker.delete(d.net, call.env(d), d.cap_args, d.args_cni, d.result)
-            except Exception as exc:  # noqa: BLE001 - DEL goes on past failures and reports them together
-                if not isinstance(exc, CniError):
-                    call.log.bug(f"{call.pod.label()}: DEL of {d.name} ({d.ifname})")
-                failures.append((d, exc))
-        return failures
-
-    def _delete_uncached(self, call: _Call) -> None:
-        """Best effort: the rebuilt plan, then the host-local sweep; failures are logged, DEL succeeds."""
-        from multiplane.plugins.meta import sweep
-
-        cid = call.req.args.container_id
-        delegates = self._rebuild(call)
-        failures = self._delete_all(call, delegates)
-        networks = sweep.known_networks(call.conf, [d.net for d in delegates])
-        released, problems = sweep.release_container(networks, cid)
-        problems += [f"{d.name} ({d.ifname}): {exc}" for d, exc in failures]
-        if released:
-            call.log.error(f"{call.pod.label()}: DEL without cache released addresses of {cid}: {', '.join(released)}")
-        if problems:
-            call.log.error(
-                f"{call.pod.label()}: best-effort DEL of {cid} without cache could not clean: " + "; ".join(problems)
-            )
-        call.log.verbose(
-            f"{call.pod.label()}: deleted {len(delegates)} attachment(s) of container {cid} "
-            "(no usable cache: rebuilt from the configuration)"
-        )
-        self._forget(call)
-
-    def _forget(self, call: _Call) -> None:
-        """Drop the cache (a planted link is unlinked, never followed) and the status file."""
-        cid = call.req.args.container_id
-        _remove_file(call, "cache", lambda: cache.path_for(call.conf.cni_dir, cid))
-        _remove_file(call, "network-status", lambda: _status_path(call.conf.cni_dir, cid))
-        # A writer killed between its temporary file and the rename leaves `.<name>.<pid>.tmp`;
-        # only this container's own are removed (the runtime never runs its ADD and DEL at once).
-        sweep_temporaries(call.conf.cni_dir, [cid], older_than=0)
-        status_dir = os.path.join(call.conf.cni_dir, "status")
-        if not os.path.islink(status_dir):
-            sweep_temporaries(status_dir, [f"{cid}.json"], older_than=0)
-
-    def _rebuild(self, call: _Call) -> list[Delegate]:
-        """No cache: what the configuration and pod say now, best effort; nothing known → nothing to do."""
-        from multiplane.plugins.meta.networks import LocalSource
-
-        try:
-            source = call.source
-            call.read_pod()
-        except CniError as exc:  # a bad pod object is a CniError too (annotations_of)
-            call.log.verbose(f"{call.pod.label()}: DEL without cache, pod unreadable ({exc})")
-            call.pod.annotations = {}
-            source = LocalSource("", "", {}, {})  # files only: the cluster network may still resolve
-        if NETWORKS_ANNOTATION not in call.pod.annotations:
-            recorded = _selection_from_status(call)
-            if recorded:
-                call.log.verbose(f"{call.pod.label()}: DEL without cache: networks from the status file: {recorded}")
-                call.pod.annotations[NETWORKS_ANNOTATION] = recorded
-                if isinstance(source, LocalSource) and not source.nad_dir:
-                    source = LocalSource(call.conf.local_nad_dir, "", {}, {})
-        try:
-            return plan(call.conf, source, call.pod, call.req.args.ifname, tolerant=True)
-        except CniError as exc:
-            call.log.error(
-                f"{call.pod.label()}: DEL without cache and no usable configuration ({exc}); nothing to delete"
-            )
-        except Exception:  # noqa: BLE001 - a bug must not pin the sandbox: log it, release what the sweep finds
-            call.log.bug(f"{call.pod.label()}: DEL without cache: rebuilding the plan failed")
-        return []
+        teardown.forget(call)
 
     def check(self, req: Request) -> None:
-        call = _Call(req)
+        call = Call(req)
         self._command(call, "CHECK", lambda: self._check(call))
 
-    def _check(self, call: _Call) -> None:
+    def _check(self, call: Call) -> None:
         req = call.req
         cached = cache.load(call.conf.cni_dir, req.args.container_id)
         if cached is None:
@@ -535,10 +291,10 @@ class Meta:
                 raise _named_error(call.pod, d, exc, "checking") from exc
 
     def gc(self, req: Request) -> None:
-        call = _Call(req)
+        call = Call(req)
         self._command(call, "GC", lambda: self._gc(call))
 
-    def _gc(self, call: _Call) -> None:
+    def _gc(self, call: Call) -> None:
         req = call.req
         call.wait_ready(wait=True)
         valid = _valid_attachments(req.conf.raw)
@@ -590,16 +346,16 @@ class Meta:
             raise CniError("garbage collection incomplete: " + "; ".join(errors))
 
     def status(self, req: Request) -> None:
-        call = _Call(req)
+        call = Call(req)
         self._command(call, "STATUS", lambda: self._status(call))
 
-    def _status(self, call: _Call) -> None:
+    def _status(self, call: Call) -> None:
         call.wait_ready(wait=False)
         delegates = plan(call.conf, call.source, call.pod, "eth0")
         call.invoker.status(delegates[0].net, dict(call.req.args.env))
 
 
-def _log_plan(call: _Call, delegates: list[Delegate]) -> None:
+def _log_plan(call: Call, delegates: list[Delegate]) -> None:
     """At `debug`: each delegate of the plan, in attachment order."""
     if not call.log.enabled("debug"):
         return
@@ -636,56 +392,6 @@ def _valid_attachments(raw: dict[str, Any]) -> set[tuple[str, str]]:
         # would tear down every pod's secondary networks on the node.
         raise InvalidConfig("GC needs cni.dev/valid-attachments: refusing to treat every attachment as stale")
     return {(str(i.get("containerID", "")), str(i.get("ifname", ""))) for i in items or [] if isinstance(i, dict)}
-
-
-def _selection_from_status(call: _Call) -> str:
-    """The secondary networks ADD recorded in the network-status file, as a JSON selection ("" if none).
-
-    The status file outlives a damaged cache: it names each attached NAD ("ns/name") and its
-    interface, so DEL can still find links and addresses the configuration alone cannot.
-    """
-    try:
-        fd = os.open(_status_path(call.conf.cni_dir, call.req.args.container_id), os.O_RDONLY | os.O_NOFOLLOW)
-        try:
-            raw = os.read(fd, 1 << 20)
-        finally:
-            os.close(fd)
-        entries = json.loads(raw)
-    except (OSError, ValueError, RecursionError):
-        return ""
-    defaults = {v if "/" in v else f"{call.conf.namespace}/{v}" for v in call.conf.default_networks}
-    picked: dict[str, dict[str, str]] = {}
-    for entry in entries if isinstance(entries, list) else []:
-        if not isinstance(entry, dict) or entry.get("default") or not isinstance(entry.get("name"), str):
-            continue
-        namespace, _sep, name = entry["name"].partition("/")
-        if not name or entry["name"] in defaults or entry["name"] in picked:
-            continue
-        item = {"namespace": namespace, "name": name}
-        if isinstance(entry.get("interface"), str):
-            item["interface"] = entry["interface"]
-        picked[entry["name"]] = item
-    return json.dumps(list(picked.values())) if picked else ""
-
-
-def _remove_file(call: _Call, what: str, path: Callable[[], str]) -> None:
-    """Unlink a state file (a link is removed, never followed); a failure is logged, DEL goes on."""
-    try:
-        os.unlink(path())
-    except (FileNotFoundError, NotADirectoryError):
-        pass
-    except OSError as exc:  # a directory planted there, a linked status dir, a read-only mount
-        call.log.error(f"{call.pod.label()}: cannot remove the {what} file of {call.req.args.container_id}: {exc}")
-
-
-def _status_path(cni_dir: str, container_id: str, create: bool = False) -> str:
-    """`<cniDir>/status/<id>.json`; the directory must be ours (a real directory, not a link)."""
-    status_dir = os.path.join(cni_dir, "status")
-    if create:
-        os.makedirs(status_dir, mode=0o700, exist_ok=True)
-    if os.path.islink(status_dir):
-        raise OSError(errno.ELOOP, f"{status_dir} is a symbolic link")
-    return os.path.join(status_dir, f"{container_id}.json")
 
 
 def _named_error(pod: PodRef, d: Delegate, exc: BaseException, doing: str = "adding container to") -> CniError:
