@@ -15,6 +15,15 @@ certificate generated at start by the `openssl` command-line tool) to a
   (`events()` returns copies)
 * ``GET  /api/v1/pods``, ``/api/v1/namespaces/{ns}/pods``            → a ``PodList``; ``fieldSelector``
   ``spec.nodeName``, ``metadata.name``, ``metadata.namespace`` (``=``/``==``); 403 when `access` lacks list pods
+* ``GET  /apis/k8s.cni.cncf.io/v1[/namespaces/{ns}]/network-attachment-definitions`` → a
+  ``NetworkAttachmentDefinitionList`` (``fieldSelector`` ``metadata.name``/``metadata.namespace``)
+* the same collection paths with ``?watch=true&resourceVersion=N`` → a chunked stream of JSON lines
+  ``{"type": "ADDED"|"MODIFIED"|"DELETED"|"BOOKMARK", "object": …}``: the events after N from a
+  bounded history (`history` events), filtered by ``fieldSelector`` (on the event's object);
+  ``resourceVersion`` "" or "0" starts with the current objects as ADDED; ``allowWatchBookmarks=true``
+  adds a BOOKMARK every `bookmark_interval` seconds; N older than the history keeps →
+  one ``ERROR`` event whose object is a 410 ``Status`` (reason Expired), as the API server answers
+  a watch; the stream ends after ``timeoutSeconds`` (default `watch_timeout`) or when the server stops
 * ``POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews``   → ``status.allowed`` from `access`, a set of
   allowed ``(verb, resource, subresource)`` (None, the default: everything is allowed)
 * anything missing → 404 ``Status`` (reason NotFound, the API server's message and ``details``)
@@ -22,8 +31,10 @@ certificate generated at start by the `openssl` command-line tool) to a
 
 Like the real API server, empty ``metadata.annotations`` is omitted from the Pod JSON.
 
-Tests inject faults (`fail_next`, `conflict_next`, `delay`, `stop`/`start`) and inspect what
-reached the server (`requests`). Use it as a context manager::
+Tests inject faults (`fail_next`, `conflict_next`, `delay`, `stop`/`start`; `idle_timeout` closes
+idle keep-alive connections, `close_connections` answers ``Connection: close``, `chunked_responses`
+sends every body chunked) and inspect what reached the server (`requests`, each with the number of
+its connection; `connections`, how many were accepted). Use it as a context manager::
 
     with K8sServer(tls=True, token="s3cret") as api:
         api.add_pod("default", "web", annotations={"a": "b"})
@@ -33,6 +44,7 @@ reached the server (`requests`). Use it as a context manager::
 from __future__ import annotations
 
 import base64
+import collections
 import copy
 import functools
 import http.server
@@ -49,6 +61,7 @@ import time
 import urllib.parse
 import uuid
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, Callable
 
 __all__ = ["CertAuthority", "K8sServer", "Request", "default_pki", "status_object"]
@@ -77,6 +90,7 @@ _POD = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)(/status)?$")
 _NAD = re.compile(rf"^/apis/{re.escape(NAD_GROUP)}/v1/namespaces/([^/]+)/{NAD_RESOURCE}/([^/]+)$")
 _EVENTS = re.compile(r"^/api/v1/namespaces/([^/]+)/events$")
 _POD_LIST = re.compile(r"^/api/v1(?:/namespaces/([^/]+))?/pods$")
+_NAD_LIST = re.compile(rf"^/apis/{re.escape(NAD_GROUP)}/v1(?:/namespaces/([^/]+))?/{NAD_RESOURCE}$")
 _ACCESS_REVIEW = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 
 
@@ -212,7 +226,7 @@ def default_pki() -> _Pki:
 class Request:
     """One request that reached the server: method, path (prefix stripped), query, headers, parsed body, answer."""
 
-    __slots__ = ("method", "path", "query", "headers", "body", "raw_body", "status", "user", "time")
+    __slots__ = ("method", "path", "query", "headers", "body", "raw_body", "status", "user", "time", "conn")
 
     def __init__(self, method: str, path: str, query: str, headers: dict[str, str], raw_body: bytes) -> None:
         self.method, self.path, self.query, self.headers, self.raw_body = method, path, query, headers, raw_body
@@ -223,6 +237,7 @@ class Request:
         self.status = 0  # the HTTP status answered (0: none, e.g. the connection was cut)
         self.user = ""  # "token", "cert:<CN>" or "" (anonymous)
         self.time = time.monotonic()
+        self.conn = 0  # the number of the connection it came on (1, 2, ... in order of acceptance)
 
     @property
     def token(self) -> str | None:
@@ -285,11 +300,14 @@ class _HTTPServer(http.server.ThreadingHTTPServer):
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "multiplane-test-apiserver"
-    timeout = 10  # idle keep-alive connections; stop() cuts them anyway
     server: _HTTPServer
 
     def setup(self) -> None:
-        self.request.settimeout(self.timeout)
+        api = self.server.api
+        with api._lock:
+            api.connections += 1
+            self.conn_id = api.connections
+        self.request.settimeout(api.idle_timeout)  # idle keep-alive connections; stop() cuts them anyway
         if isinstance(self.request, ssl.SSLSocket):
             self.request.do_handshake()  # a failure (bad client certificate, ...) closes the connection
         super().setup()
@@ -308,6 +326,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             prefixed = path == api.path_prefix or path.startswith(api.path_prefix + "/")
             path = path[len(api.path_prefix) :] if prefixed else path
         req = Request(self.command, path, split.query, {k.lower(): v for k, v in self.headers.items()}, raw)
+        req.conn = self.conn_id
         if isinstance(self.request, ssl.SSLSocket):
             cert = self.request.getpeercert()
             if cert:
@@ -319,19 +338,79 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if code == 0:  # stopped while delayed: drop the connection without an answer
             self.close_connection = True
             return
-        body = json.dumps(obj).encode()
         req.status = code
+        if isinstance(obj, _Watch):
+            self._stream(obj)
+            return
+        body = json.dumps(obj).encode()
+        chunked = api.chunked_responses
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-cache, private")
+        if api.close_connections:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         for key, value in headers.items():
             self.send_header(key, value)
         self.end_headers()
-        self.wfile.write(body)
+        if chunked:  # in three chunks (the last may be empty before the terminator)
+            step = len(body) // 3 + 1
+            for i in range(0, len(body), step):
+                self._chunk(body[i : i + step])
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            self.wfile.write(body)
+        self.wfile.flush()
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+    def _stream(self, watch: _Watch) -> None:
+        """A watch: 200, then one chunk per event (a JSON line), then the terminator; the connection closes."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Cache-Control", "no-cache, private")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        for event in self.server.api._watch_events(watch):
+            self._chunk(json.dumps(event).encode() + b"\n")
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
     do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = _serve
+
+
+class _Watch:
+    """What a watch request asked for; streamed by _Handler._stream from K8sServer._watch_events."""
+
+    __slots__ = ("resource", "namespace", "wanted", "rv", "timeout", "bookmarks", "stopping")
+
+    def __init__(
+        self,
+        resource: str,
+        namespace: str,
+        wanted: list[tuple[str, str]],
+        rv: int | None,
+        timeout: float,
+        bookmarks: bool,
+        stopping: threading.Event,
+    ) -> None:
+        self.resource, self.namespace, self.wanted, self.rv = resource, namespace, wanted, rv
+        self.timeout, self.bookmarks, self.stopping = timeout, bookmarks, stopping
+
+
+_KINDS = {
+    "pods": ("v1", "Pod"),
+    NAD_RESOURCE: (f"{NAD_GROUP}/v1", "NetworkAttachmentDefinition"),
+}
 
 
 # ---- the API server ---------------------------------------------------------------------------
@@ -356,6 +435,7 @@ class K8sServer:
         require_client_cert: bool = False,
         path_prefix: str = "",
         pki: _Pki | None = None,
+        history: int = 1000,
     ) -> None:
         if require_client_cert and not tls:
             raise ValueError("require_client_cert needs tls=True")
@@ -369,10 +449,20 @@ class K8sServer:
         self.on_request: Callable[[Request], None] | None = None  # called for each request before it is served
         self.port = 0
         self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)  # notified on every watched change and on stop
+        # Watch history: (resourceVersion, type, resource, object); `_dropped_rv` is the newest one forgotten.
+        self._history: collections.deque[tuple[int, str, str, dict[str, Any]]] = collections.deque(maxlen=history)
+        self.connections = 0  # TCP connections accepted
+        self.idle_timeout = 10.0  # seconds an idle keep-alive connection is kept open
+        self.close_connections = False  # answer every request with `Connection: close` and close
+        self.chunked_responses = False  # send every (non-watch) body with Transfer-Encoding: chunked
+        self.bookmark_interval = 1.0  # seconds between BOOKMARK events (when the watch allows them)
+        self.watch_timeout = 30.0  # seconds a watch lasts without timeoutSeconds
         self._pods: dict[tuple[str, str], dict[str, Any]] = {}
         self._nads: dict[tuple[str, str], dict[str, Any]] = {}
         self._events: list[dict[str, Any]] = []
         self._rv = 1000
+        self._dropped_rv = self._rv
         self._fail: list[list[Any]] = []  # [remaining, status, method]
         self._conflicts = 0
         # What SelfSubjectAccessReview allows: (verb, resource, subresource); None allows everything.
@@ -418,6 +508,7 @@ class K8sServer:
         with self._lock:
             httpd, thread, self._httpd, self._thread = self._httpd, self._thread, None, None
             self._stopping.set()  # wakes delayed requests
+            self._changed.notify_all()  # and ends watches
         if httpd is None:
             return
         httpd.shutdown()
@@ -586,7 +677,7 @@ class K8sServer:
                 "spec": {"containers": [{"name": "app", "image": "busybox"}], "nodeName": node},
                 "status": {"phase": "Running", "podIP": "10.244.0.10"},
             }
-            self._pods[(namespace, name)] = pod
+            self._replace("pods", self._pods, (namespace, name), pod)
             return copy.deepcopy(pod)
 
     def update_pod(
@@ -603,11 +694,12 @@ class K8sServer:
                     current[key] = value
             self._set_annotations(pod, current)
             pod["metadata"]["resourceVersion"] = self._next_rv()
+            self._record("MODIFIED", "pods", pod)
             return copy.deepcopy(pod)
 
     def delete_pod(self, namespace: str, name: str) -> None:
         with self._lock:
-            del self._pods[(namespace, name)]
+            self._delete("pods", self._pods, (namespace, name))
 
     def pod(self, namespace: str, name: str) -> dict[str, Any]:
         """A copy of the stored Pod (KeyError if there is none)."""
@@ -633,12 +725,22 @@ class K8sServer:
                 },
                 "spec": spec,
             }
-            self._nads[(namespace, name)] = nad
+            self._replace(NAD_RESOURCE, self._nads, (namespace, name), nad)
             return copy.deepcopy(nad)
 
     def delete_nad(self, namespace: str, name: str) -> None:
         with self._lock:
-            del self._nads[(namespace, name)]
+            self._delete(NAD_RESOURCE, self._nads, (namespace, name))
+
+    def update_nad(self, namespace: str, name: str, config: str | dict[str, Any]) -> dict[str, Any]:
+        """Another writer: replace the NAD's spec.config, bump resourceVersion and generation."""
+        with self._lock:
+            nad = self._nads[(namespace, name)]
+            nad["spec"]["config"] = config if isinstance(config, str) else json.dumps(config)
+            nad["metadata"]["generation"] += 1
+            nad["metadata"]["resourceVersion"] = self._next_rv()
+            self._record("MODIFIED", NAD_RESOURCE, nad)
+            return copy.deepcopy(nad)
 
     def nad(self, namespace: str, name: str) -> dict[str, Any]:
         with self._lock:
@@ -648,6 +750,27 @@ class K8sServer:
         """Copies of the Events created (in `namespace`, if given), in order."""
         with self._lock:
             return [copy.deepcopy(e) for e in self._events if namespace in (None, e["metadata"]["namespace"])]
+
+    # ---- watch history (called with the lock held) ----
+
+    def _record(self, kind: str, resource: str, obj: dict[str, Any]) -> None:
+        if len(self._history) == self._history.maxlen:
+            self._dropped_rv = self._history[0][0]
+        self._history.append((int(obj["metadata"]["resourceVersion"]), kind, resource, copy.deepcopy(obj)))
+        self._changed.notify_all()
+
+    def _replace(self, resource: str, store: dict[Any, dict[str, Any]], key: Any, obj: dict[str, Any]) -> None:
+        """Store a new object; one that replaces another of the same name is a DELETED then an ADDED."""
+        if key in store:
+            self._delete(resource, store, key)
+            obj["metadata"]["resourceVersion"] = self._next_rv()
+        store[key] = obj
+        self._record("ADDED", resource, obj)
+
+    def _delete(self, resource: str, store: dict[Any, dict[str, Any]], key: Any) -> None:
+        gone = store.pop(key)
+        gone["metadata"]["resourceVersion"] = self._next_rv()  # as the API server: the deletion has its own
+        self._record("DELETED", resource, gone)
 
     @staticmethod
     def _set_annotations(pod: dict[str, Any], annotations: dict[str, Any]) -> None:
@@ -726,6 +849,9 @@ class K8sServer:
         m = _POD_LIST.match(req.path)
         if m:
             return self._list_pods(urllib.parse.unquote(m.group(1) or ""), req)
+        m = _NAD_LIST.match(req.path)
+        if m:
+            return self._collection(NAD_RESOURCE, urllib.parse.unquote(m.group(1) or ""), req)
         m = _POD.match(req.path)
         if m:
             ns, name = urllib.parse.unquote(m.group(1)), urllib.parse.unquote(m.group(2))
@@ -821,33 +947,108 @@ class K8sServer:
         return 201, review, {}
 
     def _list_pods(self, ns: str, req: Request) -> tuple[int, Any, dict[str, str]]:
-        """A PodList of every pod (or one namespace's) matching the `fieldSelector` of the query."""
+        """A PodList (or a watch) of every pod (or one namespace's) matching the `fieldSelector` of the query."""
         if req.method != "GET":
             return self._not_allowed(req)
-        if not self._allowed("list", "pods"):
+        verb = "watch" if self._query(req, "watch") in ("true", "1") else "list"
+        if not self._allowed(verb, "pods"):
             scope = f'in the namespace "{ns}"' if ns else "at the cluster scope"
-            msg = f'pods is forbidden: User "system:serviceaccount:kube-system:multiplane" cannot list resource "pods" in API group "" {scope}'
+            msg = f'pods is forbidden: User "system:serviceaccount:kube-system:multiplane" cannot {verb} resource "pods" in API group "" {scope}'
             return 403, status_object(403, msg, details={"kind": "pods"}), {}
+        return self._collection("pods", ns, req)
+
+    @staticmethod
+    def _query(req: Request, key: str) -> str:
+        return urllib.parse.parse_qs(req.query).get(key, [""])[0]
+
+    @staticmethod
+    def _matches(obj: dict[str, Any], ns: str, wanted: list[tuple[str, str]]) -> bool:
+        if ns and obj["metadata"]["namespace"] != ns:
+            return False
+        for key, value in wanted:
+            part, _, name = key.partition(".")
+            if str(obj.get(part, {}).get(name, "")) != value:
+                return False
+        return True
+
+    def _collection(self, resource: str, ns: str, req: Request) -> tuple[int, Any, dict[str, str]]:
+        """List (a `<Kind>List` with metadata.resourceVersion) or, with watch=true, watch a collection."""
+        if req.method != "GET":
+            return self._not_allowed(req)
+        fields = ("spec.nodeName", "metadata.name", "metadata.namespace") if resource == "pods" else ()
+        fields += ("metadata.name", "metadata.namespace")
         wanted: list[tuple[str, str]] = []
-        for term in urllib.parse.parse_qs(req.query).get("fieldSelector", [""])[0].split(","):
+        for term in self._query(req, "fieldSelector").split(","):
             if not term:
                 continue
             key, _, value = term.replace("==", "=").partition("=")
-            if key not in ("spec.nodeName", "metadata.name", "metadata.namespace"):
+            if key not in fields:
                 return 400, status_object(400, f"field label not supported: {key}"), {}
             wanted.append((key, value))
-
-        def value_of(pod: dict[str, Any], key: str) -> str:
-            part, _, name = key.partition(".")
-            return str(pod.get(part, {}).get(name, ""))
-
-        items = [
-            copy.deepcopy(pod)
-            for (pod_ns, _name), pod in sorted(self._pods.items())
-            if (not ns or pod_ns == ns) and all(value_of(pod, k) == v for k, v in wanted)
-        ]
+        api_version, kind = _KINDS[resource]
+        if self._query(req, "watch") in ("true", "1"):
+            rv_text = self._query(req, "resourceVersion")
+            if rv_text not in ("", "0") and not rv_text.isdigit():
+                return 400, status_object(400, f"invalid resource version: {rv_text}"), {}
+            timeout_text = self._query(req, "timeoutSeconds")
+            timeout = float(timeout_text) if timeout_text.isdigit() else self.watch_timeout
+            bookmarks = self._query(req, "allowWatchBookmarks") == "true"
+            rv = int(rv_text) if rv_text not in ("", "0") else None
+            return 200, _Watch(resource, ns, wanted, rv, timeout, bookmarks, self._stopping), {}
+        store = self._pods if resource == "pods" else self._nads
+        items = [copy.deepcopy(obj) for _key, obj in sorted(store.items()) if self._matches(obj, ns, wanted)]
         meta = {"resourceVersion": str(self._rv)}
-        return 200, {"kind": "PodList", "apiVersion": "v1", "metadata": meta, "items": items}, {}
+        return 200, {"kind": f"{kind}List", "apiVersion": api_version, "metadata": meta, "items": items}, {}
+
+    def _watch_events(self, watch: _Watch) -> Iterator[dict[str, Any]]:
+        """The events of a watch, as they happen, until its timeout or the server stops (runs unlocked between)."""
+        api_version, kind = _KINDS[watch.resource]
+        deadline = time.monotonic() + watch.timeout
+        with self._lock:
+            if watch.rv is None:  # "any": the current state first
+                store = self._pods if watch.resource == "pods" else self._nads
+                initial = [
+                    {"type": "ADDED", "object": copy.deepcopy(obj)}
+                    for _key, obj in sorted(store.items())
+                    if self._matches(obj, watch.namespace, watch.wanted)
+                ]
+                last = self._rv
+            else:
+                initial, last = [], watch.rv
+        yield from initial
+        next_bookmark = time.monotonic() + self.bookmark_interval
+        while True:
+            expired = ""
+            with self._changed:
+                while True:
+                    if watch.stopping.is_set():
+                        return
+                    if last < self._dropped_rv:
+                        expired = f"too old resource version: {last} ({self._dropped_rv + 1})"
+                        break
+                    events = [
+                        {"type": typ, "object": copy.deepcopy(obj)}
+                        for rv, typ, resource, obj in self._history
+                        if rv > last and resource == watch.resource
+                        and self._matches(obj, watch.namespace, watch.wanted)
+                    ]  # fmt: skip
+                    now = time.monotonic()
+                    if events or now >= deadline or (watch.bookmarks and now >= next_bookmark):
+                        break
+                    wake = min(deadline, next_bookmark) if watch.bookmarks else deadline
+                    self._changed.wait(wake - now)
+                last = self._rv  # every change up to here is in the history (recorded under this lock)
+            if expired:  # as the API server answers a watch: 200, then one ERROR event with a 410 Status
+                yield {"type": "ERROR", "object": status_object(410, expired, "Expired")}
+                return
+            yield from events
+            if events:
+                continue
+            if time.monotonic() >= deadline:
+                return
+            bookmark = {"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": str(last)}}
+            yield {"type": "BOOKMARK", "object": bookmark}
+            next_bookmark = time.monotonic() + self.bookmark_interval
 
     def _put_pod_status(self, ns: str, name: str, req: Request) -> tuple[int, Any, dict[str, str]]:
         pod = self._pods.get((ns, name))
@@ -885,4 +1086,5 @@ class K8sServer:
         if isinstance(body.get("status"), dict):
             pod["status"] = copy.deepcopy(body["status"])
         pod["metadata"]["resourceVersion"] = self._next_rv()
+        self._record("MODIFIED", "pods", pod)
         return 200, copy.deepcopy(pod), {}

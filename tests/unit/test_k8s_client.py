@@ -712,3 +712,284 @@ def test_dotted_names_are_valid_segments(api: K8sServer, tmp_path: Path) -> None
     """A NAD name with dots (a DNS subdomain) is requested as one path segment."""
     api.add_nad("default", "macvlan.conf", {"cniVersion": "1.0.0", "type": "x"})
     assert _client(api, tmp_path).get_nad("default", "macvlan.conf")["metadata"]["name"] == "macvlan.conf"
+
+
+# ---- keep-alive: one connection per client (issue 10 groundwork) ------------------------------------
+
+
+def _pod_add_calls(client: KubeClient) -> None:
+    """The requests a pod ADD makes: GET pod, GET NAD, then GET pod + PUT status."""
+    client.get_pod(NS, "web")
+    client.get_nad(NS, "lan")
+    client.set_pod_annotation(NS, "web", NETWORK_STATUS, "[]")
+
+
+def test_keep_alive_reuses_one_connection_for_a_pod_add(api: K8sServer, tmp_path: Path) -> None:
+    """The four requests of a pod ADD travel over one connection: the server accepts exactly one."""
+    api.add_pod(NS, "web")
+    api.add_nad(NS, "lan", {"cniVersion": "1.0.0", "type": "macvlan"})
+    with _client(api, tmp_path) as client:
+        _pod_add_calls(client)
+    assert [(r.method, r.status) for r in api.requests] == [("GET", 200), ("GET", 200), ("GET", 200), ("PUT", 200)]
+    assert api.connections == 1
+    assert {r.conn for r in api.requests} == {1}
+
+
+def test_server_closing_idle_connections_is_handled(api: K8sServer, tmp_path: Path) -> None:
+    """A connection the server closed while idle is replaced transparently, for a GET and for the status PUT."""
+    api.add_pod(NS, "web")
+    api.add_nad(NS, "lan", None)
+    api.idle_timeout = 0.1
+    with _client(api, tmp_path) as client:
+        client.get_pod(NS, "web")
+        time.sleep(0.4)  # the server has closed the idle connection by now
+        client.get_nad(NS, "lan")
+        time.sleep(0.4)
+        client.set_pod_annotation(NS, "web", NETWORK_STATUS, "[]")
+    assert [r.status for r in api.requests] == [200, 200, 200, 200]
+    assert api.connections == 3  # one per idle gap; the GET + PUT of the update shared one
+    assert api.pod(NS, "web")["metadata"]["annotations"] == {NETWORK_STATUS: "[]"}
+
+
+def test_stale_connection_unnoticed_before_sending_is_retried_once(
+    api: K8sServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reused connection that fails before any response byte (closed under the client) is retried on a new one."""
+    from multiplane.k8s import client as client_module
+
+    api.add_pod(NS, "web")
+    with _client(api, tmp_path, retry_budget=0.0) as client:  # no budget: only the stale retry may help
+        client.get_pod(NS, "web")
+        assert client._conn is not None
+        # Miss the pre-send check (a close racing with the send): the send or the read fails instead.
+        monkeypatch.setattr(client_module._Connection, "idle_and_open", lambda self: True)
+        api.stop()
+        api.start()  # the old connection was cut by stop()
+        assert client.get_pod(NS, "web")["metadata"]["name"] == "web"
+    assert [r.status for r in api.requests] == [200, 200]
+    assert api.connections == 2
+
+
+def test_connection_close_is_honoured(api: K8sServer, tmp_path: Path) -> None:
+    """A server answering `Connection: close` gets a new connection for every request, and all succeed."""
+    api.add_pod(NS, "web")
+    api.add_nad(NS, "lan", None)
+    api.close_connections = True
+    with _client(api, tmp_path) as client:
+        _pod_add_calls(client)
+        assert client._conn is None
+    assert api.connections == 4 and sorted(r.conn for r in api.requests) == [1, 2, 3, 4]
+
+
+def test_chunked_response_bodies(api: K8sServer, tmp_path: Path) -> None:
+    """Bodies sent with Transfer-Encoding: chunked are decoded, and the connection is still reused."""
+    api.add_pod(NS, "web", {"a": "1"})
+    api.add_nad(NS, "lan", {"cniVersion": "1.0.0", "type": "macvlan"})
+    api.chunked_responses = True
+    with _client(api, tmp_path) as client:
+        assert client.get_pod(NS, "web")["metadata"]["annotations"] == {"a": "1"}
+        assert json.loads(client.get_nad(NS, "lan")["spec"]["config"])["type"] == "macvlan"
+        with pytest.raises(NotFound):
+            client.get_pod(NS, "missing")
+    assert api.connections == 1
+
+
+def test_timed_out_request_does_not_poison_the_connection(tmp_path: Path) -> None:
+    """After a timed-out request the late answer is never read as the next one's: a new connection is used."""
+    with K8sServer() as api:
+        api.add_pod(NS, "web")
+        api.add_pod(NS, "other")
+        with _client(api, tmp_path, timeout=0.3, retry_budget=0.0) as client:
+            api.delay(0.6, n=1)
+            with pytest.raises(ApiError, match="cannot reach"):
+                client.get_pod(NS, "web")
+            assert client.get_pod(NS, "other")["metadata"]["name"] == "other"
+        assert api.connections == 2
+
+
+def test_importing_the_client_loads_no_http_client_or_email() -> None:
+    """multiplane.k8s.client speaks HTTP on socket + ssl: http.client and email (~12 ms) are never imported."""
+    import subprocess
+    import sys
+
+    code = "import sys, multiplane.k8s.client; print(sorted(m for m in sys.modules if m.split('.')[0] in ('http', 'email')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+# ---- list and watch ---------------------------------------------------------------------------
+
+
+def _events(client: KubeClient, path: str, rv: str, until: int, **kw: Any) -> list[tuple[str, str, str]]:
+    """(type, name, resourceVersion) of the watch's events other than bookmarks, `until` of them."""
+    seen = []
+    for kind, obj in client.watch(path, rv, **kw):
+        if kind != "BOOKMARK":
+            seen.append((kind, obj["metadata"]["name"], obj["metadata"]["resourceVersion"]))
+        if len(seen) == until:
+            break
+    return seen
+
+
+def test_list_returns_items_and_the_resource_version(api: K8sServer, tmp_path: Path) -> None:
+    """list_objects gives a PodList's / NAD list's items and its metadata.resourceVersion, field selector applied."""
+    from multiplane.k8s.client import NADS_PATH, PODS_PATH
+
+    api.add_pod(NS, "a", node="n1")
+    api.add_pod(NS, "b", node="n2")
+    api.add_nad(NS, "lan", None)
+    with _client(api, tmp_path) as client:
+        items, rv = client.list_objects(PODS_PATH)
+        assert [p["metadata"]["name"] for p in items] == ["a", "b"] and rv == str(api._rv)
+        items, _ = client.list_objects(PODS_PATH, field_selector="spec.nodeName=n2")
+        assert [p["metadata"]["name"] for p in items] == ["b"]
+        nads, nad_rv = client.list_objects(NADS_PATH)
+        assert [n["metadata"]["name"] for n in nads] == ["lan"] and nad_rv == rv
+    assert "fieldSelector=spec.nodeName%3Dn2" in api.requests[1].query
+    assert api.connections == 1
+
+
+def test_watch_sees_added_modified_deleted_in_order(api: K8sServer, tmp_path: Path) -> None:
+    """After a list, the watch from its resourceVersion yields ADDED, MODIFIED, DELETED with rising versions."""
+    from multiplane.k8s.client import PODS_PATH
+
+    api.add_pod(NS, "old")
+    with _client(api, tmp_path) as client:
+        items, rv = client.list_objects(PODS_PATH)
+        assert [p["metadata"]["name"] for p in items] == ["old"]
+
+        def writer() -> None:
+            time.sleep(0.2)
+            api.add_pod(NS, "web")
+            api.update_pod(NS, "web", annotations={"x": "y"})
+            api.delete_pod(NS, "web")
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        try:
+            seen = _events(client, PODS_PATH, rv, 3, timeout=5)
+        finally:
+            thread.join()
+    assert [(kind, name) for kind, name, _ in seen] == [("ADDED", "web"), ("MODIFIED", "web"), ("DELETED", "web")]
+    versions = [int(v) for _, _, v in seen]
+    assert versions == sorted(versions) and versions[0] > int(rv)
+    watch = api.requests[-1]
+    assert "watch=true" in watch.query and f"resourceVersion={rv}" in watch.query
+    assert "allowWatchBookmarks=true" in watch.query
+
+
+def test_watch_of_nads_and_the_stream_ends_at_its_timeout(api: K8sServer, tmp_path: Path) -> None:
+    """A NAD watch sees changes made before it started (from the list's version), and ends after timeoutSeconds."""
+    from multiplane.k8s.client import NADS_PATH
+
+    api.bookmark_interval = 0.2
+    with _client(api, tmp_path) as client:
+        _, rv = client.list_objects(NADS_PATH)
+        api.add_nad(NS, "lan", None)
+        api.update_nad(NS, "lan", {"type": "macvlan"})
+        start = time.monotonic()
+        events = list(client.watch(NADS_PATH, rv, timeout=1))
+        assert 0.9 < time.monotonic() - start < 3.0
+    kinds = [kind for kind, _ in events]
+    assert kinds[:2] == ["ADDED", "MODIFIED"] and set(kinds[2:]) == {"BOOKMARK"}
+    assert events[-1][1]["metadata"]["resourceVersion"] == api.nad(NS, "lan")["metadata"]["resourceVersion"]
+    assert events[-1][1]["kind"] == "NetworkAttachmentDefinition"
+
+
+def test_watch_with_a_field_selector_sees_only_this_nodes_pods(api: K8sServer, tmp_path: Path) -> None:
+    """fieldSelector spec.nodeName=<node> keeps other nodes' pods out of the watch."""
+    from multiplane.k8s.client import PODS_PATH
+
+    with _client(api, tmp_path) as client:
+        _, rv = client.list_objects(PODS_PATH, field_selector="spec.nodeName=mine")
+        api.add_pod(NS, "theirs-1", node="other")
+        api.add_pod(NS, "mine-1", node="mine")
+        api.add_pod(NS, "theirs-2", node="other")
+        api.delete_pod(NS, "mine-1")
+        seen = _events(client, PODS_PATH, rv, 2, timeout=3, field_selector="spec.nodeName=mine")
+    assert [(kind, name) for kind, name, _ in seen] == [("ADDED", "mine-1"), ("DELETED", "mine-1")]
+    assert "fieldSelector=spec.nodeName%3Dmine" in api.requests[-1].query
+
+
+def test_watch_from_a_too_old_resource_version_raises_gone(tmp_path: Path) -> None:
+    """A resourceVersion older than the server's history ends the watch with Gone (410 Expired): relist."""
+    from multiplane.k8s.client import PODS_PATH, Gone
+
+    with K8sServer(history=3) as api:
+        with _client(api, tmp_path) as client:
+            _, rv = client.list_objects(PODS_PATH)
+            for i in range(5):
+                api.add_pod(NS, f"p{i}")
+            with pytest.raises(Gone) as info:
+                list(client.watch(PODS_PATH, rv, timeout=2))
+            assert info.value.status == 410 and "too old resource version" in info.value.details
+            _, fresh = client.list_objects(PODS_PATH)  # the relist's version is watchable
+            api.add_pod(NS, "after")
+            assert _events(client, PODS_PATH, fresh, 1, timeout=2)[0][:2] == ("ADDED", "after")
+
+
+def test_watch_answered_with_http_410_raises_gone(tmp_path: Path) -> None:
+    """A watch request answered 410 outright (a proxy, an older server) is Gone too; so is a list."""
+    from multiplane.k8s.client import PODS_PATH, Gone
+
+    with K8sServer() as api:
+        with _client(api, tmp_path) as client:
+            api.fail_next(1, 410)
+            with pytest.raises(Gone):
+                list(client.watch(PODS_PATH, "1001", timeout=2))
+            api.fail_next(1, 410)
+            with pytest.raises(Gone):
+                client.list_objects(PODS_PATH)
+
+
+def test_watch_ends_when_the_server_stops(api: K8sServer, tmp_path: Path) -> None:
+    """Stopping the server ends the watch iterator (the caller watches again) instead of hanging or crashing."""
+    from multiplane.k8s.client import PODS_PATH
+
+    with _client(api, tmp_path) as client:
+        _, rv = client.list_objects(PODS_PATH)
+        api.add_pod(NS, "web")
+        stream = client.watch(PODS_PATH, rv, timeout=30)
+        assert next(stream)[0] == "ADDED"
+        start = time.monotonic()
+        timer = threading.Timer(0.2, api.stop)
+        timer.start()
+        try:
+            assert [kind for kind, _ in stream if kind != "BOOKMARK"] == []
+            assert time.monotonic() - start < 5.0
+        finally:
+            timer.join()
+
+
+def test_watch_from_zero_starts_with_the_current_objects(api: K8sServer, tmp_path: Path) -> None:
+    """resourceVersion "0" (any) begins with every current object as ADDED, then live changes."""
+    from multiplane.k8s.client import PODS_PATH
+
+    api.add_pod(NS, "a")
+    api.add_pod(NS, "b")
+    with _client(api, tmp_path) as client:
+        stream = client.watch(PODS_PATH, "0", timeout=3)
+        first = [next(stream), next(stream)]
+        api.update_pod(NS, "a", annotations={"k": "v"})
+        third = next(kv for kv in stream if kv[0] != "BOOKMARK")
+        stream.close()
+    assert [(k, o["metadata"]["name"]) for k, o in first] == [("ADDED", "a"), ("ADDED", "b")]
+    assert (third[0], third[1]["metadata"]["name"]) == ("MODIFIED", "a")
+
+
+def test_watch_rereads_the_token_after_a_401(tls_api: K8sServer, tmp_path: Path) -> None:
+    """A watch refused with 401 re-reads the token file once, like every other request."""
+    from multiplane.k8s.client import PODS_PATH
+
+    token_file = tmp_path / "token"
+    token_file.write_text("old-token")
+
+    def rotate(req: Request) -> None:
+        if req.token == "old-token":
+            token_file.write_text("s3cret")
+
+    tls_api.on_request = rotate
+    with _client(tls_api, tmp_path, token_file=str(token_file)) as client:
+        tls_api.add_pod(NS, "web")
+        assert next(iter(client.watch(PODS_PATH, "0", timeout=2)))[0] == "ADDED"
+    assert [r.status for r in tls_api.requests] == [401, 200]

@@ -19,7 +19,6 @@ re-reads it once more. Every request has a timeout; GETs are retried on connecti
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import os
 import socket
@@ -29,16 +28,29 @@ import time
 import urllib.parse
 
 from multiplane.errors import InvalidConfig
-from multiplane.k8s.errors import ApiError, NotFound
+from multiplane.k8s.errors import ApiError, Gone, NotFound
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
-__all__ = ["ApiError", "KubeClient", "KubeConfig", "NotFound", "in_cluster_config", "load_kubeconfig"]
+__all__ = [
+    "NADS_PATH",
+    "PODS_PATH",
+    "ApiError",
+    "Gone",
+    "KubeClient",
+    "KubeConfig",
+    "NotFound",
+    "in_cluster_config",
+    "load_kubeconfig",
+]
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 NAD_PATH = "/apis/k8s.cni.cncf.io/v1/namespaces/{ns}/network-attachment-definitions/{name}"
+PODS_PATH = "/api/v1/pods"  # every namespace's pods: list/watch with fieldSelector spec.nodeName=<node>
+NADS_PATH = "/apis/k8s.cni.cncf.io/v1/network-attachment-definitions"  # every namespace's NADs
 
 
 class KubeConfig:
@@ -147,18 +159,206 @@ def in_cluster_config(env: dict[str, str] | None = None, sa_dir: str = SERVICE_A
     return cfg
 
 
+class RemoteDisconnected(ConnectionResetError):
+    """The server closed the connection before a complete response."""
+
+
+class BadHttpResponse(Exception):
+    """The server's bytes are not an HTTP/1.1 response this client understands."""
+
+
+_MAX_LINE = 65536
+_MAX_HEADERS = 100
+
+
+class _Connection:
+    """One HTTP/1.1 connection: a socket (TLS or not) and its read buffer.
+
+    `received` says whether any byte arrived since `begin()`: a request that failed before
+    that may be sent again on a fresh connection (see KubeClient._exchange).
+    """
+
+    __slots__ = ("sock", "buf", "received")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = bytearray()
+        self.received = False
+
+    def begin(self, timeout: float) -> None:
+        self.sock.settimeout(timeout)
+        self.received = False
+
+    def idle_and_open(self) -> bool:
+        """Before reuse: False when the server closed the idle connection (or sent something unasked)."""
+        if self.buf:
+            return False
+        try:
+            self.sock.setblocking(False)
+            try:
+                self.sock.recv(1)
+            finally:
+                self.sock.setblocking(True)
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return True  # nothing to read: still open (a TLS 1.3 session ticket may have been consumed)
+        except OSError:
+            return False
+        return False  # b"": closed by the server; any byte: a protocol violation
+
+    def _fill(self) -> None:
+        data = self.sock.recv(65536)
+        if not data:
+            raise RemoteDisconnected("the server closed the connection")
+        self.received = True
+        self.buf += data
+
+    def readline(self) -> bytes:
+        start = 0
+        while True:
+            i = self.buf.find(b"\n", start)
+            if i >= 0:
+                line = bytes(self.buf[: i + 1])
+                del self.buf[: i + 1]
+                return line
+            if len(self.buf) > _MAX_LINE:
+                raise BadHttpResponse("header line too long")
+            start = len(self.buf)
+            self._fill()
+
+    def read(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            self._fill()
+        data = bytes(self.buf[:n])
+        del self.buf[:n]
+        return data
+
+    def read_some(self) -> bytes:
+        if not self.buf:
+            self._fill()
+        data = bytes(self.buf)
+        self.buf.clear()
+        return data
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class _Response:
+    """The status line and headers of a response; the body is read from `conn` with `pieces()`."""
+
+    __slots__ = ("status", "headers", "conn", "keep_alive", "_bodyless")
+
+    def __init__(self, conn: _Connection, method: str) -> None:
+        self.conn = conn
+        while True:
+            line = conn.readline()
+            parts = line.decode("latin-1").rstrip("\r\n").split(" ", 2)
+            if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+                raise BadHttpResponse(f"bad status line {line[:80]!r}")
+            self.status = int(parts[1])
+            self.headers: dict[str, str] = {}
+            for _ in range(_MAX_HEADERS + 1):
+                raw = conn.readline()
+                if raw in (b"\r\n", b"\n"):
+                    break
+                name, sep, value = raw.decode("latin-1").partition(":")
+                if not sep:
+                    raise BadHttpResponse(f"bad header line {raw[:80]!r}")
+                key = name.strip().lower()
+                value = value.strip()
+                self.headers[key] = f"{self.headers[key]}, {value}" if key in self.headers else value
+            else:
+                raise BadHttpResponse("too many headers")
+            if not 100 <= self.status < 200:
+                break  # a 1xx (100 Continue, 103 Early Hints) is followed by the real answer
+        tokens = {t.strip().lower() for t in self.headers.get("connection", "").split(",")}
+        if parts[0] == "HTTP/1.0":
+            self.keep_alive = "keep-alive" in tokens
+        else:
+            self.keep_alive = "close" not in tokens
+        self._bodyless = method == "HEAD" or self.status in (204, 304)
+        if not self._bodyless and not self._chunked and "content-length" not in self.headers:
+            self.keep_alive = False  # the body runs to the end of the connection
+
+    @property
+    def _chunked(self) -> bool:
+        return "chunked" in self.headers.get("transfer-encoding", "").lower()
+
+    def pieces(self) -> Iterator[bytes]:
+        """The body as it arrives: chunk by chunk (chunked), or by Content-Length, or to the end of the connection."""
+        conn = self.conn
+        if self._bodyless:
+            return
+        if self._chunked:
+            while True:
+                size_line = conn.readline().split(b";", 1)[0].strip()
+                try:
+                    size = int(size_line, 16)
+                except ValueError:
+                    raise BadHttpResponse(f"bad chunk size {size_line[:20]!r}") from None
+                if size == 0:
+                    while conn.readline() not in (b"\r\n", b"\n"):
+                        pass  # trailers: none used
+                    return
+                data = conn.read(size)
+                if conn.read(2) != b"\r\n":
+                    raise BadHttpResponse("chunk not followed by CRLF")
+                yield data
+        length = self.headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                raise BadHttpResponse(f"bad Content-Length {length[:20]!r}")
+            left = int(length)
+            while left > 0:
+                data = conn.read_some()
+                if len(data) > left:  # more than the body: keep it for the next response
+                    conn.buf[:0] = data[left:]
+                    data = data[:left]
+                left -= len(data)
+                yield data
+            return
+        while True:
+            try:
+                yield conn.read_some()
+            except RemoteDisconnected:
+                return
+
+    def read(self) -> bytes:
+        return b"".join(self.pieces())
+
+
 class KubeClient:
-    """Synchronous, one connection per request (a CNI process makes a handful)."""
+    """Synchronous HTTP/1.1 over one kept-alive connection; not thread-safe (one client per thread).
+
+    The connection is opened by the first request and reused by the next ones (a pod ADD
+    makes four: GET pod, GET NAD, GET pod, PUT status); a response with `Connection: close`
+    (or a body that runs to the end of the connection) closes it, and any error drops it.
+    A connection the server closed while idle is noticed before reuse; if a request on a
+    reused connection still fails before any byte of the response arrived, it is sent once
+    more on a fresh connection (not counted against the retry budget). That is safe for the
+    GETs, and for the status PUT too: its body carries the pod's resourceVersion, so a write
+    that did land makes the repeat a 409, which set_pod_annotation handles by re-reading.
+    For a POSTed Event, a server that applied it and died before answering could end with a
+    duplicate Event, which is harmless (Events are best effort). Once a response byte has
+    arrived nothing is repeated at this level. Watches use a connection of their own.
+    """
 
     def __init__(self, cfg: KubeConfig, timeout: float = 5.0, retry_budget: float = 3.0) -> None:
         self.cfg = cfg
         self.timeout = timeout
         self.retry_budget = retry_budget
+        self._conn: _Connection | None = None
         url = urllib.parse.urlsplit(cfg.server)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise InvalidConfig(f"invalid Kubernetes API server URL {cfg.server!r}")
         self.scheme, self.host, self.port = url.scheme, url.hostname, url.port or (443 if url.scheme == "https" else 80)
         self.prefix = url.path.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default_port = 443 if url.scheme == "https" else 80
+        self._host_header = host if self.port == default_port else f"{host}:{self.port}"
         try:
             self._ssl: ssl.SSLContext | None = self._ssl_context() if url.scheme == "https" else None
         except (OSError, ssl.SSLError, ValueError) as exc:
@@ -185,43 +385,104 @@ class KubeClient:
                 ctx.load_cert_chain(cfg.cert_file, cfg.key_file or None)
         return ctx
 
-    def _connect(self, timeout: float | None = None) -> http.client.HTTPConnection:
-        timeout = self.timeout if timeout is None else timeout
-        if self._ssl is not None:
-            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                self.host, self.port, timeout=timeout, context=self._ssl
-            )
-        else:
-            conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
-        conn.connect()
-        assert conn.sock is not None
-        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return conn
+    # ---- the connection -----------------------------------------------------------------
 
-    def _once(self, method: str, path: str, body: bytes | None, timeout: float | None = None) -> tuple[int, Any]:
-        headers = {"Accept": "application/json", "User-Agent": "multiplane"}
+    def close(self) -> None:
+        """Close the kept-alive connection (the next request opens a new one)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def __enter__(self) -> KubeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        conn = getattr(self, "_conn", None)
+        if conn is not None:
+            conn.close()
+
+    def _connect(self, timeout: float) -> _Connection:
+        sock = socket.create_connection((self.host, self.port), timeout=timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._ssl is not None:
+                sock = self._ssl.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
+        return _Connection(sock)
+
+    def _head(self, method: str, path: str, body: bytes | None) -> bytes:
+        """Request line and headers; the bearer token is read here, for every request (rotation)."""
+        lines = [
+            f"{method} {self.prefix}{path} HTTP/1.1",
+            f"Host: {self._host_header}",
+            "Accept: application/json",
+            "User-Agent: multiplane",
+        ]
         if body is not None:
-            headers["Content-Type"] = "application/json"
+            lines.append("Content-Type: application/json")
+            lines.append(f"Content-Length: {len(body)}")
+        elif method in ("POST", "PUT", "PATCH"):
+            lines.append("Content-Length: 0")
         token = self.cfg.bearer()
         if token:
-            headers["Authorization"] = f"Bearer {token}"
-        conn = self._connect(timeout)
-        try:
-            conn.request(method, self.prefix + path, body=body, headers=headers)
-            resp = conn.getresponse()
-            raw = resp.read()
-        finally:
+            lines.append(f"Authorization: Bearer {token}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def _exchange(self, method: str, path: str, body: bytes | None, timeout: float) -> _Response:
+        """Send one request on the kept-alive connection (or a new one) and read the response head.
+
+        The caller reads the body and then calls `_done(response)`. A reused connection that
+        fails before any response byte is replaced by a fresh one, once (see the class docstring).
+        """
+        data = self._head(method, path, body) + (body or b"")
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.idle_and_open():
             conn.close()
+            conn = None
+        while True:
+            reused = conn is not None
+            if conn is None:
+                conn = self._connect(timeout)
+            try:
+                conn.begin(timeout)
+                conn.sock.sendall(data)
+                return _Response(conn, method)
+            except (OSError, BadHttpResponse) as exc:
+                conn.close()
+                stale = reused and not conn.received and isinstance(exc, OSError) and not isinstance(exc, TimeoutError)
+                if not stale:
+                    raise
+                conn = None
+            except BaseException:
+                conn.close()
+                raise
+
+    def _done(self, resp: _Response) -> None:
+        """The body has been read: keep the connection for the next request, or close it."""
+        if resp.keep_alive and self._conn is None:
+            self._conn = resp.conn
+        else:
+            resp.conn.close()
+
+    def _once(self, method: str, path: str, body: bytes | None, timeout: float | None = None) -> tuple[int, Any]:
+        resp = self._exchange(method, path, body, self.timeout if timeout is None else timeout)
         try:
-            data = json.loads(raw) if raw else None
-        except ValueError:
-            data = {"message": raw.decode("utf-8", "replace")[:200]}
-        return resp.status, data
+            raw = resp.read()
+        except BaseException:
+            resp.conn.close()
+            raise
+        self._done(resp)
+        return resp.status, _decode(raw)
 
     def request(
         self, method: str, path: str, what: str, body: Any = None, retry: bool = True, timeout: float | None = None
     ) -> Any:
-        """One API call; retried (GETs) on connection errors, 429 and 5xx; ApiError/NotFound naming `what`.
+        """One API call; retried (GETs) on connection errors, 429 and 5xx; ApiError/NotFound/Gone naming `what`.
 
         `timeout`: seconds for each connection and read (default: the client's).
         """
@@ -236,7 +497,7 @@ class KubeClient:
                 raise ApiError(
                     f"TLS error talking to the Kubernetes API at {self.cfg.server} for {what}", 0, str(exc)
                 ) from exc
-            except (OSError, http.client.HTTPException) as exc:
+            except (OSError, BadHttpResponse) as exc:
                 status, data = 0, {"message": f"{type(exc).__name__}: {exc}"}
             if status == 401 and not reauthed:
                 reauthed = True  # a rotated service-account token: read it again and retry once
@@ -245,12 +506,7 @@ class KubeClient:
                 return data
             transient = status == 0 or status == 429 or status >= 500
             if not (retry and transient) or time.monotonic() + pause > deadline:
-                message = (data or {}).get("message", "") if isinstance(data, dict) else ""
-                if status == 404:
-                    raise NotFound(f"{what} not found", 404, message)
-                if status == 0:
-                    raise ApiError(f"cannot reach the Kubernetes API at {self.cfg.server} for {what}", 0, message)
-                raise ApiError(f"Kubernetes API error {status} for {what}", status, message)
+                raise _error(status, data, what, self.cfg.server)
             time.sleep(pause)
             pause = min(pause * 2, 1.0)
 
@@ -293,6 +549,153 @@ class KubeClient:
         return self.request(
             "POST", path, f'events in namespace "{namespace}"', body=event, retry=False, timeout=timeout
         )
+
+    # ---- list and watch (for caches: the node daemon) ------------------------------------
+
+    def list_objects(self, path: str, field_selector: str = "") -> tuple[list[dict[str, Any]], str]:
+        """GET a collection (e.g. PODS_PATH, NADS_PATH): its items and the list's resourceVersion to watch from.
+
+        `field_selector` ("spec.nodeName=node-1") is URL-encoded into the query. Retried like
+        any GET; a 410 raises Gone.
+        """
+        query = {"fieldSelector": field_selector} if field_selector else {}
+        data = self.request("GET", _with_query(path, query), f"list {path}")
+        meta = data.get("metadata") if isinstance(data, dict) else None
+        items = data.get("items") if isinstance(data, dict) else None
+        if not isinstance(meta, dict) or not isinstance(items, list):
+            raise ApiError(f"list {path}: the answer is not a list object")
+        return [item for item in items if isinstance(item, dict)], str(meta.get("resourceVersion") or "")
+
+    def watch(
+        self, path: str, resource_version: str, timeout: float = 300.0, field_selector: str = ""
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Watch a collection from `resource_version`: (type, object) for ADDED, MODIFIED, DELETED and BOOKMARK.
+
+        The request asks for bookmarks and for the server to end the stream after `timeout`
+        seconds (timeoutSeconds); reads wait that long plus the client's timeout. The iterator
+        ends when the server ends the stream or closes the connection; the caller then watches
+        again from the last resourceVersion it saw. A too-old resourceVersion raises Gone (an
+        HTTP 410, or the ERROR event with a 410 Status the API server sends): list again.
+        Other failures raise ApiError. The watch has its own connection, closed when the
+        iterator ends or is closed.
+        """
+        query = {
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(max(1, int(timeout))),
+        }
+        if field_selector:
+            query["fieldSelector"] = field_selector
+        target = _with_query(path, query)
+        what = f"watch {path}"
+        resp = self._open_watch(target, what)
+        conn = resp.conn
+        try:
+            conn.sock.settimeout(timeout + self.timeout)
+            pending = b""
+            for piece in _stream(resp, what, self.cfg.server):
+                pending += piece
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield _watch_event(line, what)
+            if pending.strip():
+                yield _watch_event(pending, what)
+        finally:
+            conn.close()
+
+    def _open_watch(self, target: str, what: str) -> _Response:
+        """Send the watch request on a new connection; the 200 response, or the error as ApiError/Gone."""
+        reauthed = False
+        while True:
+            try:
+                resp = self._start(target)
+            except ssl.SSLError as exc:
+                raise ApiError(
+                    f"TLS error talking to the Kubernetes API at {self.cfg.server} for {what}", 0, str(exc)
+                ) from exc
+            except (OSError, BadHttpResponse) as exc:
+                raise _error(0, {"message": f"{type(exc).__name__}: {exc}"}, what, self.cfg.server) from exc
+            if resp.status == 200:
+                return resp
+            try:
+                data = _decode(resp.read())
+            except (OSError, BadHttpResponse):
+                data = None
+            finally:
+                resp.conn.close()
+            if resp.status == 401 and not reauthed:
+                reauthed = True  # a rotated service-account token: read it again and retry once
+                continue
+            raise _error(resp.status, data, what, self.cfg.server)
+
+    def _start(self, target: str) -> _Response:
+        conn = self._connect(self.timeout)
+        try:
+            conn.begin(self.timeout)
+            conn.sock.sendall(self._head("GET", target, None))
+            return _Response(conn, "GET")
+        except BaseException:
+            conn.close()
+            raise
+
+
+def _decode(raw: bytes) -> Any:
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return {"message": raw.decode("utf-8", "replace")[:200]}
+
+
+def _error(status: int, data: Any, what: str, server: str) -> ApiError:
+    """The ApiError for an answer (status 0: none) whose body is `data`."""
+    message = (data or {}).get("message", "") if isinstance(data, dict) else ""
+    if status == 404:
+        return NotFound(f"{what} not found", 404, message)
+    if status == 410:
+        return Gone(f"{what}: the resourceVersion is too old (410 Gone)", 410, message)
+    if status == 0:
+        return ApiError(f"cannot reach the Kubernetes API at {server} for {what}", 0, message)
+    return ApiError(f"Kubernetes API error {status} for {what}", status, message)
+
+
+def _with_query(path: str, query: dict[str, str]) -> str:
+    if not query:
+        return path
+    return path + ("&" if "?" in path else "?") + urllib.parse.urlencode(query)
+
+
+def _stream(resp: _Response, what: str, server: str) -> Iterator[bytes]:
+    """The body of a watch: its pieces until the server ends it or closes the connection."""
+    pieces = resp.pieces()
+    while True:
+        try:
+            piece = next(pieces)
+        except StopIteration:
+            return
+        except (RemoteDisconnected, ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            return  # the server closed the watch (stopped, restarted): watch again
+        except TimeoutError as exc:
+            raise ApiError(f"{what} stalled (no event or bookmark within the timeout)", 0, str(exc)) from exc
+        except (OSError, BadHttpResponse) as exc:
+            raise ApiError(f"{what} broke off at {server}", 0, f"{type(exc).__name__}: {exc}") from exc
+        yield piece
+
+
+def _watch_event(line: bytes, what: str) -> tuple[str, dict[str, Any]]:
+    try:
+        event = json.loads(line)
+    except ValueError:
+        raise ApiError(f"{what}: an event is not JSON", 0, line[:200].decode("utf-8", "replace")) from None
+    kind = event.get("type") if isinstance(event, dict) else None
+    obj = event.get("object") if isinstance(event, dict) else None
+    if not isinstance(kind, str) or not isinstance(obj, dict):
+        raise ApiError(f"{what}: an event without type and object", 0, line[:200].decode("utf-8", "replace"))
+    if kind == "ERROR":
+        code = obj.get("code")
+        raise _error(code if isinstance(code, int) and code > 0 else 500, obj, what, "")
+    return kind, obj
 
 
 def _segment(value: str, other: str, subdomain: bool = False) -> str:

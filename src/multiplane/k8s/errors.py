@@ -1,10 +1,10 @@
-"""Kubernetes API errors, apart from the client so callers can match on them without loading http/ssl."""
+"""Kubernetes API errors, apart from the client so callers can match on them without loading socket/ssl."""
 
 from __future__ import annotations
 
 from multiplane.errors import CniError
 
-__all__ = ["ApiError", "NotFound"]
+__all__ = ["ApiError", "Gone", "NotFound"]
 
 
 class ApiError(CniError):
@@ -17,3 +17,11 @@ class ApiError(CniError):
 
 class NotFound(ApiError):
     pass
+
+
+class Gone(ApiError):
+    """410: the resourceVersion asked for is older than the server keeps (reason Expired); list again.
+
+    Raised for an HTTP 410 answer and for a watch stream's ERROR event carrying a 410 Status,
+    which is how the real API server reports a too-old resourceVersion to a watch.
+    """
