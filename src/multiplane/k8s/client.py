@@ -1,19 +1,23 @@
-"""A small Kubernetes API client on the standard library: the four calls the meta-plugin needs.
+"""A small Kubernetes API client on the standard library: the calls the meta-plugin and the node daemon need.
 
 * GET  /api/v1/namespaces/{ns}/pods/{name}
 * GET  /apis/k8s.cni.cncf.io/v1/namespaces/{ns}/network-attachment-definitions/{name}
 * PUT  /api/v1/namespaces/{ns}/pods/{name}/status   (network-status annotation, retried on 409)
 * POST /api/v1/namespaces/{ns}/events               (a pod's Events; one try, short timeout)
+* list and watch of a collection (PODS_PATH with fieldSelector spec.nodeName=<node>, NADS_PATH),
+  for the daemon's caches; not used by the per-call plugin
 
-packaging/k8s/rbac.yaml grants exactly these (tests/integration/test_meta_events.py checks it).
+packaging/k8s/rbac.yaml grants the per-call requests (tests/integration/test_meta_events.py checks it).
 
 Why not a client library: each CNI call is a fresh process; lightkube (~118 ms of
 imports here) and kubernetes (~198 ms) cost more than the rest of an ADD, and we need
-four requests. See docs/decisions/0004. Credentials come from a kubeconfig (token, tokenFile,
-client certificate, CA, insecure-skip-tls-verify; YAML or JSON) or the in-cluster service
-account, whose token file is read on every request so a rotated token is picked up; a 401
-re-reads it once more. Every request has a timeout; GETs are retried on connection errors,
-429 and 5xx within a bounded budget. Errors name the API object.
+four requests. HTTP/1.1 is spoken directly on socket + ssl: http.client would import the
+email package (~12 ms) for nothing. See docs/decisions/0004. Credentials come from a
+kubeconfig (token, tokenFile, client certificate, CA, insecure-skip-tls-verify; YAML or
+JSON) or the in-cluster service account, whose token file is read on every request so a
+rotated token is picked up; a 401 re-reads it once more. A client keeps one connection
+alive across its requests. Every request has a timeout; requests are retried on connection
+errors, 429 and 5xx within a bounded budget. Errors name the API object.
 """
 
 from __future__ import annotations
