@@ -156,6 +156,15 @@ def test_sigkill_during_add_or_del_leaves_nothing_after_del(topo: Topology, node
         log.append(f"#{i} {what.upper()} killed after {delay * 1000:.0f} ms (exit {status})")
         where = f"seed {SEED}, spans {spans}, {log[-1]}; before: {'; '.join(log[-4:-1])}"
         _took, proc = run(node, "del", pod, cid)
+        if proc.returncode != 0 and "cached result" in proc.stderr:
+            # The kill hit the driver itself (the runtime) while libcni wrote its own result cache,
+            # which it does in place (os.WriteFile): its next DEL cannot read that file. A real
+            # runtime is not killed by its plugin's timeout; here we clear the runtime's own cache
+            # entry, as an operator would, and DEL again. Our state is still checked below.
+            for entry in (node.cache / "results").glob(f"{META_NAME}-{cid}-*"):
+                entry.unlink()
+            log.append(f"#{i} libcni's own result cache was truncated by the kill; cleared")
+            _took, proc = run(node, "del", pod, cid)
         assert proc.returncode == 0, f"DEL after a killed {what.upper()} failed ({where}):\n{proc.stdout}{proc.stderr}"
         left = remains(node, topo, pod)
         assert left == {}, f"DEL after a killed {what.upper()} left {left} ({where})\nlog:\n{node.log_text()[-3000:]}"
