@@ -22,12 +22,10 @@ errors, 429 and 5xx within a bounded budget. Errors name the API object.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import socket
 import ssl
-import tempfile
 import time
 import urllib.parse
 
@@ -134,6 +132,8 @@ def load_kubeconfig(path: str) -> KubeConfig:
 
     def b64(value: Any, key: str) -> bytes:
         try:
+            import base64  # only kubeconfigs with inline data pay for it
+
             return base64.b64decode(value or "", validate=True)
         except (ValueError, TypeError) as exc:
             raise InvalidConfig(f"kubeconfig {path}: {key} is not valid base64") from exc
@@ -378,6 +378,8 @@ class KubeClient:
             ctx.verify_mode = ssl.CERT_NONE
         if cfg.cert_file or cfg.cert_data:
             if cfg.cert_data:
+                import tempfile  # only inline client certificates pay for it
+
                 with tempfile.TemporaryDirectory(prefix="mp-kube-") as tmp:
                     cert, key = os.path.join(tmp, "cert"), os.path.join(tmp, "key")
                     for path, data in ((cert, cfg.cert_data), (key, cfg.key_data)):

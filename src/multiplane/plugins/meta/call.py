@@ -67,7 +67,7 @@ class Call:
 
             cfg = None
             if self.conf.kubeconfig or os.environ.get("KUBERNETES_SERVICE_HOST"):
-                # Only a cluster pays for http.client and ssl (~20 ms of imports).
+                # Only a cluster pays for the client and ssl (~10 ms of imports).
                 from multiplane.k8s.client import KubeClient, in_cluster_config, load_kubeconfig
 
                 cfg = load_kubeconfig(self.conf.kubeconfig) if self.conf.kubeconfig else in_cluster_config()
