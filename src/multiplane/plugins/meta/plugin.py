@@ -182,12 +182,10 @@ class Meta:
             self._rollback(call, delegates)
             raise
         master = next(d for d in delegates if d.master)
-        assert master.result is not None
         for d in delegates:  # once every attachment is in place: a rolled-back ADD announces nothing
-            assert d.result is not None
-            ips = " ".join(str(ip.address) for ip in d.result.ips)
+            ips = " ".join(str(ip.address) for ip in _result(d).ips)
             call.event("Normal", "AddedInterface", f"Add {d.ifname} [{ips}] from {d.name}")
-        return _merge_prev(req, master.result)
+        return _merge_prev(req, _result(master))
 
     def _rollback(self, call: Call, attached: list[Delegate]) -> None:
         """Undo in reverse (the failed one included, it may be half-done); drop the cache if all went.
@@ -213,8 +211,7 @@ class Meta:
         """network-status: to the pod (API) first; then the status file, so a failed write leaves none."""
         entries = []
         for d in delegates:
-            assert d.result is not None
-            entries += status.entries(d.name, d.result, d.master)
+            entries += status.entries(d.name, _result(d), d.master)
         value = status.render(entries)
         call.log.verbose(f"{call.pod.label()}: network-status {value}")
         if call.pod.known:
@@ -392,6 +389,13 @@ def _valid_attachments(raw: dict[str, Any]) -> set[tuple[str, str]]:
         # would tear down every pod's secondary networks on the node.
         raise InvalidConfig("GC needs cni.dev/valid-attachments: refusing to treat every attachment as stale")
     return {(str(i.get("containerID", "")), str(i.get("ifname", ""))) for i in items or [] if isinstance(i, dict)}
+
+
+def _result(d: Delegate) -> Result:
+    """The result of an attached delegate (a runtime check, not an assert: asserts vanish under -O)."""
+    if d.result is None:
+        raise CniError(f"internal error: {d.name} ({d.ifname}) has no result after ADD")
+    return d.result
 
 
 def _named_error(pod: PodRef, d: Delegate, exc: BaseException, doing: str = "adding container to") -> CniError:

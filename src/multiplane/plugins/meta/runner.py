@@ -20,6 +20,7 @@ import json
 import time
 
 from multiplane import logs
+from multiplane.errors import CniError
 from multiplane.plugins import delegation
 from multiplane.spec import version as versions
 from multiplane.spec.gojson import field
@@ -94,7 +95,6 @@ class Invoker:
         if plugin_type in delegation.BUILTINS:
             return "in-process"
         from multiplane.delegate.exec import find_plugin
-        from multiplane.errors import CniError
 
         try:
             return f"exec {find_plugin(plugin_type, self.paths)}"
@@ -112,7 +112,8 @@ class Invoker:
         for plugin in net.plugins:
             stdin = _stdin(plugin, net, prev, cap_args, cni_args)
             prev = self.run(field(plugin, "type"), "ADD", stdin, env, net.cni_version, net.name)
-        assert prev is not None
+        if prev is None:  # runtime check, not an assert: asserts vanish under -O
+            raise CniError(f'network "{net.name}": ADD gave no result')
         return prev
 
     def delete(
