@@ -19,6 +19,12 @@ NEVER = {"pydantic", "multiplane.tools", "asyncio", "pyroute2.iproute", "pyroute
 
 
 def modules_after(personality: str, env: dict[str, str], stdin: bytes) -> set[str]:
+    """The modules loaded by one call (which must succeed)."""
+    return call(personality, env, stdin)[0]
+
+
+def call(personality: str, env: dict[str, str], stdin: bytes) -> tuple[set[str], bytes]:
+    """(modules loaded, stdout) of one successful call in a fresh `-S` interpreter."""
     code = (
         "import os, sys\n"
         "from multiplane.cli import main\n"
@@ -35,7 +41,7 @@ def modules_after(personality: str, env: dict[str, str], stdin: bytes) -> set[st
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     line = [ln for ln in proc.stderr.decode().splitlines() if ln.startswith("MODULES ")][0]
-    return set(line.removeprefix("MODULES ").split(","))
+    return set(line.removeprefix("MODULES ").split(",")), proc.stdout
 
 
 def _top(modules: set[str]) -> set[str]:

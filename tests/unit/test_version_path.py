@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -101,25 +99,10 @@ def test_valid_name_matches_the_spec_regex(name: str) -> None:
 
 def test_version_call_imports_neither_json_nor_re() -> None:
     """Import budget of a VERSION call: no json, re, enum or ipaddress; only these multiplane modules."""
-    code = (
-        "import os, sys\n"
-        "from multiplane.cli import main\n"
-        "status = main(['multiplane-host-local'])\n"
-        "os.write(2, ('\\nMODULES ' + ','.join(sorted(sys.modules)) + '\\n').encode())\n"
-        "sys.exit(status)\n"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-S", "-c", code],
-        input=b'{"cniVersion":"0.3.1"}',
-        # -S and PYTHONPATH: as in the runtime tree, no `site` (whose imports would hide ours)
-        env={"CNI_COMMAND": "VERSION", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(SRC)},
-        capture_output=True,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith(b'{"cniVersion":"0.3.1"')
-    line = [ln for ln in proc.stderr.decode().splitlines() if ln.startswith("MODULES ")][0]
-    loaded = set(line.removeprefix("MODULES ").split(","))
+    from tests.unit.test_import_budget import call
+
+    loaded, stdout = call("multiplane-host-local", {"CNI_COMMAND": "VERSION"}, b'{"cniVersion":"0.3.1"}')
+    assert stdout.startswith(b'{"cniVersion":"0.3.1"')
     assert sorted(loaded & {"json", "re", "enum", "ipaddress", "typing", "dataclasses"}) == []
     ours = sorted(m for m in loaded if m.startswith("multiplane"))
     assert ours == [
