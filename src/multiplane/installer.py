@@ -470,7 +470,16 @@ def meta_config(opts: Options, primary_path: str, primary: dict[str, object], ku
         conf["kubeconfig"] = kubeconfig
     meta = dict(opts.meta)
     meta.setdefault("binDir", opts.host(opts.cni_bin_dir))
-    for key in ("confDir", "cniDir", "binDir", "namespaceIsolation", "globalNamespaces"):
+    for key in (
+        "confDir",
+        "cniDir",
+        "binDir",
+        "namespaceIsolation",
+        "globalNamespaces",
+        "defaultNetworks",
+        "systemNamespaces",
+        "multusNamespace",
+    ):
         if key in meta:
             conf[key] = meta[key]
     for key in ("readinessindicatorfile", "logFile", "logLevel"):
@@ -784,6 +793,12 @@ def build_parser() -> argparse.ArgumentParser:
     inst.add_argument("--multiplane-bin-dir", help="the config key binDir (default: the node's view of --cni-bin-dir)")
     inst.add_argument("--namespace-isolation", action="store_true", help="the config key namespaceIsolation")
     inst.add_argument("--global-namespaces", help="the config key globalNamespaces (comma-separated)")
+    inst.add_argument(
+        "--default-networks",
+        help="the config key defaultNetworks (comma-separated: NAD names in --multus-namespace, or absolute paths)",
+    )
+    inst.add_argument("--system-namespaces", help="the config key systemNamespaces (comma-separated)")
+    inst.add_argument("--multus-namespace", help="the config key multusNamespace")
     inst.add_argument("--readiness-indicator-file", help="the config key readinessindicatorfile")
     inst.add_argument("--log-file", help="the config key logFile")
     inst.add_argument("--log-level", choices=LOG_LEVELS, help="the config key logLevel")
@@ -815,6 +830,12 @@ def options_from(args: argparse.Namespace) -> Options:
             meta[key] = getattr(args, flag)
     if getattr(args, "namespace_isolation", False):
         meta["namespaceIsolation"] = True
+    for flag, key in (("default_networks", "defaultNetworks"), ("system_namespaces", "systemNamespaces")):
+        value = getattr(args, flag, None)
+        if value is not None:  # lists in the config, comma-separated on the command line ("" = empty list)
+            meta[key] = [item.strip() for item in value.split(",") if item.strip()]
+    if getattr(args, "multus_namespace", None):
+        meta["multusNamespace"] = args.multus_namespace
     return Options(
         source=getattr(args, "source", ""),
         cni_bin_dir=args.cni_bin_dir,

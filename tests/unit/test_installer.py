@@ -1166,3 +1166,38 @@ def test_migration_page_daemonset_args_are_installer_flags() -> None:
     assert any(f.startswith("--primary=") for f in flags) and "--replace-multus" in flags
     args = installer.build_parser().parse_args(["install", *flags])
     assert args.primary and args.replace_multus
+
+
+def test_multus_keys_without_an_own_flag_before_are_carried_as_flags(node: Node) -> None:
+    """--default-networks, --system-namespaces and --multus-namespace land in 00-multiplane.conf, as lists where the
+    meta-plugin reads lists, and the meta-plugin's parser accepts the result."""
+    rc = node.main(
+        "install",
+        "--source",
+        SOURCE,
+        "--wait-seconds",
+        "0",
+        "--default-networks",
+        "mp-sidecar, /etc/cni/net.d/mp-mon.conf",
+        "--system-namespaces",
+        "kube-system,mp-infra",
+        "--multus-namespace",
+        "mp-net",
+    )
+    assert rc == 0
+    conf = node.conf()
+    assert conf["defaultNetworks"] == ["mp-sidecar", "/etc/cni/net.d/mp-mon.conf"]
+    assert conf["systemNamespaces"] == ["kube-system", "mp-infra"]
+    assert conf["multusNamespace"] == "mp-net"
+    parsed = MetaConf(NetConf.parse(node.path(f"{CONF_DIR}/00-multiplane.conf").read_bytes()))
+    assert (parsed.default_networks, parsed.system_namespaces, parsed.namespace) == (
+        ["mp-sidecar", "/etc/cni/net.d/mp-mon.conf"],
+        ["kube-system", "mp-infra"],
+        "mp-net",
+    )
+
+
+def test_an_empty_system_namespaces_flag_is_an_empty_list(node: Node) -> None:
+    """--system-namespaces "" gives every namespace the default networks (an empty list, not the default)."""
+    assert node.main("install", "--source", SOURCE, "--wait-seconds", "0", "--system-namespaces", "") == 0
+    assert node.conf()["systemNamespaces"] == []
