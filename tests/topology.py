@@ -15,6 +15,8 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,19 @@ def ip(*argv: str, check: bool = True) -> str:
     if check and proc.returncode != 0:
         raise RuntimeError(f"ip {' '.join(argv)}: {proc.stderr.strip()}")
     return proc.stdout
+
+
+@contextmanager
+def scratch_netns(prefix: str, lo_up: bool = False) -> Iterator[str]:
+    """A fresh named network namespace `<prefix><random>` (prefix starts with mp-); deleted afterwards."""
+    name = f"{prefix}{uuid.uuid4().hex[:8]}"
+    ip("netns", "add", name)
+    try:
+        if lo_up:
+            ip("-n", name, "link", "set", "lo", "up")
+        yield name
+    finally:
+        ip("netns", "del", name, check=False)
 
 
 def ip_json(*argv: str) -> Any:

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from tests.fuzz.harness import PREFIX, Answer, OracleFailure, Sandbox, judge, run_inprocess
-from tests.integration.meta_helpers import ip_files
+from tests.integration.meta_helpers import ip_files, nad_document
 
 FUZZ_EXAMPLES = int(os.environ.get("MP_FUZZ_EXAMPLES") or 0)
 
@@ -100,16 +100,7 @@ class Node:
         return {"type": "host-local", "dataDir": self.ipam, "ranges": [[{"subnet": s}] for s in subnets]}
 
     def add_nad(self, name: str, config: Any, namespace: str | None = None) -> str:
-        meta: dict[str, Any] = {"name": name}
-        if namespace is not None:
-            meta["namespace"] = namespace
-        doc = {
-            "apiVersion": "k8s.cni.cncf.io/v1",
-            "kind": "NetworkAttachmentDefinition",
-            "metadata": meta,
-            "spec": {"config": config if isinstance(config, str) else json.dumps(config)},
-        }
-        return self._write(f"nads/{name}.json", doc)
+        return self._write(f"nads/{name}.json", nad_document(name, config, namespace))
 
     def add_pod(self, annotations: Any, text: str | None = None, ext: str = ".json") -> str:
         """A pod manifest in localPodDir; `text` replaces the whole file (to fuzz the manifest itself)."""

@@ -16,7 +16,6 @@ no link but `lo` may remain.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from hypothesis import strategies as st
 from tests.fuzz.conftest import Node, fuzz_settings, leftovers, run_case_env
 from tests.fuzz.harness import OracleFailure, fs_env
 from tests.fuzz.strategies import HOSTILE_TEXT, HOSTILE_VALUE, ODD, dumps
-from tests.topology import ip, ip_json
+from tests.topology import ip_json, scratch_netns
 
 pytestmark = pytest.mark.root
 
@@ -43,13 +42,8 @@ IFNAMES = ("net1", "net2", "eth0", "eth1", "", "lo", "a" * 15, "a" * 16, "a b", 
 @pytest.fixture(scope="module")
 def netns() -> Iterator[str]:
     """One empty pod namespace for the module (host-local delegates make no link in it)."""
-    name = f"mp-fz{uuid.uuid4().hex[:6]}"
-    ip("netns", "add", name)
-    try:
-        ip("-n", name, "link", "set", "lo", "up")
+    with scratch_netns("mp-fz", lo_up=True) as name:
         yield name
-    finally:
-        ip("netns", "del", name, check=False)
 
 
 def text_item() -> st.SearchStrategy[str]:

@@ -90,6 +90,19 @@ def macvlan_conf(
     }
 
 
+def nad_document(name: str, config: Any, namespace: str | None = None) -> dict[str, Any]:
+    """A NetworkAttachmentDefinition object; `config` is the CNI config (a dict is serialised, a str kept)."""
+    meta: dict[str, Any] = {"name": name}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    return {
+        "apiVersion": "k8s.cni.cncf.io/v1",
+        "kind": "NetworkAttachmentDefinition",
+        "metadata": meta,
+        "spec": {"config": config if isinstance(config, str) else json.dumps(config)},
+    }
+
+
 class MetaNode:
     """One node's CNI configuration and state, all under `workdir`; see the module docstring."""
 
@@ -169,15 +182,7 @@ class MetaNode:
 
     def add_nad(self, name: str, config: dict[str, Any] | str, namespace: str | None = None) -> Path:
         """A NetworkAttachmentDefinition manifest in localNADDir (no namespace: it serves every namespace)."""
-        meta: dict[str, Any] = {"name": name}
-        if namespace is not None:
-            meta["namespace"] = namespace
-        doc = {
-            "apiVersion": "k8s.cni.cncf.io/v1",
-            "kind": "NetworkAttachmentDefinition",
-            "metadata": meta,
-            "spec": {"config": config if isinstance(config, str) else json.dumps(config)},
-        }
+        doc = nad_document(name, config, namespace)
         path = self.nads / f"{namespace or '_'}-{name}.yaml"
         path.write_text(yaml.safe_dump(doc))
         return path

@@ -11,8 +11,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ from multiplane import skel
 from multiplane.plugins import REGISTRY
 from multiplane.plugins.meta.selection import NETWORK_STATUS_ANNOTATION, NETWORKS_ANNOTATION
 from tests.k8s_server import K8sServer, Request
-from tests.topology import Topology
+from tests.topology import Topology, scratch_netns
 from tests.unit.test_meta_runner import Spies, World
 
 pytestmark = pytest.mark.root
@@ -35,12 +33,9 @@ POD_ARGS = "K8S_POD_NAMESPACE=test;K8S_POD_NAME=mp-pod;K8S_POD_INFRA_CONTAINER_I
 
 @pytest.fixture
 def netns() -> Iterator[str]:
-    name = f"mp-ev-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
+    """A fresh, empty network namespace, by path; removed afterwards."""
+    with scratch_netns("mp-ev-") as name:
         yield f"/var/run/netns/{name}"
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 @pytest.fixture

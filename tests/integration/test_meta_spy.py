@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 from multiplane.plugins.meta.selection import NETWORK_STATUS_ANNOTATION, NETWORKS_ANNOTATION
 from tests.k8s_server import K8sServer
 from tests.unit.test_meta_runner import Spies, World, spy_result
+from tests.topology import scratch_netns
 
 pytestmark = pytest.mark.root
 
@@ -31,12 +31,8 @@ DELEGATE_ARGS = (
 @pytest.fixture
 def netns() -> Iterator[str]:
     """A fresh, empty named network namespace; removed afterwards."""
-    name = f"mp-meta-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
+    with scratch_netns("mp-meta-") as name:
         yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 @pytest.fixture

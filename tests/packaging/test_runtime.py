@@ -42,7 +42,7 @@ import pytest
 from multiplane.runtime import payload
 from tests.cni import Invocation, run
 from tests.integration.meta_helpers import addrs, free_cluster_octet, ip_files, kind
-from tests.topology import ip
+from tests.topology import ip, scratch_netns
 
 pytestmark = pytest.mark.root
 
@@ -216,13 +216,8 @@ class Veth:
 @pytest.fixture
 def netns() -> Iterator[str]:
     """A pod namespace of the root mount namespace: `mp-rt<tag>`, only lo (up)."""
-    name = f"mp-rt{uuid.uuid4().hex[:6]}"
-    ip("netns", "add", name)
-    try:
-        ip("-n", name, "link", "set", "lo", "up")
+    with scratch_netns("mp-rt", lo_up=True) as name:
         yield name
-    finally:
-        ip("netns", "del", name, check=False)
 
 
 @pytest.fixture
