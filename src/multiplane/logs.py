@@ -37,11 +37,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from contextvars import Token
-    from typing import Any
+    from typing import Any, TextIO
 
     from multiplane.errors import CniError
 
-__all__ = ["LEVELS", "Logger", "get", "internal_error", "reset", "using"]
+__all__ = ["LEVELS", "Logger", "get", "internal_error", "reset", "stderr", "stderr_to", "stderr_write", "using"]
 
 LEVELS = ("debug", "verbose", "error", "panic")
 _RANK = {"debug": 0, "verbose": 1, "warning": 2, "error": 2, "panic": 3}
@@ -128,12 +128,8 @@ class Logger:
         # escape what UTF-8 cannot carry, so writing never raises.
         data = line.encode("utf-8", "backslashreplace")
         # A panic (a bug's traceback) is never lost: stderr too when there is no file.
-        if (self.to_stderr or force_stderr or (level == "panic" and not self.path)) and sys.stderr is not None:
-            try:
-                sys.stderr.write(data.decode("utf-8"))
-                sys.stderr.flush()
-            except (OSError, ValueError):
-                pass  # logging must never break a CNI call
+        if self.to_stderr or force_stderr or (level == "panic" and not self.path):
+            stderr_write(data)
         if self.path:
             try:
                 self._append(data)
@@ -365,6 +361,52 @@ class using:  # used as a context manager, like a function
     def __exit__(self, *exc: object) -> None:
         if self._token is not None:
             _current.reset(self._token)
+            self._token = None
+
+
+# The call's stderr: the process's own for a one-shot call; in the daemon, a buffer per request
+# whose text the client writes to its stderr, so a runtime sees the same stderr either way.
+_stderr: ContextVar[TextIO | None] = ContextVar("multiplane_stderr", default=None)
+
+
+def stderr() -> TextIO | None:
+    """Where this call's stderr text goes: the stream installed by `stderr_to`, else sys.stderr."""
+    current = _stderr.get()
+    return current if current is not None else sys.stderr
+
+
+def stderr_write(data: bytes) -> None:
+    """Write bytes to this call's stderr (decoded with U+FFFD for a text-only stream); never raises."""
+    stream = stderr()
+    if stream is None:
+        return
+    try:
+        buffer = getattr(stream, "buffer", None)
+        if buffer is not None:
+            stream.flush()
+            buffer.write(data)
+            buffer.flush()
+        else:
+            stream.write(data.decode("utf-8", "replace"))
+            stream.flush()
+    except (OSError, ValueError):
+        pass  # a closed or broken stderr: the call's answer matters more
+
+
+class stderr_to:  # used as a context manager, like `using`
+    """`with stderr_to(stream):` sends this call's stderr (log lines, delegates' stderr) to `stream`."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._token: Token[TextIO | None] | None = None
+
+    def __enter__(self) -> TextIO:
+        self._token = _stderr.set(self.stream)
+        return self.stream
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _stderr.reset(self._token)
             self._token = None
 
 

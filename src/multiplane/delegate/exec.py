@@ -19,7 +19,6 @@ import json
 import os
 import stat
 import subprocess
-import sys
 import time
 
 from multiplane import logs
@@ -139,12 +138,8 @@ class ExecDelegator:
             took = (time.monotonic() - started) * 1000
             said = f"; its stderr: {proc.stderr[:4096].decode('utf-8', 'replace').strip()}" if proc.stderr else ""
             log.debug(f"exec {binary} ({command}) exited {proc.returncode} after {took:.1f} ms{said}")
-        if proc.stderr and sys.stderr is not None:
-            try:
-                sys.stderr.buffer.write(proc.stderr)
-                sys.stderr.flush()
-            except (AttributeError, OSError, ValueError):
-                pass  # a stderr without bytes (tests) or a closed one: the plugin's answer matters more
+        if proc.stderr:
+            logs.stderr_write(proc.stderr)  # the call's stderr: ours, or the daemon client's
         if proc.returncode != 0:
             raise parse_error(proc.returncode, proc.stdout, proc.stderr)
         return proc.stdout
