@@ -7,7 +7,7 @@ The tree (build/runtime/tree) is everything multiplane needs, and nothing of the
     python3.11            python3.11._pth Debian's interpreter; the ._pth file makes it isolated
                                           (no site, no PYTHON* variables) and names its path
     lib/python3.11/       stdlib as sourceless .pyc, lib-dynload extension modules
-    site-packages/        multiplane, pyroute2, yaml as sourceless .pyc
+    site-packages/        multiplane, pyroute2, yaml, pydantic, prometheus_client as sourceless .pyc
     boot.py               sets argv from the launcher's and calls multiplane.cli.main
     launcher              the static launcher (packaging/runtime/launcher.c) without payload
     VERSION  MANIFEST     the multiplane version; sha256, mode and size of every file
@@ -45,11 +45,14 @@ STDLIB_SKIP = {
 DYNLOAD_SKIP = re.compile(
     r"^(_test|_ctypes_test|_xxtest|xxlimited|_tkinter|_curses|_dbm|_sqlite3|readline|nis|ossaudiodev|audioop)"
 )
-# Besides multiplane, from the venv's site-packages: what CNI calls use (pyroute2, PyYAML), and
-# pydantic with its dependencies for `multiplane validate` (never imported by a CNI call).
+# Besides multiplane, from the venv's site-packages: what CNI calls use (pyroute2, PyYAML),
+# pydantic with its dependencies for `multiplane validate`, and prometheus_client (pure Python,
+# no dependencies) for the node daemon's /metrics. The last two are never imported by a CNI call
+# (tests/unit/test_import_budget.py).
 PACKAGES = (
     "pyroute2", "yaml", "_yaml",
     "pydantic", "pydantic_core", "annotated_types", "typing_inspection", "typing_extensions",
+    "prometheus_client",
 )  # fmt: skip
 PTH = "lib/python3.11\nlib/python3.11/lib-dynload\nsite-packages\n"
 BOOT = '''"""Started by the launcher: argv[1] is the name the runtime executed, then its arguments."""

@@ -113,3 +113,46 @@ def test_meta_del_without_cache_budget_local(tmp_path: Path) -> None:
     loaded = modules_after("multiplane", env, json.dumps(conf).encode())
     assert _top(loaded) == set()
     assert sorted(loaded & {"http.client", "ssl", "email", "yaml", "multiplane.k8s.client"}) == []
+
+
+# The daemon's packages: the runtime tree carries prometheus_client (packaging/build_runtime.py),
+# so a call could load it there; the calls above run without site-packages, where it cannot.
+DAEMON_ONLY = ("prometheus_client", "multiplane.daemon")
+
+
+def test_no_call_loads_the_daemon_or_prometheus_client(tmp_path: Path) -> None:
+    """With the venv's packages importable, as the tree's are, host-local ADD and a meta DEL load neither."""
+    import sysconfig
+
+    path = f"{SRC}:{sysconfig.get_paths()['purelib']}"
+    probe = [sys.executable, "-S", "-c", "import sys, multiplane.daemon.metrics; print(sorted(sys.modules))"]
+    seen = subprocess.run(probe, env={"PYTHONPATH": path}, capture_output=True, text=True, check=True).stdout
+    assert "'prometheus_client'" in seen  # the check below can see it
+
+    host_local = {
+        "cniVersion": "1.0.0",
+        "name": "mp-budget",
+        "type": "x",
+        "ipam": {"type": "host-local", "dataDir": str(tmp_path / "mp-data"), "subnet": "10.42.0.0/24"},
+    }
+    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "mp-c2", "CNI_NETNS": "/x", "CNI_IFNAME": "eth0", "CNI_PATH": "/x"}
+    calls = [("multiplane-host-local", env, host_local)]
+    meta = {
+        "cniVersion": "1.0.0",
+        "name": "mp-meta",
+        "type": "multiplane",
+        "clusterNetwork": "mp-c",
+        "confDir": str(tmp_path / "mp-net.d"),
+        "cniDir": str(tmp_path / "mp-cni"),
+        "binDir": str(tmp_path),
+        "localNADDir": str(tmp_path / "mp-nads"),
+        "localPodDir": str(tmp_path / "mp-pods"),
+        "logToStderr": False,
+    }
+    (tmp_path / "mp-net.d").mkdir()
+    (tmp_path / "mp-net.d" / "10-c.conf").write_text(json.dumps({**host_local, "name": "mp-c", "type": "mp-none"}))
+    env = {"CNI_COMMAND": "DEL", "CNI_CONTAINERID": "mp-c2", "CNI_IFNAME": "eth0", "CNI_PATH": str(tmp_path)}
+    calls.append(("multiplane", env, meta))
+    for personality, env, conf in calls:
+        loaded = modules_after(personality, {**env, "PYTHONPATH": path}, json.dumps(conf).encode())
+        assert sorted(m for m in loaded if m.startswith(DAEMON_ONLY)) == [], personality
