@@ -13,7 +13,6 @@ Plugin modules are imported only for the personality that runs.
 
 from __future__ import annotations
 
-import io
 import os
 import sys
 
@@ -29,6 +28,7 @@ usage: multiplane --version
        multiplane install [flags]   put the binary, plugin links and 00-multiplane.conf on this node
        multiplane uninstall [flags] remove them again (`multiplane install --help` lists the flags)
        multiplane validate [FILE|-] check NADs, network configs, conflists and selection annotations
+       multiplane daemon [flags]    serve CNI calls on a unix socket (thick mode; `multiplane daemon --help`)
        multiplane doctor [--json]   check this node: configs, plugins, master NICs, the API and RBAC, the runtime
 plugins: {plugins}
 """
@@ -46,49 +46,57 @@ def _read_stdin() -> bytes:
     return stdin.buffer.read()
 
 
-def _print_traceback() -> None:
-    """The current exception's traceback on stderr, if there is a stderr (never on stdout)."""
-    import traceback
-
-    if sys.stderr is None:
-        return
-    try:
-        sys.stderr.write(traceback.format_exc())
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
+def _write_all(fd: int, data: bytes) -> None:
+    while data:  # a pipe may take less than all of it at once
+        data = data[os.write(fd, data) :]
 
 
 def _run_plugin(personality: str) -> int:
-    from multiplane import skel
-    from multiplane.errors import CniError, IOFailure
-    from multiplane.plugins import REGISTRY
-
-    env = dict(os.environ)
-    out = io.StringIO()
+    """A CNI call: to the node daemon when one answers (client.py), else run here."""
+    command = os.environ.get("CNI_COMMAND", "")
     try:
-        stdin = _read_stdin() if env.get("CNI_COMMAND") else b""
+        stdin = _read_stdin() if command else b""
     except OSError as exc:
-        out.write(IOFailure(f"error reading from stdin: {exc}").to_json("1.1.0"))
-        status = 1
-    else:
-        try:
-            status = skel.run(REGISTRY[personality], env, stdin, out, sys.stderr, name=personality)
-        except Exception:  # noqa: BLE001 - skel answers for everything; this is the net under it
-            _print_traceback()
-            out = io.StringIO(
-                CniError("internal error: the plugin failed without an answer (see stderr)").to_json("1.1.0")
-            )
-            status = 1
-    try:
-        data = out.getvalue().encode()
-    except UnicodeEncodeError:
-        # skel only writes encodable text; should that ever break, the runtime still gets JSON.
-        _print_traceback()
-        data = CniError("internal error: the answer could not be encoded (see stderr)").to_json("1.1.0").encode()
-        status = 1
-    while data:  # a pipe may take less than all of it at once
-        data = data[os.write(1, data) :]
+        from multiplane.errors import IOFailure
+
+        _write_all(1, IOFailure(f"error reading from stdin: {exc}").to_json("1.1.0").encode())
+        return 1
+    note = ""
+    if command and command != "VERSION":
+        from multiplane import client
+
+        outcome = client.forward(personality, stdin, command)
+        if isinstance(outcome, client.Answer):
+            if outcome.stderr:
+                try:
+                    _write_all(2, outcome.stderr)
+                except OSError:
+                    pass  # no stderr: the answer on stdout is what counts
+            _write_all(1, outcome.stdout)
+            return outcome.status
+        if isinstance(outcome, client.Failed):
+            from multiplane.errors import CniError, TryAgainLater
+            from multiplane.skel import _error_version
+
+            error = TryAgainLater(outcome.msg) if outcome.code == TryAgainLater.code else CniError(outcome.msg)
+            _write_all(1, error.to_json(_error_version(stdin)).encode())
+            return 1
+        note = outcome.note
+        if outcome.loud:
+            try:
+                _write_all(2, f"multiplane: {note}\n".encode("utf-8", "backslashreplace"))
+            except OSError:
+                pass
+    return _run_here(personality, stdin, note)
+
+
+def _run_here(personality: str, stdin: bytes, note: str = "") -> int:
+    """Run the call in this process, with `note` (how it got here) for the call's log."""
+    from multiplane import frontdoor
+    from multiplane.invoke import run_call
+
+    status, data = run_call(personality, dict(os.environ), stdin, sys.stderr, frontdoor.FrontDoor(note=note))
+    _write_all(1, data)
     return status
 
 
@@ -113,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         from multiplane.installer import main as installer_main
 
         return installer_main(rest)
+    if rest and rest[0] == "daemon":
+        from multiplane.daemon.run import main as daemon_main
+
+        return daemon_main(rest[1:])
     if rest and rest[0] in ("validate", "doctor"):
         # Operator tools: they may import what serves them best (pydantic), never on a CNI call.
         if rest[0] == "validate":

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["LEVELS", "Logger", "get", "internal_error", "reset", "stderr", "stderr_to", "stderr_write", "using"]
 
 LEVELS = ("debug", "verbose", "error", "panic")
-_RANK = {"debug": 0, "verbose": 1, "warning": 2, "error": 2, "panic": 3}
+_RANK = {"debug": 0, "verbose": 1, "warning": 2, "error": 2, "panic": 3, "info": 4}  # info: always written
 MB = 1024 * 1024
 DEFAULT_OPTIONS: dict[str, Any] = {"maxSize": 100, "maxBackups": 5, "maxAge": 5, "compress": True}
 _STAMP = "%Y-%m-%dT%H-%M-%S"  # lumberjack's backup time format, milliseconds appended
@@ -150,6 +150,10 @@ class Logger:
 
     def panic(self, message: str) -> None:
         self._write("panic", message)
+
+    def info(self, message: str) -> None:
+        """A line written at every level (the daemon's start and stop); not a level one can choose."""
+        self._write("info", message)
 
     def bug(self, where: str) -> None:
         """Log the exception being handled, with its traceback, at `panic`: it is a bug, not a CNI error."""

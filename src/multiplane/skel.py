@@ -34,7 +34,7 @@ if TYPE_CHECKING:
         def status(self, req: Request) -> None: ...
 
 
-__all__ = ["Request", "dispatch", "run"]
+__all__ = ["Request", "dispatch", "run", "top_level"]
 
 
 class Request:
@@ -68,12 +68,14 @@ class _ScanContext:
         raise ValueError(f"{name} is not JSON")
 
 
-def _requested_version(stdin: bytes) -> str:
-    """The caller's cniVersion in a VERSION request, "" if there is none or stdin is not a JSON object.
+def top_level(stdin: bytes) -> dict | None:
+    """stdin's JSON object, or None when stdin is not one JSON object; for a quick look at one key.
 
     Decoded with the json package's own C scanner, not the package: `import json` loads `re`
     and `enum` (~5 ms here), more than the rest of a VERSION call. Like Go's decoder, bytes
     that are not UTF-8 become U+FFFD. tests/unit/test_version_path.py checks it against json.loads.
+    (The VERSION reply and the daemon client's `daemonSocket` look use it; a command's real
+    parse is NetConf.parse.)
     """
     from _json import make_scanner
 
@@ -82,10 +84,16 @@ def _requested_version(stdin: bytes) -> str:
     try:
         obj, end = make_scanner(_ScanContext())(text, start)
     except Exception:  # noqa: BLE001 - StopIteration, JSONDecodeError, RecursionError: not a JSON document
-        return ""
+        return None
     if text[end:].strip(" \t\n\r") or not isinstance(obj, dict):
-        return ""
-    version = obj.get("cniVersion")
+        return None
+    return obj
+
+
+def _requested_version(stdin: bytes) -> str:
+    """The caller's cniVersion in a VERSION request, "" if there is none or stdin is not a JSON object."""
+    obj = top_level(stdin)
+    version = obj.get("cniVersion") if obj is not None else None
     return version if isinstance(version, str) else ""
 
 

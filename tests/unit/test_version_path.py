@@ -109,6 +109,8 @@ def test_version_call_imports_neither_json_nor_re() -> None:
         "multiplane",
         "multiplane.cli",
         "multiplane.errors",
+        "multiplane.frontdoor",
+        "multiplane.invoke",
         "multiplane.plugins",
         "multiplane.skel",
         "multiplane.spec",

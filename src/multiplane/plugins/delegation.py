@@ -58,9 +58,11 @@ def run(
 
             raise logs.internal_error(exc, f"{builtin} {command} (in-process)") from exc
         return Result.parse(json.loads(out), version) if command == "ADD" and out else None
+    from multiplane import frontdoor
     from multiplane.delegate.exec import ExecDelegator
 
-    delegator = ExecDelegator(paths)
+    front = frontdoor.current()
+    delegator = ExecDelegator(paths, root=front.exec_root) if front.exec_root else ExecDelegator(paths)
     if command == "ADD":
         return delegator.add(plugin_type, stdin, child, version)
     getattr(delegator, _METHODS[command])(plugin_type, stdin, child)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 
+from multiplane import frontdoor
 from multiplane.errors import CniError, InvalidConfig, NotAvailable
 from multiplane.logs import Logger
 from multiplane.plugins.meta.config import MetaConf
@@ -54,7 +55,11 @@ class Call:
             raise InvalidConfig(f"invalid multiplane config: events must be true or false, got {json_type(events)}")
         self.events = events is not False
         self.pod = PodRef(loose_pairs(req.args.args))
-        paths = [self.conf.bin_dir, *[p for p in req.args.path if p != self.conf.bin_dir]]
+        self.front = frontdoor.current()
+        paths: list[str] = []
+        for p in (*self.front.bin_dirs, self.conf.bin_dir, *req.args.path):
+            if p not in paths:
+                paths.append(p)
         self.invoker = Invoker(paths)
         self._source: Any = None
         # The pod as the API server knows it (for Events): set by read_pod from a KubeSource.
@@ -65,12 +70,20 @@ class Call:
         if self._source is None:
             from multiplane.plugins.meta.networks import KubeSource, LocalSource
 
+            lent = self.front.kube_source(self.conf.kubeconfig)
+            if lent is not None:  # the daemon's watch-cached source
+                self._source = lent
+                return lent
             cfg = None
-            if self.conf.kubeconfig or os.environ.get("KUBERNETES_SERVICE_HOST"):
+            if self.conf.kubeconfig or self.front.cluster_env().get("KUBERNETES_SERVICE_HOST"):
                 # Only a cluster pays for the client and ssl (~10 ms of imports).
                 from multiplane.k8s.client import KubeClient, in_cluster_config, load_kubeconfig
 
-                cfg = load_kubeconfig(self.conf.kubeconfig) if self.conf.kubeconfig else in_cluster_config()
+                cfg = (
+                    load_kubeconfig(self.conf.kubeconfig)
+                    if self.conf.kubeconfig
+                    else in_cluster_config(dict(self.front.cluster_env()))
+                )
             if cfg is not None:
                 from multiplane.k8s.client import KubeClient
 

@@ -112,6 +112,8 @@ class Meta:
         outcome = "failed"
         with logs.using(call.log):
             call.log.debug(f"{what} (netns {args.netns or '-'}, ifname {args.ifname or '-'}, CNI_ARGS {args.args!r})")
+            if call.front.note:  # which front door ran it, and why (the one-shot fallback says so)
+                call.log.verbose(f"{what}: {call.front.note}")
             try:
                 out = body()
                 outcome = "done"

@@ -1,0 +1,82 @@
+"""What the front door that runs a call (the one-shot process, or the node daemon) lends it.
+
+A CNI command is a function of its request; a few things belong to whoever runs it rather
+than to the request, and the meta-plugin and the delegate runner ask for them here:
+
+* `exec_root`: the directory external plugins run against (chroot), "" for the process's own
+  root. The daemon sets it from `chrootDir` when it runs in a container with the node's `/`
+  mounted somewhere, so the node's dynamically linked plugins find their libraries.
+* `bin_dirs`: directories searched for external plugins before the request's own
+  (`binDir`, then `CNI_PATH`): the daemon's `cniBinDir`.
+* `kube_source(kubeconfig)`: the Kubernetes source a call reads pods and NADs from and writes
+  network-status to. The one-shot front door has none to lend (the call builds its own
+  client from `kubeconfig` or the in-cluster environment); the daemon lends its watch-cached
+  source over a kept-alive connection.
+* `cluster_env()`: the environment in which a call looks for the in-cluster service account
+  (`KUBERNETES_SERVICE_HOST`). The one-shot process's own; in the daemon, none: whether the
+  daemon talks to a cluster is its own configuration's choice, and the daemon's environment
+  never leaks into a request.
+* `note`: how the call got here, for its log ("" or e.g. why the daemon was not used).
+
+Held in a context variable like the process logger (multiplane.logs): the daemon installs one
+per request on its worker thread; with none installed, a call gets the one-shot defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from contextvars import Token
+    from typing import Any
+
+__all__ = ["FrontDoor", "current", "serving"]
+
+
+class FrontDoor:
+    """The one-shot defaults; the daemon passes its own values (or a subclass for `kube_source`)."""
+
+    name = "process"
+
+    def __init__(self, exec_root: str = "", bin_dirs: tuple[str, ...] = (), note: str = "") -> None:
+        self.exec_root = exec_root
+        self.bin_dirs = bin_dirs
+        self.note = note
+
+    def kube_source(self, kubeconfig: str) -> Any | None:
+        """A ready source for the call's Kubernetes reads and writes, or None: the call builds its own."""
+        return None
+
+    def cluster_env(self) -> Mapping[str, str]:
+        """The environment that may name an in-cluster API server (KUBERNETES_SERVICE_HOST)."""
+        return os.environ
+
+
+_DEFAULT = FrontDoor()
+_current: ContextVar[FrontDoor | None] = ContextVar("multiplane_frontdoor", default=None)
+
+
+def current() -> FrontDoor:
+    """The front door running this call (the one-shot defaults unless one was installed)."""
+    front = _current.get()
+    return front if front is not None else _DEFAULT
+
+
+class serving:  # used as a context manager, like logs.using
+    """`with serving(front):` makes `front` the one this call's code sees; the previous one comes back on exit."""
+
+    def __init__(self, front: FrontDoor) -> None:
+        self.front = front
+        self._token: Token[FrontDoor | None] | None = None
+
+    def __enter__(self) -> FrontDoor:
+        self._token = _current.set(self.front)
+        return self.front
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None
