@@ -66,7 +66,10 @@ def test_host_local_add_budget(tmp_path: Path) -> None:
         "multiplane",
         "multiplane._record",
         "multiplane.cli",
+        "multiplane.client",
         "multiplane.errors",
+        "multiplane.frontdoor",
+        "multiplane.invoke",
         "multiplane.ipam",
         "multiplane.ipam.allocator",
         "multiplane.ipam.config",
@@ -81,6 +84,7 @@ def test_host_local_add_budget(tmp_path: Path) -> None:
         "multiplane.spec.netconf",
         "multiplane.spec.result",
         "multiplane.spec.version",
+        "multiplane.wire",
     ]
 
 
