@@ -136,6 +136,24 @@ def test_nothing_imports_cli(module: str) -> None:
     assert "multiplane.cli" not in IMPORTS[module]
 
 
+# The front doors sit above skel like cli.py: the engine below never reaches up to them.
+FRONT_DOORS = {
+    "multiplane.client": {"multiplane.cli"},
+    "multiplane.invoke": {"multiplane.cli", "multiplane.daemon.server"},
+    "multiplane.daemon": {"multiplane.cli"},
+}
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_only_the_front_doors_import_the_client_the_daemon_and_invoke(module: str) -> None:
+    """client.py and invoke.py are imported only by the entry points; the daemon package only by cli and itself."""
+    for target, allowed in FRONT_DOORS.items():
+        if module in allowed or module == target or module.startswith(target + "."):
+            continue
+        hits = {m for m in IMPORTS[module] if m == target or m.startswith(target + ".")}
+        assert not hits, f"{module} imports {sorted(hits)}; only {sorted(allowed)} may"
+
+
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_module_has_docstring(module: str) -> None:
     """Every module, package __init__ included, starts with a docstring."""

@@ -65,6 +65,9 @@ class MultiplaneConfig(PluginHeader):
     runtimeConfig: dict[str, Any] | None = None
     retryDeleteOnError: bool | None = None
     events: bool | None = Field(None, description="false: post no Kubernetes Events on pods")
+    daemonSocket: str | None = Field(
+        None, description='the node daemon\'s unix socket (docs/daemon.md); "" = never use a daemon'
+    )
     logOptions: LooseLogOptions = None  # read leniently: a wrong value is logged and its default used
 
     @classmethod
