@@ -3,7 +3,10 @@
 
 Not a test (pytest never imports this file): it measures. Every latency sample is one real
 runtime operation, a fresh process as a container runtime starts it, reported as median and
-p90 over BENCH_RUNS samples (default 30) after two warm-up rounds, with ratios ours / Go.
+p90 over MP_BENCH_SAMPLES samples (default 30; the older name BENCH_RUNS is still read) after
+two warm-up rounds, with ratios ours / Go. A quick run to see that everything works:
+`MP_BENCH_SAMPLES=3 MP_BENCH_BURST_ROUNDS=1 MP_BENCH_DOC=/tmp/bench.md make bench` (MP_BENCH_DOC:
+where the report goes instead of docs/benchmarks.md, which only a full run should write).
 
 multiplane is measured in its two shipped forms, side by side:
  - the installed runtime: `multiplane install --root <tmp>/mp-root` lays the runtime tree
@@ -40,13 +43,34 @@ and, for reference, the Python entry points of the project venv.
     within 4x the Go plugins called one after another (c vs d);
  i) where the time goes: `-X importtime` of VERSION, host-local ADD and a meta ADD inside the
     installed tree's interpreter (the launcher's argv plus `-X importtime`), a cProfile of one
-    meta ADD (Python entry point), and the kernel's own cost of creating and deleting a macvlan.
+    meta ADD (Python entry point), the kernel's own cost of creating and deleting a macvlan and of
+    closing an AF_PACKET socket;
+ j) the node daemon (issue 10): the installed launcher runs `multiplane daemon` with the thick
+    DaemonSet's daemon.json (packaging/k8s/daemonset-thick.yaml; socket and metricsAddress in
+    the bench's own directory and on a free loopback port, no chrootDir: it runs on the host),
+    no cluster (local NAD files, as in c). The pods of c are also run through it
+    (MULTIPLANE_SOCKET, MULTIPLANE_DAEMON=require: a call the daemon does not serve fails),
+    interleaved with c and d; CPU per pod ADD and DEL: the driver calls' children (getrusage
+    RUSAGE_CHILDREN before and after each call) plus, for the daemon rows, the daemon's own and
+    its waited-for children's CPU (/proc/<pid>/stat utime+stime+cutime+cstime before and after
+    each pod's calls); a burst of MP_BENCH_BURST pods (default 50) started at once, each its
+    own netns and driver call(s), through the daemon, the one-shot installed runtime and the Go
+    plugins, MP_BENCH_BURST_ROUNDS rounds (default 3), then all their DELs at once; the
+    daemon's VmRSS/VmHWM at each stage; the daemon's own per-request time from its log
+    (logLevel verbose, as the DaemonSet sets it) and its request counts from /metrics; and a
+    cProfile of the daemon's workers (the venv's interpreter, Server._run wrapped per request);
+ k) the goals of issue 10 (j against d, in this run): a pod + 1 through the daemon within
+    1.5x, a pod + 4 within 1.0x, CPU per pod ADD (client + daemon) within 2x, and a burst
+    with no error.
 
 Scenarios of a section are interleaved round by round, so a burst of background load hits
 all of them alike. Every namespace, link and directory is named mp-*; addresses are 10.x;
-everything (the installed root and both unpack directories included) lives in the bench's
-own temporary directory and is removed at the end, after a failure too (the bridge
-included), and net.ipv4.ip_forward is put back as it was.
+everything (the installed root, both unpack directories, the daemons' sockets and logs
+included) lives in the bench's own temporary directory and is removed at the end, after a
+failure too (the bridge included; the daemons are stopped first), and net.ipv4.ip_forward is
+put back as it was. The one-shot rows run with MULTIPLANE_SOCKET naming a socket that does
+not exist in the bench's directory: they pay the client's look for a daemon, as a node
+without one does, and a daemon someone else runs on this machine can never serve them.
 """
 
 from __future__ import annotations
@@ -56,13 +80,18 @@ import json
 import os
 import platform
 import pstats
+import re
+import resource
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -72,14 +101,19 @@ sys.path.insert(0, str(ROOT))
 from tests.integration.meta_helpers import IP_FORWARD, MetaNode, macvlan_conf  # noqa: E402
 from tests.topology import Topology, ip, ip_json  # noqa: E402
 
-N = max(1, int(os.environ.get("BENCH_RUNS", "30")))
+N = max(1, int(os.environ.get("MP_BENCH_SAMPLES") or os.environ.get("BENCH_RUNS") or "30"))
 WARMUP = 2
+# pods started at once in a burst; at most 200, as the cluster network is a /24
+BURST = min(200, max(1, int(os.environ.get("MP_BENCH_BURST") or "50")))
+BURST_ROUNDS = max(1, int(os.environ.get("MP_BENCH_BURST_ROUNDS") or "3"))
+PROFILE_RUNS = 10  # profiled pod ADDs (and DELs) through the daemon, after 2 unprofiled
 IMPORT_RUNS = 5  # -X importtime runs per command; medians per module
 PY_BIN = Path(sys.executable).parent  # the venv's console scripts: the Python entry point
 DIST = ROOT / "dist" / "multiplane"
 REF = Path("/usr/lib/cni")
+REF_PATH = str(REF)
 DRIVER_SRC = ROOT / "tests" / "cnidriver" / "main.go"
-DOC = ROOT / "docs" / "benchmarks.md"
+DOC = Path(os.environ.get("MP_BENCH_DOC") or ROOT / "docs" / "benchmarks.md")  # a quick run may write elsewhere
 NAMES = ("multiplane", "multiplane-macvlan", "multiplane-host-local")
 SYS_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 POD_NAMESPACE, POD_NAME = "mp-app", "mp-web"
@@ -87,6 +121,9 @@ POD_ARGS = f"IgnoreUnknown=1;K8S_POD_NAMESPACE={POD_NAMESPACE};K8S_POD_NAME={POD
 SECONDARY = [f"mp-net{i}" for i in range(1, 5)]
 VERSION_STDIN = b'{"cniVersion":"1.0.0"}'
 KNOWN = {"go_add": 10.7, "go_del": 19.6, "multus_add": 40.0, "multus_del": 68.0}
+MULTUS_THICK = "1.6–1.7x"  # Multus thick, pod + 1 network, against the Go plugins: issue 10's figure for this machine
+DAEMONSET = ROOT / "packaging" / "k8s" / "daemonset-thick.yaml"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 # multiplane's forms: how the rows call them
 FORMS = {"inst": "installed runtime", "dist": "dist/multiplane, self-contained", "py": "Python entry point"}
 # issue 9's goals: (key, what, limit); the ratios are computed in report() from this run's medians
@@ -100,6 +137,17 @@ GOALS = (
         4.0,
     ),
 )
+# issue 10's latency goals: (key, what, limit); CPU and burst goals are built in daemon_goals()
+DAEMON_GOALS = (
+    (
+        "1",
+        "pod ADD, cluster network + 1 macvlan network, through the daemon: installed client + daemon vs the Go"
+        " plugins one after another",
+        1.5,
+    ),
+    ("4", "pod ADD, cluster network + 4 macvlan networks, through the daemon: the same", 1.0),
+)
+CPU_LIMIT = 2.0
 
 
 class BenchError(RuntimeError):
@@ -262,23 +310,61 @@ def runtime_facts(inst: Installed, source: Path) -> dict[str, str]:
 
 
 class Call:
-    """One driver invocation: `cnidriver add|del <net> <pod netns>` with this NETCONFPATH, CNI_PATH and ifname."""
+    """One driver invocation: `cnidriver add|del <net> <pod netns>` with this NETCONFPATH, CNI_PATH and ifname.
 
-    def __init__(self, net: str, netconf: Path, cni_path: str, ifname: str = "eth0", args: str = POD_ARGS) -> None:
+    `env` is added to the driver's environment (libcni passes it on to the plugin): the
+    daemon rows' MULTIPLANE_SOCKET and MULTIPLANE_DAEMON=require.
+    """
+
+    def __init__(
+        self,
+        net: str,
+        netconf: Path,
+        cni_path: str,
+        ifname: str = "eth0",
+        args: str = POD_ARGS,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.net, self.netconf, self.cni_path, self.ifname, self.args = net, netconf, cni_path, ifname, args
+        self.env = env or {}
 
 
 class Scenario:
-    """A pod's networking as a runtime does it: ADD = the calls in order, DEL = in reverse; times summed."""
+    """A pod's networking as a runtime does it: ADD = the calls in order, DEL = in reverse; times summed.
 
-    def __init__(self, key: str, label: str, calls: list[Call], expect: list[str]) -> None:
+    Per sample also the CPU of the pod's ADD and DEL: `*_cpu` the driver calls' process trees
+    (RUSAGE_CHILDREN before and after each call, summed), `*_dcpu` the daemon's (its own and
+    its waited-for children's, /proc/<pid>/stat before and after the pod's calls), when the
+    calls go through `daemon`.
+    """
+
+    def __init__(
+        self, key: str, label: str, calls: list[Call], expect: list[str], daemon: Daemon | None = None
+    ) -> None:
         self.key, self.label, self.calls, self.expect = key, label, calls, sorted(["lo", *expect])
+        self.daemon = daemon
         self.add: list[float] = []
         self.dele: list[float] = []
+        self.add_cpu: list[float] = []
+        self.del_cpu: list[float] = []
+        self.add_dcpu: list[float] = []
+        self.del_dcpu: list[float] = []
+        self.cids: list[str] = []  # the sampled pods' container ids (the daemon's log names them)
 
     @property
     def result(self) -> dict[str, tuple[float, float]]:
         return {"ADD": stats(self.add), "DEL": stats(self.dele)}
+
+    def cpu(self, command: str) -> tuple[float, float]:
+        """(driver calls' trees, daemon) CPU ms per pod: the sums over the samples divided by their number."""
+        own, daemon = (self.add_cpu, self.add_dcpu) if command == "ADD" else (self.del_cpu, self.del_dcpu)
+        return sum(own) / len(own), (sum(daemon) / len(daemon) if daemon else 0.0)
+
+
+def children_cpu() -> float:
+    """CPU ms (user + system) of every child this process has waited for, their waited-for children included."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (usage.ru_utime + usage.ru_stime) * 1000
 
 
 class Runtime:
@@ -287,8 +373,8 @@ class Runtime:
         self.driver, self.cache, self.pod, self.env = driver, str(cache), pod, env
         self.netns = f"/var/run/netns/{pod}"
 
-    def drive(self, command: str, call: Call, cid: str) -> float:
-        env = {
+    def environ(self, call: Call, cid: str) -> dict[str, str]:
+        return {
             "PATH": SYS_PATH,
             "NETCONFPATH": str(call.netconf),
             "CNI_PATH": call.cni_path,
@@ -297,26 +383,55 @@ class Runtime:
             "CNI_CONTAINERID": cid,
             "CNI_IFNAME": call.ifname,
             **self.env,
+            **call.env,
         }
-        elapsed, proc = timed([self.driver, command, call.net, self.netns], env)
-        checked(f"cnidriver {command} {call.net} (CNI_PATH {call.cni_path})", proc)
-        return elapsed
 
-    def measure(self, scenarios: list[Scenario], rounds: int = N) -> None:
+    def drive(self, command: str, call: Call, cid: str) -> tuple[float, float]:
+        """(wall ms, CPU ms of the driver's process tree) of one driver call."""
+        before = children_cpu()
+        elapsed, proc = timed([self.driver, command, call.net, self.netns], self.environ(call, cid))
+        cpu = children_cpu() - before
+        checked(f"cnidriver {command} {call.net} (CNI_PATH {call.cni_path})", proc)
+        return elapsed, cpu
+
+    def _pod(self, s: Scenario, command: str, cid: str) -> tuple[float, float, float]:
+        """(wall ms, driver trees' CPU ms, daemon CPU ms) of one pod's ADD (calls in order) or DEL (reversed)."""
+        calls = s.calls if command == "add" else list(reversed(s.calls))
+        before = s.daemon.cpu() if s.daemon is not None else 0.0
+        done = [self.drive(command, c, cid) for c in calls]
+        daemon = s.daemon.cpu() - before if s.daemon is not None else 0.0
+        return sum(t for t, _ in done), sum(c for _, c in done), daemon
+
+    def measure(
+        self, scenarios: list[Scenario], rounds: int = N, after_warmup: Callable[[], None] | None = None
+    ) -> None:
         """ADD then DEL of each scenario per round, the order rotated each round; the first round checks the pod."""
         for i in range(WARMUP + rounds):
+            if i == WARMUP and after_warmup is not None:
+                after_warmup()
             shift = i % len(scenarios)
             for s in scenarios[shift:] + scenarios[:shift]:
                 cid = f"mp-{s.key}-{i}"
-                t_add = sum(self.drive("add", c, cid) for c in s.calls)
+                t_add, c_add, d_add = self._pod(s, "add", cid)
                 if i == 0 and pod_links(self.pod) != s.expect:
                     raise BenchError(f"{s.label}: pod has {pod_links(self.pod)} after ADD, expected {s.expect}")
-                t_del = sum(self.drive("del", c, cid) for c in reversed(s.calls))
+                t_del, c_del, d_del = self._pod(s, "del", cid)
                 if i == 0 and pod_links(self.pod) != ["lo"]:
                     raise BenchError(f"{s.label}: pod has {pod_links(self.pod)} after DEL")
                 if i >= WARMUP:
                     s.add.append(t_add)
                     s.dele.append(t_del)
+                    s.add_cpu.append(c_add)
+                    s.del_cpu.append(c_del)
+                    if s.daemon is not None:
+                        s.add_dcpu.append(d_add)
+                        s.del_dcpu.append(d_del)
+                    s.cids.append(cid)
+
+
+def burst_args(i: int, network: str) -> str:
+    """CNI_ARGS of the i-th pod of a burst: its own name, one network."""
+    return f"IgnoreUnknown=1;K8S_POD_NAMESPACE={POD_NAMESPACE};K8S_POD_NAME=mp-burst-{i};MULTIPLANE_NETWORKS={network}"
 
 
 def conflist(name: str, plugin: dict[str, Any]) -> dict[str, Any]:
@@ -421,6 +536,221 @@ def max_rss(argv: list[str], env: dict[str, str], stdin: bytes) -> int:
     return int(got["maxrss_kb"])
 
 
+# ----------------------------------------------------------------------------- the node daemon
+
+
+def daemonset_config() -> dict[str, Any]:
+    """The daemon.json of the thick DaemonSet's ConfigMap (packaging/k8s/daemonset-thick.yaml), as shipped."""
+    import yaml
+
+    for doc in yaml.safe_load_all(DAEMONSET.read_text()):
+        data = doc.get("data") if isinstance(doc, dict) and doc.get("kind") == "ConfigMap" else None
+        if isinstance(data, dict) and "daemon.json" in data:
+            return dict(json.loads(data["daemon.json"]))
+    raise BenchError(f"{DAEMONSET} has no ConfigMap with a daemon.json")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on now (for the daemon's metricsAddress)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# The daemon's line per request at logLevel verbose (container ids are cut to 12 characters):
+# "daemon: ADD of container mp-d1-3 (pod mp-app/mp-web) (multiplane): ok in 25.6 ms (waited 0.1 ms)"
+_SERVED = re.compile(r"daemon: (\S+) of container (\S+) .*: (ok|error) in ([0-9.]+) ms \(waited ([0-9.]+) ms\)$")
+
+
+class Daemon:
+    """One `multiplane daemon`: `argv` + `daemon --config <bench dir>/<name>.json`, stderr (its log) to <name>.log.
+
+    Started in its own session with only PATH in its environment and "/" as its working
+    directory, so a ^C at the terminal reaches the bench alone, which stops the daemon after
+    the DELs it still has to make. `env` is what a call needs to go through it, and only
+    through it (MULTIPLANE_DAEMON=require: the client fails the call rather than run it itself).
+    """
+
+    def __init__(self, argv: list[str], tmp: Path, name: str, settings: dict[str, Any]) -> None:
+        self.name = name
+        self.socket = tmp / f"{name}.sock"
+        self.log = tmp / f"{name}.log"
+        self.settings = {**settings, "socket": str(self.socket)}
+        self.config = write_json(tmp / f"{name}.json", self.settings)
+        self.argv = [*argv, "daemon", "--config", str(self.config)]
+        self.env = {"MULTIPLANE_SOCKET": str(self.socket), "MULTIPLANE_DAEMON": "require"}
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                self.argv,
+                env={"PATH": SYS_PATH},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                cwd="/",
+                start_new_session=True,
+            )
+        self.pid = self.proc.pid
+        try:
+            self._wait_serving()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_serving(self) -> None:
+        deadline = time.monotonic() + 60
+        while " serving " not in self.log_text():  # its start line, written once it listens
+            if self.proc.poll() is not None:
+                raise BenchError(f"{self.name} exited ({self.proc.returncode}) before serving:\n{self.log_text()}")
+            if time.monotonic() > deadline:
+                raise BenchError(f"{self.name} did not start serving within 60 s:\n{self.log_text()}")
+            time.sleep(0.02)
+        if not self.socket.is_socket():
+            raise BenchError(f"{self.name} says it serves, but {self.socket} is not a socket")
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def _proc_file(self, what: str) -> str:
+        try:
+            return Path(f"/proc/{self.pid}/{what}").read_text()
+        except OSError as exc:
+            raise BenchError(f"{self.name} (pid {self.pid}) is gone ({exc}):\n{self.log_text()[-3000:]}") from None
+
+    def cpu(self) -> float:
+        """CPU ms so far: utime + stime (every thread) + cutime + cstime (the delegates it spawned and waited for)."""
+        fields = self._proc_file("stat").rsplit(")", 1)[1].split()  # fields[0] is field 3, state
+        return sum(int(v) for v in fields[11:15]) * 1000 / CLK_TCK
+
+    def memory(self) -> dict[str, int]:
+        """VmRSS and VmHWM (KiB) and Threads from /proc/<pid>/status."""
+        found = {}
+        for line in self._proc_file("status").splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM", "Threads"):
+                found[key] = int(value.split()[0])
+        return found
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """multiplane_requests_total of its /metrics: (command, result) → requests answered."""
+        address = self.settings.get("metricsAddress")
+        if not address:
+            return {}
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+        counts = {}
+        for m in re.finditer(r"^multiplane_requests_total\{([^}]*)\} (\S+)$", text, re.M):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+            counts[(labels.get("command", "?"), labels.get("result", "?"))] = int(float(m.group(2)))
+        return counts
+
+    def served(self) -> dict[tuple[str, str], tuple[str, float, float]]:
+        """(command, container id cut to 12) → (result, ms run, ms waited for a worker), from its log."""
+        found = {}
+        for line in self.log_text().splitlines():
+            m = _SERVED.search(line)
+            if m:
+                found[(m.group(1), m.group(2))] = (m.group(3), float(m.group(4)), float(m.group(5)))
+        return found
+
+    def stop(self) -> int:
+        """SIGTERM, then wait while it finishes what it took (SIGKILL after 60 s); its exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+# Run by the venv's interpreter: `multiplane daemon` with every request's Server._run under its own
+# cProfile.Profile (cProfile alone sees only the main thread, and requests run on worker threads).
+# Requests of containers named mp-pw-* are the warm-up, not profiled. At exit the profiles are
+# merged per CNI command into <out>.<COMMAND>.
+_PROFILED_DAEMON = """
+import cProfile, pstats, sys, threading
+from multiplane.daemon import server
+from multiplane.cli import main
+
+out = sys.argv[1]
+profiles, lock = {}, threading.Lock()
+run = server.Server._run
+
+def profiled(self, req):
+    if req.env.get("CNI_CONTAINERID", "").startswith("mp-pw-"):
+        return run(self, req)
+    prof = cProfile.Profile()
+    prof.enable()
+    try:
+        return run(self, req)
+    finally:
+        prof.disable()
+        with lock:
+            profiles.setdefault(req.command, []).append(prof)
+
+server.Server._run = profiled
+status = main(["multiplane", *sys.argv[2:]])
+for command, profs in profiles.items():
+    merged = pstats.Stats(profs[0])
+    for prof in profs[1:]:
+        merged.add(prof)
+    merged.dump_stats(f"{out}.{command}")
+sys.exit(status)
+"""
+
+
+def burst(rt: Runtime, pods: list[tuple[str, str, list[Call]]], command: str, daemon: Daemon | None) -> dict[str, Any]:
+    """Every pod's calls at once: one thread per pod (netns, container id, calls), released together by a barrier.
+
+    Each thread runs its pod's driver calls one after another (DEL: in reverse; an ADD stops at
+    its first failed call). wall: first start to last end, s; pods: each pod's own time, ms;
+    errors: one text per failed call; cpu: the driver calls' process trees (RUSAGE_CHILDREN
+    over the whole burst) and the daemon's (its /proc stat over the burst), ms per pod.
+    """
+    barrier = threading.Barrier(len(pods))
+    spans: list[tuple[float, float]] = [(0.0, 0.0)] * len(pods)
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def one(k: int) -> None:
+        netns, cid, calls = pods[k]
+        start = time.perf_counter()
+        try:
+            barrier.wait(timeout=120)
+            start = time.perf_counter()
+            for call in calls if command == "add" else list(reversed(calls)):
+                argv = [rt.driver, command, call.net, f"/var/run/netns/{netns}"]
+                proc = subprocess.run(argv, env=rt.environ(call, cid), capture_output=True, timeout=300, check=False)
+                if proc.returncode != 0:
+                    text = (proc.stdout + proc.stderr).decode(errors="replace").strip()
+                    with lock:
+                        errors.append(f"{cid} {command} {call.net}: exit {proc.returncode}: {text[:500]}")
+                    if command == "add":
+                        break
+        except Exception as exc:  # noqa: BLE001 - a burst counts what failed; the thread must not die silently
+            with lock:
+                errors.append(f"{cid} {command}: {type(exc).__name__}: {exc}")
+        spans[k] = (start, time.perf_counter())
+
+    threads = [threading.Thread(target=one, args=(k,), name=f"mp-burst-{k}") for k in range(len(pods))]
+    cpu, dcpu = children_cpu(), daemon.cpu() if daemon is not None else 0.0
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    cpu, dcpu = children_cpu() - cpu, (daemon.cpu() - dcpu if daemon is not None else 0.0)
+    if _stop:
+        raise SystemExit(f"interrupted by signal {_stop[0]}; cleaning up")
+    return {
+        "wall": max(e for _, e in spans) - min(s for s, _ in spans),
+        "pods": [(e - s) * 1000 for s, e in spans],
+        "errors": errors,
+        "cpu": cpu / len(pods),
+        "dcpu": dcpu / len(pods),
+    }
+
+
 # ----------------------------------------------------------------------------- analysis helpers
 
 
@@ -486,17 +816,40 @@ PHASES = (
         ("multiplane/plugins/meta/cache.py", "multiplane/plugins/meta/status.py"),
     ),
 )
+# The daemon's requests (its profile): the same, the address announcement of macvlan apart.
+ANNOUNCE = "multiplane/netlink/announce.py"
+DAEMON_PHASES = (
+    ("the Debian bridge for eth0: spawned, its whole run waited for", ("multiplane/delegate/exec.py",)),
+    (
+        "macvlan: announcing the address (one gratuitous ARP sent on an AF_PACKET socket, and that socket's close)",
+        (ANNOUNCE,),
+    ),
+    (
+        "macvlan: the other netlink work (ADD: create, move, rename, addresses, routes, up; DEL: delete)",
+        ("multiplane/netlink/",),
+    ),
+    *PHASES[2:],
+)
 
 
-def _in_group(func: tuple[str, int, str], markers: tuple[str, ...]) -> bool:
-    return func[2] != "<module>" and any(m in func[0] for m in markers)
+def _phase_of(func: tuple[str, int, str], phases: tuple[tuple[str, tuple[str, ...]], ...]) -> int | None:
+    """The phase a function belongs to: the one with the longest marker in its file name (None: no phase)."""
+    if func[2] == "<module>":
+        return None
+    best, length = None, 0
+    for i, (_label, markers) in enumerate(phases):
+        for marker in markers:
+            if marker in func[0] and len(marker) > length:
+                best, length = i, len(marker)
+    return best
 
 
-def profile_table(path: str, top: int = 15) -> dict[str, Any]:
-    """Top functions by cumulative time (import machinery left out), and time per phase of the ADD.
+def profile_table(path: str, top: int = 15, phases: tuple[tuple[str, tuple[str, ...]], ...] = PHASES) -> dict[str, Any]:
+    """Top functions by cumulative time (import machinery left out), and time per phase of the call.
 
-    A phase's time is the cumulative time of its functions when called from outside the
-    phase (so nested calls count once); imports made lazily inside a phase count there too.
+    A phase's time is the cumulative time of its functions when called from outside every
+    phase (so nested calls count once, in the outermost phase); imports made lazily inside a
+    phase count there too.
     """
     st = pstats.Stats(path)
     table = st.stats  # type: ignore[attr-defined]
@@ -515,14 +868,14 @@ def profile_table(path: str, top: int = 15) -> dict[str, Any]:
         label = name if filename == "~" else f"{short_path(filename)}:{line}({name})"
         rows.append((label, nc, tt * 1000, ct * 1000))
     rows.sort(key=lambda r: r[3], reverse=True)
-    phases = [("imports (every module, the lazy ones included)", imports)]
-    for label, markers in PHASES:
-        spent = 0.0
-        for func, (*_stat, callers) in table.items():
-            if _in_group(func, markers):
-                spent += sum(c[3] for caller, c in callers.items() if not _in_group(caller, markers))
-        phases.append((label, spent * 1000))
-    return {"rows": rows[:top], "total": st.total_tt * 1000, "phases": phases}  # type: ignore[attr-defined]
+    found = [("imports (every module, the lazy ones included)", imports)]
+    spent = [0.0] * len(phases)
+    for func, (*_stat, callers) in table.items():
+        phase = _phase_of(func, phases)
+        if phase is not None:
+            spent[phase] += sum(c[3] for caller, c in callers.items() if _phase_of(caller, phases) is None)
+    found += [(label, ms * 1000) for (label, _markers), ms in zip(phases, spent)]
+    return {"rows": rows[:top], "all": rows, "total": st.total_tt * 1000, "phases": found}  # type: ignore[attr-defined]
 
 
 def machine(tmp: Path) -> dict[str, str]:
@@ -563,7 +916,10 @@ def run(tmp: Path) -> dict[str, Any]:
     dist.parent.mkdir()
     shutil.copy2(DIST, dist)
     warm_dir, cold_dir = tmp / "mp-unpack", tmp / "mp-unpack-cold"
-    unpack = {"MULTIPLANE_UNPACK_DIR": str(warm_dir)}  # every run gets it; only the self-contained file reads it
+    # Every run gets both. Only the self-contained file reads MULTIPLANE_UNPACK_DIR. The socket does
+    # not exist: a one-shot call looks for a daemon as on a node without one, and never finds one
+    # that someone else runs on this machine. The daemon rows' calls name their daemon's socket.
+    unpack = {"MULTIPLANE_UNPACK_DIR": str(warm_dir), "MULTIPLANE_SOCKET": str(tmp / "mp-no-daemon.sock")}
     print("installing the runtime into the bench's own root (dist/multiplane install --root) ...", flush=True)
     inst = Installed(dist, tmp / "mp-root", unpack)
     out["facts"] = runtime_facts(inst, dist)
@@ -573,6 +929,7 @@ def run(tmp: Path) -> dict[str, Any]:
 
     topo = Topology(tmp / "mp-topo", pods=1)
     node: MetaNode | None = None
+    daemons: list[Daemon] = []
     kernel_link = f"mp-k{topo.tag}"
     try:
         pod = topo.pods[0]
@@ -617,6 +974,36 @@ def run(tmp: Path) -> dict[str, Any]:
             meta_netd[form] = tmp / f"mp-netd-meta-{form}"
             write_json(meta_netd[form] / "00-multiplane.conflist", conf)
             meta_plugin[form] = conf["plugins"][0]
+        # j) the node daemon: the installed launcher, the DaemonSet's daemon.json (socket and metrics
+        # address here, no chrootDir: this daemon runs on the host, not in a container)
+        settings = daemonset_config()
+        shipped = dict(settings)
+        settings.pop("chrootDir", None)
+        settings["metricsAddress"] = f"127.0.0.1:{free_port()}"
+        settings["logLevel"] = "verbose"  # its line per request says how long the request ran and waited
+        print("starting the node daemon (the installed runtime's `multiplane daemon`) ...", flush=True)
+        daemon = Daemon([str(inst.bin_dir / "multiplane")], tmp, "mp-bench", settings)
+        daemons.append(daemon)
+        memory: dict[str, dict[str, Any]] = {}
+
+        def checkpoint(key: str) -> None:
+            """The daemon's memory now, then the requests its /metrics counted so far."""
+            memory[key] = {**daemon.memory(), "counts": daemon.counts()}
+
+        checkpoint("start")
+        out["daemon"] = {
+            "shipped": shipped,
+            "settings": daemon.settings,
+            "argv": " ".join(daemon.argv),
+            "memory": memory,
+            "pid_cmdline": Path(f"/proc/{daemon.pid}/cmdline")
+            .read_bytes()
+            .split(b"\0")[0]
+            .decode()
+            .replace(str(inst.tree), "<tree>"),
+            "tmp": str(tmp),
+        }
+
         meta = []
         for k in (1, 4):
             nets = SECONDARY[:k]
@@ -629,9 +1016,109 @@ def run(tmp: Path) -> dict[str, Any]:
             for form in ("inst", "dist", "py") if k == 1 else ("inst", "dist"):
                 call = Call("mp-multi", meta_netd[form], paths[form], args=args)
                 meta.append(Scenario(f"meta{k}-{form}", f"multiplane + {k} ({FORMS[form]})", [call], ifs))
+            call = Call("mp-multi", meta_netd["inst"], paths["inst"], args=args, env=daemon.env)
+            meta.append(
+                Scenario(f"d{k}", f"multiplane + {k} (installed runtime, through the daemon)", [call], ifs, daemon)
+            )
         print(f"meta-plugin pods (cluster + 1, cluster + 4) through the driver, {N} runs each ...", flush=True)
-        rt.measure(meta)
+        rt.measure(meta, after_warmup=lambda: checkpoint("warm"))
         out["meta"] = meta
+        checkpoint("rows")
+
+        # the driver's own CPU and start: asked for a network no config names, it fails before any plugin
+        none_cpu, none_wall = [], []
+        for _ in range(WARMUP + N):
+            before = children_cpu()
+            wall, proc = timed(
+                [driver, "add", "mp-none", rt.netns], rt.environ(Call("mp-none", ref_netd, REF_PATH), "mp-none")
+            )
+            if proc.returncode == 0:
+                raise BenchError("the driver added a network that no config names")
+            none_cpu.append(children_cpu() - before)
+            none_wall.append(wall)
+        out["driver_alone"] = {"cpu": statistics.mean(none_cpu[WARMUP:]), "wall": stats(none_wall[WARMUP:])}
+
+        # j) the burst: BURST pods (cluster + 1 network) started at once, each in its own netns,
+        # through the daemon, the one-shot installed runtime and the Go plugins, rounds interleaved
+        burst_net = "mp-burst"
+        burst_conf = macvlan_conf(burst_net, topo.master, "10.72.0.0/16", str(node.ipam))
+        burst_conf["ipam"]["ranges"] = [[{"subnet": "10.72.0.0/16"}]]  # an address for every pod of a burst
+        node.add_nad(burst_net, burst_conf)
+        ref_burst = json.loads(json.dumps(burst_conf))
+        ref_burst["ipam"]["dataDir"] = str(tmp / "mp-ipam-ref")
+        write_json(ref_netd / f"20-{burst_net}.conflist", conflist(burst_net, ref_burst))
+        burst_ns = [topo.add_pod() for _ in range(BURST)]
+        burst_calls: dict[str, Callable[[int], list[Call]]] = {
+            "daemon": lambda i: [
+                Call("mp-multi", meta_netd["inst"], paths["inst"], args=burst_args(i, burst_net), env=daemon.env)
+            ],
+            "inst": lambda i: [Call("mp-multi", meta_netd["inst"], paths["inst"], args=burst_args(i, burst_net))],
+            "go": lambda i: [
+                Call("mp-cluster", ref_netd, paths["go"]),
+                Call(burst_net, ref_netd, paths["go"], ifname="net1"),
+            ],
+        }
+        bursts: dict[str, list[dict[str, Any]]] = {form: [] for form in burst_calls}
+        print(f"bursts of {BURST} pods at once, {BURST_ROUNDS} round(s) ...", flush=True)
+        forms = list(burst_calls)
+        for r in range(BURST_ROUNDS):
+            for form in forms[r % len(forms) :] + forms[: r % len(forms)]:
+                pods = [(ns, f"mp-b{form[0]}{r}-{i}", burst_calls[form](i)) for i, ns in enumerate(burst_ns)]
+                user = daemon if form == "daemon" else None
+                time.sleep(1)  # the previous burst's links are gone; let the kernel's deferred work settle
+                added = burst(rt, pods, "add", user)
+                for ns, cid, _calls in pods:
+                    failed = any(e.startswith(f"{cid} ") for e in added["errors"])
+                    if not failed and pod_links(ns) != ["eth0", "lo", "net1"]:
+                        added["errors"].append(f"{cid}: the pod has {pod_links(ns)} after its ADD")
+                if form == "daemon" and "burst" not in memory:
+                    checkpoint("burst")
+                time.sleep(1)
+                deleted = burst(rt, pods, "del", user)
+                for ns, cid, _calls in pods:
+                    if pod_links(ns) != ["lo"]:
+                        deleted["errors"].append(f"{cid}: the pod has {pod_links(ns)} after its DEL")
+                bursts[form].append({"add": added, "del": deleted})
+                print(
+                    f"  {form}: ADD {added['wall']:.2f} s ({len(added['errors'])} errors, one pod's median"
+                    f" {statistics.median(added['pods']):.0f} ms), DEL {deleted['wall']:.2f} s"
+                    f" ({len(deleted['errors'])} errors)",
+                    flush=True,
+                )
+        out["burst"] = bursts
+        checkpoint("end")
+        out["daemon"]["served"] = daemon.served()
+        out["daemon"]["expected"] = {
+            "ADD": (WARMUP + N) * 2 + BURST * BURST_ROUNDS,
+            "DEL": (WARMUP + N) * 2 + BURST * BURST_ROUNDS,
+        }
+        out["daemon"]["rc"] = daemon.stop()
+        out["daemon"]["socket_left"] = daemon.socket.exists()
+        out["daemon"]["log_errors"] = [
+            line for line in daemon.log_text().splitlines() if "[error]" in line or "[panic]" in line
+        ]
+
+        # where a daemon pod's time goes: the same daemon code in the venv's interpreter, each
+        # request under cProfile; the calls come from the installed client as in the rows above
+        print(f"a profile of the daemon's workers ({PROFILE_RUNS} pod ADDs and DELs) ...", flush=True)
+        wrapper = tmp / "mp-profiled-daemon.py"
+        wrapper.write_text(_PROFILED_DAEMON)
+        prof_out = tmp / "mp-daemon.prof"
+        prof_settings = {k: v for k, v in settings.items() if k != "metricsAddress"}
+        profiled = Daemon([sys.executable, str(wrapper), str(prof_out)], tmp, "mp-profiled", prof_settings)
+        daemons.append(profiled)
+        args = f"{POD_ARGS};MULTIPLANE_NETWORKS={SECONDARY[0]}"
+        call = Call("mp-multi", meta_netd["inst"], paths["inst"], args=args, env=profiled.env)
+        for i in range(WARMUP + PROFILE_RUNS):
+            cid = f"mp-pw-{i}" if i < WARMUP else f"mp-pp-{i}"
+            rt.drive("add", call, cid)
+            rt.drive("del", call, cid)
+        rc = profiled.stop()
+        if rc != 0:
+            raise BenchError(f"the profiled daemon exited with {rc}:\n{profiled.log_text()[-3000:]}")
+        out["daemon"]["profile"] = {
+            command: profile_table(f"{prof_out}.{command}", phases=DAEMON_PHASES) for command in ("ADD", "DEL")
+        }
 
         # e) host-local alone
         print(f"host-local alone, {N} runs each ...", flush=True)
@@ -670,7 +1157,25 @@ def run(tmp: Path) -> dict[str, Any]:
             t, proc = timed(["ip", "link", "del", kernel_link], {"PATH": SYS_PATH})
             checked("ip link del macvlan", proc)
             kdel.append(t)
-        out["kernel"] = {"show": stats(kshow[WARMUP:]), "add": stats(kadd[WARMUP:]), "del": stats(kdel[WARMUP:])}
+        # kernel: closing an AF_PACKET socket bound to a link (what macvlan's address announcement
+        # does after its one frame; nothing is sent here), timed in this process
+        kclose = []
+        for _ in range(WARMUP + max(3, N // 2)):
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+            try:
+                sock.bind((topo.master, 0))
+            finally:
+                started = time.perf_counter()
+                sock.close()
+                kclose.append((time.perf_counter() - started) * 1000)
+        out["kernel"] = {
+            "show": stats(kshow[WARMUP:]),
+            "add": stats(kadd[WARMUP:]),
+            "del": stats(kdel[WARMUP:]),
+            "packet_close": stats(kclose[WARMUP:]),
+            # does the reference macvlan announce too? Go binaries carry their packages' paths
+            "go_arping": b"arping" in (REF / "macvlan").read_bytes(),
+        }
 
         # g) peak memory; i) importtime and profile: the meta-plugin exec'd directly, as libcni would
         print("peak memory, import times and a profile of one meta ADD ...", flush=True)
@@ -738,7 +1243,12 @@ def run(tmp: Path) -> dict[str, Any]:
             stderrs["version"].append(proc.stderr.decode(errors="replace"))
             walls["version"].append(wall)
             env = cni_env(
-                "ADD", containerid=f"mp-imp-hl-{i}", netns="/var/run/netns/mp-none", ifname="eth0", path=paths["inst"]
+                "ADD",
+                unpack,
+                containerid=f"mp-imp-hl-{i}",
+                netns="/var/run/netns/mp-none",
+                ifname="eth0",
+                path=paths["inst"],
             )
             wall, proc = timed(inst.boot("multiplane-host-local", "-X", "importtime"), env, hl_conf)
             checked("host-local ADD with -X importtime", proc)
@@ -767,6 +1277,8 @@ def run(tmp: Path) -> dict[str, Any]:
         after = snapshot(inst.bin_dir)
         out["changed"] = sorted(p for p in set(untouched) | set(after) if untouched.get(p) != after.get(p))
     finally:
+        for started in daemons:
+            started.stop()
         ip("link", "del", kernel_link, check=False)
         if node is not None:
             node.close()
@@ -786,6 +1298,227 @@ def goal_rows(out: dict[str, Any]) -> list[tuple[str, float, float, float]]:
         "pod1": (meta["meta1-inst"]["ADD"][0], meta["go1"]["ADD"][0]),
     }
     return [(what, *measured[key], limit) for key, what, limit in GOALS]
+
+
+def daemon_goals(out: dict[str, Any]) -> list[tuple[str, str, str, str, str, bool]]:
+    """(what, ours, reference, ratio, limit, met) for each of issue 10's goals, from this run."""
+    meta = {s.key: s for s in out["meta"]}
+    rows = []
+    for k, what, limit in DAEMON_GOALS:
+        ours, ref = meta[f"d{k}"].result["ADD"][0], meta[f"go{k}"].result["ADD"][0]
+        rows.append(
+            (what, f"{ours:.1f} ms", f"{ref:.1f} ms", f"{ours / ref:.2f}x", f"{limit:.1f}x", ours / ref <= limit)
+        )
+    for k in (1, 4):
+        client, daemon = meta[f"d{k}"].cpu("ADD")
+        ref = meta[f"go{k}"].cpu("ADD")[0]
+        ours = client + daemon
+        rows.append(
+            (
+                f"CPU per pod ADD, cluster network + {k}: client (its driver call's process tree) + daemon vs the Go"
+                " plugins (their driver calls' process trees)",
+                f"{ours:.1f} ms",
+                f"{ref:.1f} ms",
+                f"{ours / ref:.2f}x",
+                f"{CPU_LIMIT:.0f}x",
+                ours / ref <= CPU_LIMIT,
+            )
+        )
+    d, i = out["burst"]["daemon"], out["burst"]["inst"]
+    d_err = sum(len(r["add"]["errors"]) + len(r["del"]["errors"]) for r in d)
+    i_err = sum(len(r["add"]["errors"]) + len(r["del"]["errors"]) for r in i)
+    d_wall = statistics.median(r["add"]["wall"] for r in d)
+    i_wall = statistics.median(r["add"]["wall"] for r in i)
+    rows.append(
+        (
+            f"{BURST} pod ADDs started at once through the daemon (then their DELs at once): no error; wall time",
+            f"{d_err} errors; ADD {d_wall:.2f} s",
+            f"one-shot: {i_err} errors; ADD {i_wall:.2f} s",
+            f"{d_wall / i_wall:.2f}x",
+            "no error",
+            d_err == 0,
+        )
+    )
+    return rows
+
+
+def _mib(kib: int) -> str:
+    return f"{kib / 1024:.1f}"
+
+
+def _served_rows(out: dict[str, Any], key: str, command: str) -> list[tuple[float, float, float]]:
+    """(driver call ms, ran in the daemon ms, waited ms) of each sample of scenario `key` that the daemon logged."""
+    s = next(s for s in out["meta"] if s.key == key)
+    served = out["daemon"]["served"]
+    walls = s.add if command == "ADD" else s.dele
+    rows = []
+    for cid, wall in zip(s.cids, walls):
+        entry = served.get((command, cid[:12]))
+        if entry is not None and entry[0] == "ok":
+            rows.append((wall, entry[1], entry[2]))
+    return rows
+
+
+def daemon_report(out: dict[str, Any]) -> dict[str, str]:
+    """The daemon's parts of the report: goals, CPU, burst, memory, where the time goes."""
+    meta = {s.key: s for s in out["meta"]}
+    dmn = out["daemon"]
+    parts: dict[str, str] = {}
+
+    goal_lines = [
+        "| goal | ours | reference | ratio | limit | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for what, ours, ref, rat, limit, met in daemon_goals(out):
+        goal_lines.append(f"| {what} | {ours} | {ref} | {rat} | {limit} | {'met' if met else '**not met**'} |")
+    parts["goals"] = "\n".join(goal_lines)
+
+    # CPU per pod
+    cpu_lines = [
+        "| pod | ADD: driver calls' trees, ms | ADD: daemon, ms | ADD total, ms | ADD / Go "
+        "| DEL: driver calls' trees, ms | DEL: daemon, ms | DEL total, ms | DEL / Go |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for k in (1, 4):
+        ref = {c: sum(meta[f"go{k}"].cpu(c)) for c in ("ADD", "DEL")}
+        for key in (f"go{k}", f"meta{k}-inst", f"d{k}"):
+            s = meta[key]
+            cells = []
+            for c in ("ADD", "DEL"):
+                own, daemon = s.cpu(c)
+                shown = f"{daemon:.1f}" if s.daemon is not None else "–"
+                cells.append(f"{own:.1f} | {shown} | {own + daemon:.1f} | {(own + daemon) / ref[c]:.2f}x")
+            cpu_lines.append(f"| {s.label} | {' | '.join(cells)} |")
+    parts["cpu"] = "\n".join(cpu_lines)
+
+    # the burst
+    names = {
+        "daemon": "through the daemon (installed client)",
+        "inst": "one-shot installed runtime, no daemon",
+        "go": "Go plugins, each pod's two driver calls one after another",
+    }
+    burst_lines = [
+        "| pods started at once | ADD wall time, s: median (max) | ADD errors | one pod's ADD, ms: median / max "
+        "| DEL wall time, s: median (max) | DEL errors | CPU per pod ADD, ms (driver calls + daemon) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    error_texts: list[str] = []
+    for form, label in names.items():
+        rounds = out["burst"][form]
+        add_walls = [r["add"]["wall"] for r in rounds]
+        del_walls = [r["del"]["wall"] for r in rounds]
+        pods = [ms for r in rounds for ms in r["add"]["pods"]]
+        add_err = sum(len(r["add"]["errors"]) for r in rounds)
+        del_err = sum(len(r["del"]["errors"]) for r in rounds)
+        cpu = statistics.mean(r["add"]["cpu"] + r["add"]["dcpu"] for r in rounds)
+        burst_lines.append(
+            f"| {BURST}, {label} | {statistics.median(add_walls):.2f} ({max(add_walls):.2f}) | {add_err} "
+            f"| {statistics.median(pods):.0f} / {max(pods):.0f} "
+            f"| {statistics.median(del_walls):.2f} ({max(del_walls):.2f}) | {del_err} | {cpu:.1f} |"
+        )
+        error_texts += [f"{form}: {e}" for r in rounds for e in r["add"]["errors"] + r["del"]["errors"]]
+    burst_text = "\n".join(burst_lines)
+    in_daemon = [v for (c, cid), v in dmn["served"].items() if c == "ADD" and cid.startswith("mp-bd") and v[0] == "ok"]
+    if in_daemon:
+        ran = [v[1] for v in in_daemon]
+        waited = [v[2] for v in in_daemon]
+        burst_text += (
+            f"\n\nInside the daemon (its log, the {len(in_daemon)} burst ADDs it answered ok): a request ran"
+            f" {statistics.median(ran):.0f} ms (median; max {max(ran):.0f} ms) on one of its"
+            f" {dmn['settings'].get('maxConcurrency', 8)} workers and waited for a free one"
+            f" {statistics.median(waited):.0f} ms (median; max {max(waited):.0f} ms)."
+        )
+    if error_texts:
+        burst_text += "\n\nThe first errors:\n\n" + "\n".join(f"* `{e[:300]}`" for e in error_texts[:5])
+    parts["burst"] = burst_text
+
+    # memory
+    moments = {
+        "start": "after start: listening, no request yet",
+        "warm": f"after warm-up: section 2's {WARMUP} warm-up rounds",
+        "rows": f"after section 2's {N} sampled rounds",
+        "burst": f"after its first {BURST}-pod burst's ADDs ({BURST} pods attached)",
+        "end": f"after all bursts ({BURST_ROUNDS} through it) and their DELs",
+    }
+    mem_lines = [
+        "| moment | VmRSS, MiB | VmHWM (peak so far), MiB | threads | requests answered so far (ADD / DEL) |",
+        "|---|---|---|---|---|",
+    ]
+    for key, label in moments.items():
+        m = dmn["memory"].get(key)
+        if m is None:
+            continue
+        counts = m["counts"]
+        answered = [sum(v for (c, _r), v in counts.items() if c == command) for command in ("ADD", "DEL")]
+        mem_lines.append(
+            f"| {label} | {_mib(m['VmRSS'])} | {_mib(m['VmHWM'])} | {m['Threads']} | {answered[0]} / {answered[1]} |"
+        )
+    final = dmn["memory"]["end"]["counts"]
+    by_result = "; ".join(
+        f"{command}: " + ", ".join(f"{r} {final.get((command, r), 0)}" for r in ("ok", "error", "rejected"))
+        for command in ("ADD", "DEL")
+    )
+    expected = dmn["expected"]
+    same = all(final.get((c, "ok"), 0) == expected[c] for c in ("ADD", "DEL"))
+    check = (
+        f"Its `/metrics` counted, at the end, {by_result}; the bench made {expected['ADD']} ADDs and"
+        f" {expected['DEL']} DELs through it"
+        + (", so every one was answered ok" if same else ": **the counts do not match**")
+        + f". After SIGTERM it exited with status {dmn['rc']}"
+        + (" and removed its socket." if not dmn["socket_left"] else ", **leaving its socket file behind**.")
+    )
+    errors = dmn["log_errors"]
+    check += f" Its log has {len(errors)} error line(s)" + (f"; the first: `{errors[0][:300]}`." if errors else ".")
+    parts["memory"] = "\n".join(mem_lines) + "\n\n" + check
+
+    # where a daemon pod's time goes
+    split_lines = [
+        "| call through the daemon | driver call (section 2), ms | the request ran in the daemon, ms "
+        "| waited for a worker, ms | outside the daemon, ms |",
+        "|---|---|---|---|---|",
+    ]
+    logged = 0
+    for k in (1, 4):
+        for command in ("ADD", "DEL"):
+            rows = _served_rows(out, f"d{k}", command)
+            logged += len(rows)
+            if not rows:
+                split_lines.append(f"| pod + {k} {command} | – | (not in its log) | – | – |")
+                continue
+            split_lines.append(
+                f"| pod + {k} {command} | {statistics.median(r[0] for r in rows):.1f} "
+                f"| {statistics.median(r[1] for r in rows):.1f} | {statistics.median(r[2] for r in rows):.1f} "
+                f"| {statistics.median(r[0] - r[1] - r[2] for r in rows):.1f} |"
+            )
+    parts["split"] = "\n".join(split_lines)
+    parts["split_logged"] = str(logged)
+
+    prof = dmn["profile"]
+    phase_lines = ["| phase of the request | ADD, ms per request | DEL, ms per request |", "|---|---|---|"]
+    totals = {}
+    for command in ("ADD", "DEL"):
+        run_ms = [
+            ct
+            for label, _nc, _tt, ct in prof[command]["all"]
+            if "multiplane/daemon/server.py" in label and label.endswith("(_run)")
+        ]
+        totals[command] = (run_ms[0] if run_ms else 0.0) / PROFILE_RUNS
+    accounted = {"ADD": 0.0, "DEL": 0.0}
+    for (label, add_ms), (_l, del_ms) in zip(prof["ADD"]["phases"], prof["DEL"]["phases"]):
+        accounted["ADD"] += add_ms / PROFILE_RUNS
+        accounted["DEL"] += del_ms / PROFILE_RUNS
+        phase_lines.append(f"| {label} | {add_ms / PROFILE_RUNS:.1f} | {del_ms / PROFILE_RUNS:.1f} |")
+    phase_lines.append(
+        "| the rest: reading the request's config, the plan, the pod's state checks, the result, the answer"
+        f" | {totals['ADD'] - accounted['ADD']:.1f} | {totals['DEL'] - accounted['DEL']:.1f} |"
+    )
+    phase_lines.append(f"| **the whole request** (`Server._run`) | **{totals['ADD']:.1f}** | **{totals['DEL']:.1f}** |")
+    parts["phases"] = "\n".join(phase_lines)
+    top = ["| function | calls | own ms per ADD | cumulative ms per ADD |", "|---|---|---|---|"] + [
+        f"| `{n}` | {nc} | {tt / PROFILE_RUNS:.1f} | {ct / PROFILE_RUNS:.1f} |" for n, nc, tt, ct in prof["ADD"]["rows"]
+    ]
+    parts["top"] = "\n".join(top)
+    return parts
 
 
 def import_section(imports: dict[str, Any]) -> str:
@@ -863,8 +1596,8 @@ def report(out: dict[str, Any], mach: dict[str, str], seconds: float) -> str:
     mv_table = "\n".join(head + pair_rows(mv, "mv-go", ["mv-go", "mv-inst", "mv-dist", "mv-py"]))
     meta_table = "\n".join(
         head
-        + pair_rows(meta, "go1", ["go1", "meta1-inst", "meta1-dist", "meta1-py"])
-        + pair_rows(meta, "go4", ["go4", "meta4-inst", "meta4-dist"])
+        + pair_rows(meta, "go1", ["go1", "meta1-inst", "meta1-dist", "meta1-py", "d1"])
+        + pair_rows(meta, "go4", ["go4", "meta4-inst", "meta4-dist", "d4"])
     )
     m1 = meta["meta1-inst"]
     meta_table += (
@@ -958,6 +1691,8 @@ def report(out: dict[str, Any], mach: dict[str, str], seconds: float) -> str:
         f"| pod + 4 networks: installed multiplane vs Go plugins one after another | {pair(meta['meta4-inst'], meta['go4'])} |",
         f"| pod + 4 networks: dist/multiplane vs Go plugins one after another | {pair(meta['meta4-dist'], meta['go4'])} |",
         f"| pod + 1 network: installed multiplane vs Multus thin (known figure) | {m1['ADD'][0] / KNOWN['multus_add']:.1f}x | {m1['DEL'][0] / KNOWN['multus_del']:.1f}x |",
+        f"| pod + 1 network: through the daemon vs Go plugins one after another (Multus thick: {MULTUS_THICK} ADD) | {pair(meta['d1'], meta['go1'])} |",
+        f"| pod + 4 networks: through the daemon vs Go plugins one after another | {pair(meta['d4'], meta['go4'])} |",
         f"| host-local alone: installed vs Go | {pair(hl['inst'], hl['go'])} |",
         f"| host-local alone: dist/multiplane vs Go | {pair(hl['dist'], hl['go'])} |",
         f"| start-up (VERSION): installed vs Go host-local | {ratio(start['inst'], start['go'])} | – |",
@@ -972,6 +1707,25 @@ def report(out: dict[str, Any], mach: dict[str, str], seconds: float) -> str:
         written = "unchanged after every call of this run (mode, size and mtime of each entry compared)"
     meta_work = meta["meta1-inst"]["ADD"][0] - inst
     imports = import_section(out["imports"])
+    dr = daemon_report(out)
+    dmn = out["daemon"]
+    changed_keys = sorted(
+        k for k in set(dmn["shipped"]) | set(dmn["settings"]) if dmn["shipped"].get(k) != dmn["settings"].get(k)
+    )
+    shipped_json = json.dumps(dmn["shipped"])
+    used_json = json.dumps(dmn["settings"]).replace(dmn["tmp"], "<bench dir>")
+    log_note = " (the DaemonSet's own)" if "logLevel" not in changed_keys else " (the DaemonSet's is not)"
+    driver_alone = out["driver_alone"]
+    d1 = next(s for s in out["meta"] if s.key == "d1")
+    d1_cpu = d1.cpu("ADD")
+    packet_close = kern["packet_close"]
+    if kern["go_arping"]:
+        go_announce = "Debian's Go macvlan announces too (its binary holds arping code)."
+    else:
+        go_announce = "Debian's Go macvlan sends no such frame (its binary holds no arping code)."
+    add_phases = {label: ms / PROFILE_RUNS for label, ms in dmn["profile"]["ADD"]["phases"]}
+    announce_ms = next(ms for label, ms in add_phases.items() if label.startswith("macvlan: announcing"))
+    bridge_ms = next(ms for label, ms in add_phases.items() if label.startswith("the Debian bridge"))
 
     return f"""# Benchmarks
 
@@ -984,7 +1738,7 @@ row after {WARMUP} warm-up rounds; the rows of a table were measured interleaved
 so background load hits them alike. The reference Go binaries are Debian's
 containernetworking-plugins {mach["plugins"]}.
 
-multiplane is measured in both shipped forms:
+multiplane is measured in its shipped forms:
 
 * **installed runtime**: `dist/multiplane install --root <bench dir>/mp-root --no-kubeconfig`
   (run from the copy described below) laid the tree down once as `opt/cni/bin/.multiplane/{facts["build"]}/` (+ the `current` link);
@@ -996,6 +1750,24 @@ multiplane is measured in both shipped forms:
   into `$MULTIPLANE_UNPACK_DIR`, here the bench's own directory ({mach["tmp_fs"]},
   where it unpacks by default); every row of it except "cold" in section 4 runs with that
   tree already unpacked (the install and the warm-up rounds unpack it).
+* **through the node daemon**: the installed launcher runs the daemon,
+  `opt/cni/bin/multiplane daemon --config <bench dir>/mp-bench.json`, started once before
+  section 2 and stopped (SIGTERM) after section 8; the daemon's process is
+  `{dmn["pid_cmdline"]}` (the launcher execs the tree's loader in place, as for a CNI call). Its
+  config is the thick DaemonSet's daemon.json (`packaging/k8s/daemonset-thick.yaml`:
+  `{shipped_json}`) with {", ".join(f"`{k}`" for k in changed_keys)} changed or left out:
+  `{used_json}`. The socket and the metrics address are in the bench's own directory and on
+  a free loopback port; there is no `chrootDir`: this daemon runs on the host, not in a
+  container, so it spawns the node's plugins directly (in the DaemonSet each external
+  delegate is also started through the launcher's `--exec-in-root`, not measured here);
+  `logLevel` is `verbose`{log_note}: its line per request gives section 10's split. No
+  cluster (no kubeconfig, no KUBERNETES_SERVICE_HOST): requests read local NAD files, as the
+  one-shot rows do. Its calls are the installed runtime's with
+  `MULTIPLANE_SOCKET=<bench dir>/mp-bench.sock` and `MULTIPLANE_DAEMON=require` in the
+  driver's environment (libcni passes it on): the per-call client fails such a call rather
+  than run it in-process, so every daemon row went through the daemon, and its `/metrics`
+  counted them (section 9). The one-shot rows run with `MULTIPLANE_SOCKET` naming a socket
+  that does not exist: they look for a daemon as on a node without one.
 
 The tree: {facts["tree"]} (largest: {facts["largest"]}); Debian's Python {facts["tree_python"]}, isolated.
 The "Python entry point" rows are the project virtualenv's console scripts, for reference.
@@ -1010,6 +1782,17 @@ Each ratio is of two medians measured interleaved in this run (sections 2, 3 and
 verdict compares the unrounded ratio with the limit.
 
 {chr(10).join(goal_lines)}
+
+## Goals (issue 10: the node daemon)
+
+The latency ratios are of two medians measured interleaved in this run (section 2); the CPU
+ratios of two means over the same pods (section 7), and the verdict compares the unrounded
+ratio with the limit. The burst is section 8: its verdict counts the failed calls and wrong
+pods of every round through the daemon, ADDs and DELs; its ratio is the daemon's median ADD
+wall time over the one-shot runtime's. Multus thick measured {MULTUS_THICK} for the
+first row on this machine (issue 10).
+
+{dr["goals"]}
 
 ## Summary (medians, ours / Go)
 
@@ -1033,7 +1816,12 @@ multiplane: one driver call, no daemon; it execs Debian's bridge for `eth0` and 
 macvlan networks (`net1`…) in-process, selected by `MULTIPLANE_NETWORKS` from local NAD
 files, and writes its delegate cache and network-status file. Go: what a node without a
 meta-plugin pays, the bridge conflist and then one reference macvlan conflist per network,
-each a separate driver call into the same pod (DEL in reverse), summed per pod.
+each a separate driver call into the same pod (DEL in reverse), summed per pod. "Through
+the daemon": the same driver call to the installed runtime with the daemon's socket and
+`MULTIPLANE_DAEMON=require`; the launcher starts the per-call client, which sends the
+environment and stdin to the daemon and prints its answer; the daemon runs the same engine
+on a worker thread (it spawns Debian's bridge, runs macvlan in-process) with the request's
+environment. All rows of this table, the daemon's included, were measured interleaved.
 
 {meta_table}
 
@@ -1103,8 +1891,8 @@ parents' cumulative times.
 Profiled with the virtualenv's interpreter (the tree's modules carry no source paths to
 group by). {prof_total:.0f} ms of profiled time in a {prof_wall:.0f} ms run (cProfile slows Python code
 down; the exec'd bridge and the kernel count as time spent waiting in the calling function).
-By phase (a phase's functions when called from outside it; lazy imports inside a phase count
-there and under imports):
+By phase (a phase's functions when called from outside every phase; lazy imports inside a
+phase count there and under imports):
 
 {chr(10).join(phase_lines)}
 
@@ -1112,6 +1900,85 @@ Top 15 functions by cumulative time (the import machinery's own frames are left 
 total is the imports row above):
 
 {chr(10).join(prof_lines)}
+
+## 7. CPU per pod (user + system)
+
+For each of section 2's {N} sampled pods: "driver calls' trees" is the bench's
+`getrusage(RUSAGE_CHILDREN)` (user + system) after minus before each driver call, summed over
+the pod's calls: the driver, the plugin processes it started and everything they waited for
+(for the daemon rows: the driver and the per-call client). "Daemon" is the daemon's
+`/proc/<pid>/stat` after minus before the pod's calls: utime + stime (all its threads) +
+cutime + cstime (the delegates it spawned and waited for: Debian's bridge and the host-local
+that bridge runs), in clock ticks of 1/{CLK_TCK} s, so each pod's figure is a whole number of
+ticks and only their mean is finer. Each figure is the sum over the {N} pods divided by {N}. Every
+driver call's own CPU is in its side's figure: a driver asked for a network no config names
+(it fails before any plugin) uses {driver_alone["cpu"]:.1f} ms of CPU ({driver_alone["wall"][0]:.1f} ms wall),
+which a Go pod + k pays 1 + k times and a multiplane pod once; a runtime that runs libcni
+in its own process pays neither.
+
+{dr["cpu"]}
+
+## 8. A burst: {BURST} pods at once
+
+{BURST} pods, each in its own network namespace, each with the cluster network and one macvlan
+network (NAD `mp-burst`, host-local on a /16 so every pod gets an address). One thread of the
+bench per pod; a barrier releases all of them together, and each runs its pod's driver calls
+as in section 2: through the daemon, one call (`MULTIPLANE_DAEMON=require`); one-shot, one
+call to the installed runtime; Go, the bridge conflist and then the macvlan conflist. The
+wall time runs from the first thread's start to the last one's end; "one pod's ADD" is each
+thread's own time. Afterwards every pod's links are checked (`lo`, `eth0`, `net1`), then all
+DELs are started the same way and every pod is checked empty. An error is a driver call
+that failed or a pod with other links. {BURST_ROUNDS} round(s), the three in rotated order, a
+1 s pause before each burst; CPU per pod: RUSAGE_CHILDREN over the whole burst plus the
+daemon's /proc stat over the burst, divided by {BURST}, the mean over the rounds. The daemon runs
+{dmn["settings"].get("maxConcurrency", 8)} workers and queues up to {dmn["settings"].get("maxQueued", 128)} requests.
+
+{dr["burst"]}
+
+## 9. The daemon's memory
+
+VmRSS and VmHWM (the peak resident size since the process started) from `/proc/<pid>/status`
+of the daemon, read at each moment below; the requests answered so far are its `/metrics`
+counter `multiplane_requests_total`, read right after.
+
+{dr["memory"]}
+
+## 10. Where a daemon pod's time goes
+
+For each sampled call of section 2's daemon rows: the driver call's wall time, and the
+daemon's own line for that request in its log ("ok in … ms (waited … ms)": the time the
+request ran on a worker, the time it waited for one); "outside the daemon" is the wall time
+minus both: the driver's start and its libcni work, the launcher and interpreter start of the per-call
+client (the installed runtime answers VERSION in {inst:.1f} ms, section 4), the client's
+connect, send and wait, and the reply's way back. Medians over the {N} samples of each row
+({dr["split_logged"]} calls found in the log).
+
+{dr["split"]}
+
+Inside the daemon: the project's daemon code (the source tree the runtime was built from)
+started by the virtualenv's interpreter (with the source paths cProfile groups by) through a wrapper that runs every request's `Server._run`
+under its own cProfile profiler (cProfile alone sees only the main thread; requests run on
+worker threads), the daemon.json of above without `metricsAddress`. The installed runtime's
+client sent it {WARMUP} unprofiled pods, then {PROFILE_RUNS} profiled pod + 1 ADDs and DELs (the pod
+of section 2); ms per request under cProfile (which slows Python code down; an exec'd
+plugin and the kernel count as time spent waiting in the calling function). A phase is its
+functions' time when called from outside every phase.
+
+{dr["phases"]}
+
+The address announcement is one gratuitous ARP frame per IPv4 address, sent on an AF_PACKET
+socket in the pod's namespace; closing that socket is most of its time: closing an AF_PACKET
+socket bound to a link takes {packet_close[0]:.1f} ms in the kernel on this machine (median
+of {max(3, N // 2)}, the bench's own socket on the master link; p90 {packet_close[1]:.1f} ms), for a plugin in a
+daemon and in its own process alike. {go_announce}
+So a pod + 1 ADD through the daemon spends about {bridge_ms:.0f} ms (under cProfile) waiting for Debian's bridge and
+about {announce_ms:.0f} ms announcing the macvlan's address; its CPU is {d1_cpu[0]:.1f} ms in the driver
+call's tree (driver + client) and {d1_cpu[1]:.1f} ms in the daemon (section 7).
+
+Top 15 functions of the profiled ADDs by cumulative time (ms per ADD; the import machinery's
+own frames left out):
+
+{dr["top"]}
 """
 
 
@@ -1150,9 +2017,11 @@ def main() -> int:
     body = report(out, mach, seconds)
     DOC.write_text(body, encoding="utf-8")
     print(body)
-    print(f"wrote {DOC.relative_to(ROOT)} in {seconds:.0f} s")
+    print(f"wrote {DOC} in {seconds:.0f} s")
     for what, ours, ref, limit in goal_rows(out):
         print(f"goal {'met' if ours / ref <= limit else 'NOT MET'}: {what}: {ours / ref:.2f}x (limit {limit:.0f}x)")
+    for what, ours_text, ref_text, rat, limit_text, met in daemon_goals(out):
+        print(f"goal {'met' if met else 'NOT MET'}: {what}: {ours_text} vs {ref_text}, {rat} (limit {limit_text})")
     return 0
 
 
