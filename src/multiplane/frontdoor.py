@@ -17,6 +17,8 @@ than to the request, and the meta-plugin and the delegate runner ask for them he
   daemon talks to a cluster is its own configuration's choice, and the daemon's environment
   never leaks into a request.
 * `note`: how the call got here, for its log ("" or e.g. why the daemon was not used).
+* `close_later(obj)`: close something slow to close (a packet socket) now, or off the
+  request's path in the daemon.
 
 Held in a context variable like the process logger (multiplane.logs): the daemon installs one
 per request on its worker thread; with none installed, a call gets the one-shot defaults.
@@ -53,6 +55,15 @@ class FrontDoor:
     def cluster_env(self) -> Mapping[str, str]:
         """The environment that may name an in-cluster API server (KUBERNETES_SERVICE_HOST)."""
         return os.environ
+
+    def close_later(self, closeable: Any) -> None:
+        """Close something whose close is slow but whose result nobody waits for.
+
+        Closing an AF_PACKET socket waits for an RCU grace period in the kernel (8–16 ms
+        here). A one-shot process closes at once (its exit would wait as long); the daemon
+        hands it to a closer thread, off the request's path.
+        """
+        closeable.close()
 
 
 _DEFAULT = FrontDoor()

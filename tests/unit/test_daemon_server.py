@@ -500,3 +500,25 @@ def test_the_client_loads_almost_nothing_when_the_daemon_answers(daemon: Running
     ours = sorted(m for m in loaded if m.startswith("multiplane"))
     assert ours == ["multiplane", "multiplane.cli", "multiplane.client", "multiplane.plugins", "multiplane.wire"]
     assert sorted(loaded & {"json", "re", "enum", "socket", "selectors", "ipaddress", "typing", "contextvars"}) == []
+
+
+def test_slow_closes_happen_off_the_request_path(tmp_path: Path) -> None:
+    """A packet socket's close waits for the kernel (RCU); the daemon's front door closes it on another thread."""
+    from multiplane.frontdoor import FrontDoor
+
+    closed = threading.Event()
+
+    class Slow:
+        def close(self) -> None:
+            time.sleep(0.3)
+            closed.set()
+
+    cfg = DaemonConfig({"socket": str(tmp_path / "mp-d.sock")})
+    started = time.monotonic()
+    DaemonFrontDoor(cfg, None).close_later(Slow())
+    assert time.monotonic() - started < 0.1
+    assert closed.wait(5)
+    closed.clear()
+    started = time.monotonic()
+    FrontDoor().close_later(Slow())  # the one-shot process closes at once
+    assert closed.is_set() and time.monotonic() - started >= 0.3

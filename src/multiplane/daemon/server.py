@@ -30,6 +30,7 @@ from multiplane.frontdoor import FrontDoor
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
     from multiplane.daemon.config import DaemonConfig
     from multiplane.daemon.metrics import Metrics
@@ -57,6 +58,19 @@ class DaemonFrontDoor(FrontDoor):
             note="served by the multiplane daemon",
         )
         self._kube = kube
+        self._closing: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        threading.Thread(target=self._closer, name="mp-closer", daemon=True).start()
+
+    def close_later(self, closeable: Any) -> None:
+        self._closing.put(closeable)
+
+    def _closer(self) -> None:
+        while True:
+            closeable = self._closing.get()
+            try:
+                closeable.close()
+            except OSError:
+                pass  # nothing waits for this close; a failure changes nothing for any call
 
     def kube_source(self, kubeconfig: str) -> object | None:
         # The daemon's own identity serves every call that reads the cluster (as Multus thick

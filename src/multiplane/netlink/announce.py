@@ -13,6 +13,7 @@ from __future__ import annotations
 import socket
 import struct
 
+from multiplane import frontdoor
 from multiplane.netlink.netns import entered
 
 TYPE_CHECKING = False
@@ -75,4 +76,6 @@ def announce(netns_fd: int | None, ifname: str, mac: str, ips: list[IPAddress], 
         for frame in frames:
             sock.send(frame)
     finally:
-        sock.close()
+        # The kernel's close of a packet socket waits for an RCU grace period (8-16 ms);
+        # the daemon does it off the request's path (frontdoor.close_later).
+        frontdoor.current().close_later(sock)
