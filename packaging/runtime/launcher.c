@@ -20,6 +20,9 @@
  * descriptor is inherited across exec); whoever removes a tree first takes the lock
  * exclusively, so a tree in use is never removed. On any failure the launcher says on
  * stderr what it tried and, when called as a CNI plugin, prints one CNI error object.
+ *
+ * One hidden mode, checked before anything else: `launcher --exec-in-root ROOT PATH` runs
+ * PATH inside ROOT (see exec_in_root). The node daemon uses it to start a host's plugin.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -418,7 +421,34 @@ static void installed(const char *dir, int argc, char **argv) {
     fail("the runtime at %s kept changing or disappearing while starting", link);
 }
 
+/* ---- --exec-in-root: a plugin of the host, started by the node daemon --------------------- */
+
+static int in_root_failed(const char *step, const char *what) {
+    fprintf(stderr, "multiplane: exec-in-root: %s %s: %s\n", step, what, strerror(errno));
+    return 127;
+}
+
+/* `launcher --exec-in-root ROOT PATH`: chroot(ROOT), chdir("/"), execv(PATH, {PATH, NULL}),
+ * the environment as given. The daemon (delegate/exec.py) runs in a container with the host's
+ * "/" at ROOT; a plugin run this way finds the host's loader and libraries, as the runtime's
+ * own exec would. Static, so it runs in any container. Nothing is opened, so the plugin gets
+ * exactly the descriptors we got. On failure one line on stderr, prefixed
+ * "multiplane: exec-in-root: ", and exit status 127 (exec.py reports it naming ROOT and PATH). */
+static int exec_in_root(int argc, char **argv) {
+    if (argc != 4) {
+        fputs("multiplane: exec-in-root: usage: launcher --exec-in-root ROOT PATH\n", stderr);
+        return 127;
+    }
+    const char *root = argv[2], *path = argv[3];
+    if (chroot(root) != 0) return in_root_failed("chroot", root);
+    if (chdir("/") != 0) return in_root_failed("chdir / in", root);
+    char *args[] = {argv[3], NULL};
+    execv(path, args);
+    return in_root_failed("exec", path);
+}
+
 int main(int argc, char **argv) {
+    if (argc >= 2 && strcmp(argv[1], "--exec-in-root") == 0) return exec_in_root(argc, argv);
     char self[PATH_MAX];
     static const char deleted[] = " (deleted)";
     /* Read the file this process runs through /proc/self/exe itself, not through its name: an
