@@ -15,6 +15,13 @@ OURS_HOST_LOCAL = os.path.join(BIN_DIR, "multiplane-host-local")
 OURS_MULTIPLANE = os.path.join(BIN_DIR, "multiplane")
 REF_HOST_LOCAL = "/usr/lib/cni/host-local"
 
+# How a call reaches the engine: variables every call made here (and by the integration suites'
+# runtimes: MetaNode, the spy World) carries. Empty: none (the default socket if a daemon serves
+# it, else in-process). tests/integration/conftest.py sets them per test for the front door
+# under test: a socket where no daemon is (the one-shot process), or a daemon with
+# MULTIPLANE_DAEMON=require.
+FRONT_DOOR_ENV: dict[str, str] = {}
+
 
 @dataclass
 class Invocation:
@@ -52,8 +59,12 @@ def run(
     base_env: dict[str, str] | None = None,
     timeout: float = 60,
 ) -> Invocation:
-    """Invoke `binary` once. A None value leaves that CNI_* variable unset."""
+    """Invoke `binary` once. A None value leaves that CNI_* variable unset.
+
+    The environment: `base_env` (default: PATH only), FRONT_DOOR_ENV, the CNI_* values, then `env`.
+    """
     full = dict(base_env if base_env is not None else {"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    full.update(FRONT_DOOR_ENV)
     for key, value in (
         ("CNI_COMMAND", command),
         ("CNI_CONTAINERID", container_id),

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from tests import cni
 from tests.cni import Invocation
 from tests.topology import ip, ip_json
 
@@ -122,6 +123,8 @@ class MetaNode:
         self.bin_dir = bin_dir
         self.prefix = list(prefix)
         self.netns = netns
+        # The front door of this node's calls; None: the test's (tests.cni.FRONT_DOOR_ENV).
+        self.front_env: dict[str, str] | None = None
         self.net_d = workdir / "net.d"
         self.cni_dir = workdir / "cni"
         self.cache = workdir / "cache"
@@ -223,6 +226,7 @@ class MetaNode:
             "CNI_CACHE_DIR": str(self.cache),
             "CNI_CONTAINERID": container_id,
             "CNI_IFNAME": "eth0",
+            **(cni.FRONT_DOOR_ENV if self.front_env is None else self.front_env),
             **(env or {}),
         }
         argv = [*self.prefix, self.driver, command, META_NAME, f"/var/run/netns/{pod_netns}"]

@@ -1,4 +1,9 @@
-"""multiplane-host-local as the IPAM of the reference macvlan plugin, in real network namespaces."""
+"""multiplane-host-local as the IPAM of the reference macvlan plugin, in real network namespaces.
+
+The reference macvlan execs our host-local with the runtime's environment, so every test runs
+through both front doors (the one-shot process and the node daemon; see
+tests/integration/conftest.py) with the same assertions.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ import pytest
 
 from tests.cni import OURS_HOST_LOCAL, run
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("via_front_door")]
 
 REF_MACVLAN = "/usr/lib/cni/macvlan"
 

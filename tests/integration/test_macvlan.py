@@ -1,4 +1,8 @@
-"""multiplane-macvlan in real network namespaces: the kernel state every command leaves behind."""
+"""multiplane-macvlan in real network namespaces: the kernel state every command leaves behind.
+
+Every test runs through both front doors (the one-shot process and the node daemon; see
+tests/integration/conftest.py) with the same assertions.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +17,10 @@ from typing import Any
 import pytest
 
 from tests.cni import Invocation, run
+from tests.daemon_harness import FrontDoor
 from tests.topology import Topology, ip, ip_json, ns_exec
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("via_front_door")]
 
 MACVLAN = "multiplane-macvlan"
 NET = "mp-net"
@@ -132,8 +137,18 @@ def _private_host(topo: Topology, default_route: bool = True) -> Iterator[tuple[
         ip("netns", "del", ns, check=False)
 
 
-def _run_in(topo: Topology, host_ns: str, command: str, conf: dict[str, Any], pod: str) -> Invocation:
-    """Run the plugin with `host_ns` as its own (the node's) network namespace."""
+def _in(ns: str) -> list[str]:
+    return ["ip", "netns", "exec", ns]
+
+
+def _run_in(
+    topo: Topology, host_ns: str, command: str, conf: dict[str, Any], pod: str, front_env: dict[str, str]
+) -> Invocation:
+    """Run the plugin with `host_ns` as its own (the node's) network namespace, through `front_env`.
+
+    A daemon serves the network namespace it runs in (the node's): under the daemon front door
+    the caller passes the variables of a daemon started in `host_ns` (FrontDoor.own_daemon).
+    """
     return run(
         ["ip", "netns", "exec", host_ns, str(topo.bin_dir / MACVLAN)],
         command,
@@ -143,6 +158,7 @@ def _run_in(topo: Topology, host_ns: str, command: str, conf: dict[str, Any], po
         ifname="net1",
         args=POD_ARGS,
         path=topo.cni_path,
+        env=front_env,
     )
 
 
@@ -323,24 +339,24 @@ def test_multicast_mac_is_rejected(topo: Topology) -> None:
 # --- master selection ------------------------------------------------------------------------
 
 
-def test_master_omitted_uses_the_default_route_interface(topo: Topology) -> None:
+def test_master_omitted_uses_the_default_route_interface(topo: Topology, via_front_door: FrontDoor) -> None:
     """Without `master`, the macvlan hangs off the interface of the node's default route."""
     conf = _conf(topo, ipam=False)
     del conf["master"]
-    with _private_host(topo) as (host, default_dev):
-        inv = _run_in(topo, host, "ADD", conf, topo.pods[0])
+    with _private_host(topo) as (host, default_dev), via_front_door.own_daemon(prefix=_in(host)) as env:
+        inv = _run_in(topo, host, "ADD", conf, topo.pods[0], env)
         assert inv.ok, inv.stdout + inv.stderr
         link = _link(topo.pods[0])
         assert link is not None and link["linkinfo"]["info_kind"] == "macvlan"
         assert link["link_index"] == _ifindex(host, default_dev)
 
 
-def test_master_omitted_without_default_route_is_a_config_error(topo: Topology) -> None:
+def test_master_omitted_without_default_route_is_a_config_error(topo: Topology, via_front_door: FrontDoor) -> None:
     """Without `master` and without a default route on the node, ADD fails with code 7 and creates nothing."""
     conf = _conf(topo, ipam=False)
     del conf["master"]
-    with _private_host(topo, default_route=False) as (host, _dev):
-        inv = _run_in(topo, host, "ADD", conf, topo.pods[0])
+    with _private_host(topo, default_route=False) as (host, _dev), via_front_door.own_daemon(prefix=_in(host)) as env:
+        inv = _run_in(topo, host, "ADD", conf, topo.pods[0], env)
         _error(inv, 7, "no default route interface found")
         assert _link(topo.pods[0]) is None
 

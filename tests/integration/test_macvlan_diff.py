@@ -17,6 +17,9 @@ Known reference differences, deliberately not compared (pinned by
 `keep_addr_on_down` 0, ours sets both to 1 (as HEAD does); and the reference sends no
 gratuitous ARP / unsolicited NA of its own (only the kernel's arp_notify one), ours sends one
 more per address.
+
+Ours runs through both front doors (the one-shot process and the node daemon; see
+tests/integration/conftest.py): every comparison is made once per front door.
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ from typing import Any
 import pytest
 
 from tests.cni import Invocation, snapshot
+from tests.daemon_harness import FrontDoor
 from tests.topology import Topology, ip_json, ns_exec
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("via_front_door")]
 
 REF = "/usr/lib/cni/macvlan"
 OURS = "multiplane-macvlan"
@@ -277,9 +281,10 @@ class Runs:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
-    """A topology shared by this module (same LAN as the `topo` fixture); every namespace removed at the end."""
-    workdir = tmp_path_factory.mktemp("mp-diff")
+def runs(tmp_path_factory: pytest.TempPathFactory, front_door: FrontDoor) -> Iterator[Runs]:
+    """A topology shared by the tests of one front door (same LAN as the `topo` fixture); every namespace
+    removed at the end. The scenarios run lazily, inside the tests, so through that front door."""
+    workdir = tmp_path_factory.mktemp(f"mp-diff-{front_door.name}")
     topo = Topology(workdir, pods=0, lan_addrs=("10.66.0.1/24", "fd00:66::1/64"))
     try:
         yield Runs(topo, workdir)

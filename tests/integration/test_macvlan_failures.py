@@ -12,6 +12,10 @@ an IPAM failure, a failed route or a result it cannot convert, its macvlan stays
 
 An ADD that is killed cannot clean up; the last section checks that the runtime's DEL does,
 from the state a kill leaves (made by hand, and by SIGKILLing a real ADD stopped at each step).
+
+Every test runs through both front doors (the one-shot process and the node daemon; see
+tests/integration/conftest.py) with the same assertions. A killed ADD is, under the daemon,
+a daemon killed in the middle of that ADD: the client then answers code 11 (try again).
 """
 
 from __future__ import annotations
@@ -24,17 +28,20 @@ import subprocess
 import sys
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests import cni
 from tests.cni import Invocation, run
+from tests.daemon_harness import Daemon, FrontDoor
 from tests.topology import Topology, ip, ip_json
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("via_front_door")]
 
 REF = "/usr/lib/cni/macvlan"
 REF_HOST_LOCAL = "/usr/lib/cni/host-local"
@@ -652,19 +659,30 @@ def test_add_refuses_a_foreign_link_holding_the_temporary_name(topo: Topology, t
     assert not Path(data_dir).exists()  # IPAM never ran
 
 
-# The wrapper runs the real plugin (argv[0] multiplane-macvlan, the installed package) and stops the
-# process with SIGSTOP right after one step returns, so the test can SIGKILL it at exactly that point.
-_STOPPER = """\
-import os, signal, sys
+# The faults: the real plugin (argv[0] multiplane-macvlan, the installed package), or the daemon
+# that serves it, halts right after one step returns, so the test can SIGKILL it at exactly that
+# point. The one-shot process stops itself (SIGSTOP). In the daemon, a process-directed SIGSTOP
+# may be taken by another thread while the worker runs on a little (and renames the link): there
+# the worker thread blocks for good instead, after creating $MP_STOP_MARK.
+_STOP_AFTER = """\
+import os, signal, threading
 from multiplane.netlink import links
 from multiplane.plugins import delegation
+
+def halt():
+    mark = os.environ.get("MP_STOP_MARK")
+    if not mark:
+        os.kill(os.getpid(), signal.SIGSTOP)
+        return
+    open(mark, "w").close()
+    threading.Event().wait()
 
 def stop_after(module, name, when=lambda *a: True):
     real = getattr(module, name)
     def step(*args, **kwargs):
         out = real(*args, **kwargs)
         if when(*args):
-            os.kill(os.getpid(), signal.SIGSTOP)
+            halt()
         return out
     setattr(module, name, step)
 
@@ -675,15 +693,56 @@ elif point == "rename":
     stop_after(links, "rename_link")
 elif point == "ipam":
     stop_after(delegation, "ipam", lambda _req, _type, command: command == "ADD")
+"""
+_STOPPER = (
+    _STOP_AFTER
+    + """\
+import sys
 from multiplane.cli import main
 sys.exit(main(["multiplane-macvlan"]))
 """
+)
 
 
-def _stopped_add(topo: Topology, conf: dict[str, Any], pod: str, point: str, tmp_path: Path) -> subprocess.Popen[bytes]:
-    """Start ADD under the stopper; return once the process is stopped after `point` (fails if it exits)."""
-    script = tmp_path / "mp-stopper.py"
-    script.write_text(_STOPPER)
+@dataclass
+class Stopped:
+    """An ADD halted after a step: `victim` is what gets SIGKILLed (the plugin process, or the daemon running it)."""
+
+    victim: subprocess.Popen[bytes]
+    answer: Invocation | None = None  # under the daemon: what the runtime's call printed once the daemon died
+
+
+def _wait_halted(proc: subprocess.Popen[bytes], mark: Path | None, point: str, what: Callable[[], str]) -> None:
+    """Return once `proc` is stopped (or, with `mark`, once the mark exists); fail if it exits first or after 30 s."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if mark is not None:
+            if mark.exists():
+                return
+            if proc.poll() is not None:
+                raise AssertionError(f"the daemon exited before {point}: {what()}")
+            time.sleep(0.01)
+            continue
+        pid, status = os.waitpid(proc.pid, os.WUNTRACED | os.WNOHANG)
+        if pid == 0:
+            time.sleep(0.01)
+            continue
+        if os.WIFSTOPPED(status):
+            return
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        raise AssertionError(f"ADD ended before {point}: {what()}")
+    proc.kill()
+    proc.wait()
+    raise AssertionError(f"ADD did not reach {point} within 30 s: {what()}")
+
+
+@contextmanager
+def _halted_add(
+    topo: Topology, conf: dict[str, Any], pod: str, point: str, tmp_path: Path, front: FrontDoor
+) -> Iterator[Stopped]:
+    """Start ADD with the plugin process (or, under the daemon front door, the worker of a daemon of its own)
+    halting after `point`; on leaving, SIGKILL the process (the daemon) and, under the daemon, collect the
+    runtime call's answer."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
         "CNI_COMMAND": "ADD",
@@ -692,46 +751,69 @@ def _stopped_add(topo: Topology, conf: dict[str, Any], pod: str, point: str, tmp
         "CNI_IFNAME": IFNAME,
         "CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAME=mp",
         "CNI_PATH": topo.cni_path,
-        "MP_STOP_AFTER": point,
     }
-    with (tmp_path / "mp-stopper.err").open("wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, env=env
-        )
-    assert proc.stdin is not None
-    proc.stdin.write(json.dumps(conf).encode())
-    proc.stdin.close()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        pid, status = os.waitpid(proc.pid, os.WUNTRACED | os.WNOHANG)
-        if pid == 0:
-            time.sleep(0.01)
-            continue
-        if os.WIFSTOPPED(status):
-            return proc
-        raise AssertionError(f"ADD ended before {point}: {(tmp_path / 'mp-stopper.err').read_text()}")
-    proc.kill()
-    proc.wait()
-    raise AssertionError(f"ADD did not reach {point} within 30 s")
+    err_path = tmp_path / "mp-stopper.err"
+    daemon, mark = None, None
+    if front.is_daemon:
+        mark = tmp_path / "mp-halted"
+        daemon = Daemon(inject=_STOP_AFTER, extra_env={"MP_STOP_AFTER": point, "MP_STOP_MARK": str(mark)}).start()
+        argv, env = [str(topo.bin_dir / OURS)], {**env, **daemon.env}
+    else:
+        script = tmp_path / "mp-stopper.py"
+        script.write_text(_STOPPER)
+        argv, env = [sys.executable, str(script)], {**env, **cni.FRONT_DOOR_ENV, "MP_STOP_AFTER": point}
+    try:
+        with err_path.open("wb") as err:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE if daemon else subprocess.DEVNULL,
+                stderr=err,
+                env=env,
+            )
+    except BaseException:
+        if daemon is not None:
+            daemon.kill()
+        raise
+    victim = proc if daemon is None else daemon.proc
+    assert victim is not None
+    stopped = Stopped(victim)
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(conf).encode())
+        proc.stdin.close()
+        _wait_halted(victim, mark, point, lambda: err_path.read_text() + (daemon.log_text() if daemon else ""))
+        yield stopped
+    finally:
+        victim.kill()
+        victim.wait()
+        if daemon is not None:
+            assert proc.stdout is not None
+            with proc.stdout:
+                out = proc.stdout.read()  # the client returns once the daemon's death closes the connection
+            stopped.answer = Invocation(proc.wait(60), out.decode(), err_path.read_text())
+            daemon.kill()  # the stale socket and the log go with its directory
 
 
 @pytest.mark.parametrize("point", ["create", "rename", "ipam"])
-def test_del_after_add_killed_mid_way_leaves_nothing(topo: Topology, tmp_path: Path, point: str) -> None:
+def test_del_after_add_killed_mid_way_leaves_nothing(
+    topo: Topology, tmp_path: Path, point: str, via_front_door: FrontDoor
+) -> None:
     """ADD SIGKILLed right after creating the link (temporary name), after renaming it, or after IPAM reserved
     an address: DEL for the same container id and ifname removes the link and the reservation."""
     pod, data_dir = topo.pods[0], str(tmp_path / "mp-ipam")
     conf = _conf(topo, data_dir)
     before = World.take(topo, data_dir)
-    proc = _stopped_add(topo, conf, pod, point, tmp_path)
-    try:
+    with _halted_add(topo, conf, pod, point, tmp_path, via_front_door) as stopped:
         (left,) = (name for name in _names(pod) if name != "lo")
         assert TMP_NAME.fullmatch(left) if point == "create" else left == IFNAME, left
         reserved = _reservations(data_dir)
         assert list(reserved.values()) == ([f"{CID}\r\n{IFNAME}".encode()] if point == "ipam" else [])
-    finally:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    assert stopped.victim.returncode == -signal.SIGKILL
+    if stopped.answer is not None:
+        # The runtime's call: the daemon took the ADD and died; the client says so (try again), nothing more.
+        err = _cni_error(stopped.answer)
+        assert err["code"] == 11 and "took the ADD but did not answer" in err["msg"], err
     assert _names(pod) == sorted(["lo", left])  # what the kill left behind
     _del(topo, conf, pod, container_id=CID, ifname=IFNAME)
     before.assert_unchanged(topo)

@@ -1,4 +1,8 @@
-"""multiplane-macvlan on the wire: pods reach the LAN host and each other, and announce their addresses."""
+"""multiplane-macvlan on the wire: pods reach the LAN host and each other, and announce their addresses.
+
+Every test that calls the plugin runs through both front doors (the one-shot process and the
+node daemon; see tests/integration/conftest.py) with the same assertions.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import pytest
 from tests.topology import Topology, ip_json, ns_exec, ping, scapy_in
 
 pytestmark = pytest.mark.root
+through_front_doors = pytest.mark.usefixtures("via_front_door")
 
 MACVLAN = "multiplane-macvlan"
 LAN_V4, LAN_V6 = "10.66.0.1", "fd00:66::1"
@@ -93,6 +98,7 @@ class _Sniffer:
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
+@through_front_doors
 def test_pod_and_lan_host_reach_each_other(topo: Topology) -> None:
     """A pod pings the LAN host and the LAN host pings the pod's address over the macvlan."""
     addrs, _mac = _add(topo, topo.pods[0], _conf(topo))
@@ -100,6 +106,7 @@ def test_pod_and_lan_host_reach_each_other(topo: Topology) -> None:
     assert ping(topo.lan, addrs["4"])
 
 
+@through_front_doors
 def test_lan_arp_request_is_answered_with_the_pod_mac(topo: Topology) -> None:
     """An ARP request from the LAN host for the pod's address is answered with the pod's MAC."""
     addrs, mac = _add(topo, topo.pods[0], _conf(topo))
@@ -110,6 +117,7 @@ def test_lan_arp_request_is_answered_with_the_pod_mac(topo: Topology) -> None:
     assert scapy_in(topo.lan, code).split() == ["2", addrs["4"], mac]
 
 
+@through_front_doors
 def test_bridge_mode_pods_reach_each_other(topo: Topology) -> None:
     """Two pods on the same master in bridge mode ping each other both ways."""
     conf = _conf(topo, "bridge")
@@ -120,6 +128,7 @@ def test_bridge_mode_pods_reach_each_other(topo: Topology) -> None:
     assert ping(topo.pods[1], a["4"])
 
 
+@through_front_doors
 def test_private_mode_isolates_pods_but_not_the_lan(topo: Topology) -> None:
     """In private mode two pods on the same master cannot reach each other, yet each reaches the LAN host."""
     conf = _conf(topo, "private")
@@ -131,6 +140,7 @@ def test_private_mode_isolates_pods_but_not_the_lan(topo: Topology) -> None:
     assert _no_ping(topo.pods[1], a["4"])
 
 
+@through_front_doors
 def test_gratuitous_arp_is_seen_on_the_lan(topo: Topology) -> None:
     """After ADD the LAN host sees a gratuitous ARP (sender = target = pod address) from the pod's MAC."""
     fields = {"psrc": "p[ARP].psrc", "pdst": "p[ARP].pdst", "hwsrc": "p[ARP].hwsrc", "dst": "p[Ether].dst"}
@@ -141,6 +151,7 @@ def test_gratuitous_arp_is_seen_on_the_lan(topo: Topology) -> None:
     assert wanted in frames, frames
 
 
+@through_front_doors
 def test_unsolicited_neighbour_advertisement_is_seen_on_the_lan(topo: Topology) -> None:
     """After a dual-stack ADD the LAN host sees an unsolicited NA for the pod's global address from the pod's MAC."""
     peer_mac = ip_json("-n", topo.lan, "link", "show", topo.peer)[0]["address"]
@@ -161,6 +172,8 @@ def test_unsolicited_neighbour_advertisement_is_seen_on_the_lan(topo: Topology) 
 
 def test_own_announcements_without_kernel_help(topo: Topology) -> None:
     """announce() itself puts a valid gratuitous ARP and a checksum-correct unsolicited NA on the wire.
+
+    No CNI call, so no front door: announce() runs in this test's process.
 
     The interface here has arp_notify/ndisc_notify off and no addresses, so the kernel sends
     nothing: every frame seen comes from our own AF_PACKET socket in the pod's namespace.
