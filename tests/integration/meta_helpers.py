@@ -5,6 +5,9 @@
 10.244.x.0/24) into its own NETCONFPATH and runs the driver as a runtime would. Every
 host-local `dataDir` lives under `MetaNode.ipam`, so leftovers are easy to find.
 `close()` removes the bridge and restores `net.ipv4.ip_forward` (the bridge plugin turns it on).
+
+`FrontDoorWorld` is the spy World of tests/unit/test_meta_runner.py with its calls made as a
+runtime makes them: the `multiplane` program, through the test's front door.
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ from typing import Any
 
 import yaml
 
+from multiplane.errors import DelegateError
 from tests import cni
 from tests.cni import Invocation
-from tests.topology import ip, ip_json
+from tests.topology import BINARY, ip, ip_json
+from tests.unit.test_meta_runner import World
 
 NETWORKS_ANNOTATION = "k8s.v1.cni.cncf.io/networks"
 STATUS_ANNOTATION = "k8s.v1.cni.cncf.io/network-status"
@@ -266,3 +271,43 @@ class MetaNode:
         ip(*(["-n", self.netns] if self.netns else []), "link", "del", self.bridge, check=False)
         if self._forward is not None and Path(IP_FORWARD).read_text() != self._forward:
             Path(IP_FORWARD).write_text(self._forward)
+
+
+class FrontDoorWorld(World):
+    """World whose `run` execs the `multiplane` program (tests.cni.run, so through the test's front door).
+
+    Same contract as World.run: ADD's stdout, or None when the command prints nothing; a CNI
+    error on stdout is raised as a CniError carrying its code, msg and details (`fails`
+    returns it). `last` is the last Invocation (its stderr is what the runtime would see);
+    `front_env`, when set, replaces the test's front door for this World's calls.
+    """
+
+    def __init__(self, root: Path, spies: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(root, spies, *args, **kwargs)
+        self.last: Invocation | None = None
+        self.front_env: dict[str, str] | None = None
+        self.program = BINARY or cni.OURS_MULTIPLANE
+
+    def invoke(self, command: str, conf: dict[str, Any] | None = None, **kw: Any) -> Invocation:
+        """One call, whatever its outcome (`kw` as for World.env)."""
+        stdin = json.dumps(conf if conf is not None else self.meta).encode()
+        self.last = cni.run(
+            self.program,
+            command,
+            stdin,
+            container_id=None,
+            netns=None,
+            ifname=None,
+            args=None,
+            path=None,
+            base_env=self.env(command, **kw),
+            env=self.front_env,
+        )
+        return self.last
+
+    def run(self, command: str, conf: dict[str, Any] | None = None, **kw: Any) -> str | None:
+        inv = self.invoke(command, conf, **kw)
+        if inv.returncode != 0:
+            err = inv.error()
+            raise DelegateError(err["code"], err["msg"], err.get("details", ""))
+        return inv.stdout or None
