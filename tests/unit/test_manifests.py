@@ -3,12 +3,16 @@
 They cannot be applied here (no cluster), so these tests check what `kubectl apply` and
 the node would trip over: required fields, names that refer to each other, RBAC that
 matches the API calls of multiplane.k8s.client, and DaemonSet arguments that the
-installer's own parser accepts, with paths that the mounts really provide.
+installer's own parser accepts, with paths that the mounts really provide. The thick-mode
+DaemonSets (daemonset-thick.yaml) are checked the same way against the daemon's own parser
+and config loader; tests/packaging/test_thick_image.py runs them with podman.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
+import ipaddress
 import json
 import os
 import re
@@ -19,8 +23,14 @@ import pytest
 import yaml
 
 import multiplane
-from multiplane import installer
+from multiplane import client, installer
+from multiplane.daemon import config as daemon_conf
+from multiplane.daemon import metrics as daemon_metrics
+from multiplane.daemon import run as daemon_run
+from multiplane.daemon.server import Server
 from multiplane.k8s.client import NAD_PATH
+from multiplane.plugins.meta.config import MetaConf
+from multiplane.spec.netconf import NetConf
 
 PACKAGING = Path(__file__).resolve().parents[2] / "packaging"
 K8S = PACKAGING / "k8s"
@@ -28,6 +38,9 @@ OPENSHIFT = K8S / "openshift"
 IMAGE = "multiplane:0.1.0"
 BINARY_IN_IMAGE = "/usr/local/bin/multiplane"
 VARIANTS = {"kubernetes": K8S, "openshift": OPENSHIFT}
+THIN, THICK = "daemonset.yaml", "daemonset-thick.yaml"
+# Every DaemonSet: the checks that hold for thin and thick mode alike run over all four.
+DAEMONSETS = {f"{variant}/{name}": path / name for variant, path in VARIANTS.items() for name in (THIN, THICK)}
 # What the plugin's calls use (tests/integration/test_meta_events_add.py records them from a real ADD/DEL).
 EXPECTED_RULES = {
     ("", "pods"): {"get"},
@@ -97,8 +110,9 @@ ALL_MANIFESTS = sorted(K8S.rglob("*.yaml"))
 def test_manifests_are_found() -> None:
     """The manifests this suite is about exist."""
     names = {str(p.relative_to(K8S)) for p in ALL_MANIFESTS}
-    assert {"crd.yaml", "rbac.yaml", "daemonset.yaml"} <= names
+    assert {"crd.yaml", "rbac.yaml", "daemonset.yaml", "daemonset-thick.yaml"} <= names
     assert {"openshift/scc.yaml", "openshift/daemonset.yaml", "openshift/rbac.yaml"} <= names
+    assert "openshift/daemonset-thick.yaml" in names
 
 
 @pytest.mark.parametrize("path", ALL_MANIFESTS, ids=lambda p: str(p.relative_to(K8S)))
@@ -118,10 +132,12 @@ def test_every_document_has_the_required_fields(path: Path) -> None:
         (K8S / "crd.yaml", ["CustomResourceDefinition"]),
         (K8S / "rbac.yaml", ["ServiceAccount", "ClusterRole", "ClusterRoleBinding"]),
         (K8S / "daemonset.yaml", ["DaemonSet"]),
+        (K8S / "daemonset-thick.yaml", ["ConfigMap", "DaemonSet"]),
         (OPENSHIFT / "namespace.yaml", ["Namespace"]),
         (OPENSHIFT / "rbac.yaml", ["ServiceAccount", "ClusterRole", "ClusterRoleBinding"]),
         (OPENSHIFT / "scc.yaml", ["SecurityContextConstraints"]),
         (OPENSHIFT / "daemonset.yaml", ["DaemonSet"]),
+        (OPENSHIFT / "daemonset-thick.yaml", ["SecurityContextConstraints", "ConfigMap", "DaemonSet"]),
         (OPENSHIFT / "crd-v1beta1.yaml", ["CustomResourceDefinition"]),
     ],
     ids=lambda v: str(v.relative_to(K8S)) if isinstance(v, Path) else "-".join(v),
@@ -134,6 +150,7 @@ def test_files_hold_the_expected_kinds(path: Path, kinds: list[str]) -> None:
         "CustomResourceDefinition": ("apiextensions.k8s.io/v1", "apiextensions.k8s.io/v1beta1"),
         "ServiceAccount": ("v1",),
         "Namespace": ("v1",),
+        "ConfigMap": ("v1",),
         "ClusterRole": ("rbac.authorization.k8s.io/v1",),
         "ClusterRoleBinding": ("rbac.authorization.k8s.io/v1",),
         "DaemonSet": ("apps/v1",),
@@ -222,28 +239,28 @@ def test_binding_ties_the_role_to_the_service_account(variant: str) -> None:
 # ---- the DaemonSets -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_daemonset_selector_matches_template_labels(variant: str) -> None:
+@pytest.mark.parametrize("name", DAEMONSETS)
+def test_daemonset_selector_matches_template_labels(name: str) -> None:
     """The DaemonSet's selector selects its own pod template."""
-    ds = one(VARIANTS[variant] / "daemonset.yaml", "DaemonSet")
+    ds = one(DAEMONSETS[name], "DaemonSet")
     labels = ds["spec"]["template"]["metadata"]["labels"]
     selector = ds["spec"]["selector"]["matchLabels"]
     assert selector and all(labels.get(k) == v for k, v in selector.items())
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_daemonset_runs_as_the_rbac_service_account(variant: str) -> None:
+@pytest.mark.parametrize("name", DAEMONSETS)
+def test_daemonset_runs_as_the_rbac_service_account(name: str) -> None:
     """The pod's service account is the one rbac.yaml creates, in the DaemonSet's namespace."""
-    ds = one(VARIANTS[variant] / "daemonset.yaml", "DaemonSet")
-    sa = one(VARIANTS[variant] / "rbac.yaml", "ServiceAccount")
+    ds = one(DAEMONSETS[name], "DaemonSet")
+    sa = one(DAEMONSETS[name].parent / "rbac.yaml", "ServiceAccount")
     assert ds["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
     assert ds["metadata"]["namespace"] == sa["metadata"]["namespace"]
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_daemonset_runs_on_every_node_in_the_host_network(variant: str) -> None:
+@pytest.mark.parametrize("name", DAEMONSETS)
+def test_daemonset_runs_on_every_node_in_the_host_network(name: str) -> None:
     """hostNetwork, a toleration for every taint, and privileged containers."""
-    ds = one(VARIANTS[variant] / "daemonset.yaml", "DaemonSet")
+    ds = one(DAEMONSETS[name], "DaemonSet")
     spec = ds["spec"]["template"]["spec"]
     assert spec["hostNetwork"] is True
     assert {"operator": "Exists"} in spec["tolerations"]
@@ -252,10 +269,10 @@ def test_daemonset_runs_on_every_node_in_the_host_network(variant: str) -> None:
 
 
 def test_image_is_the_same_everywhere() -> None:
-    """Every container of both variants runs multiplane:0.1.0 with imagePullPolicy IfNotPresent (offline use)."""
+    """Every container of every DaemonSet runs multiplane:0.1.0 with imagePullPolicy IfNotPresent (offline use)."""
     seen = []
-    for path in VARIANTS.values():
-        for c in containers(one(path / "daemonset.yaml", "DaemonSet")):
+    for path in DAEMONSETS.values():
+        for c in containers(one(path, "DaemonSet")):
             seen.append((c["image"], c["imagePullPolicy"], c["command"]))
     assert seen and set(map(repr, seen)) == {repr((IMAGE, "IfNotPresent", [BINARY_IN_IMAGE]))}
     assert IMAGE.split(":")[1] == multiplane.__version__
@@ -301,10 +318,10 @@ def test_installer_paths_are_the_mounted_node_dirs(variant: str) -> None:
             assert mounted_host_path(ds, c, path) == opts.host(path), f"{c['name']}: {path}"
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_state_dir_is_mounted_at_the_same_path(variant: str) -> None:
-    """cniDir (delegate cache, status files, the binary's runtime dir) is the node's own path in both containers."""
-    ds = one(VARIANTS[variant] / "daemonset.yaml", "DaemonSet")
+@pytest.mark.parametrize("name", DAEMONSETS)
+def test_state_dir_is_mounted_at_the_same_path(name: str) -> None:
+    """cniDir (delegate cache, status files, the binary's runtime dir) is the node's own path in every container."""
+    ds = one(DAEMONSETS[name], "DaemonSet")
     (init,) = ds["spec"]["template"]["spec"]["initContainers"]
     cni_dir = parse_install(init["args"]).multiplane_cni_dir
     assert cni_dir == "/var/lib/cni/multiplane"
@@ -312,10 +329,10 @@ def test_state_dir_is_mounted_at_the_same_path(variant: str) -> None:
         assert mounted_host_path(ds, c, cni_dir) == cni_dir
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_the_image_has_a_writable_tmp(variant: str) -> None:
+@pytest.mark.parametrize("name", DAEMONSETS)
+def test_the_image_has_a_writable_tmp(name: str) -> None:
     """The image is FROM scratch (no /tmp, no /var): every container unpacks its runtime into an emptyDir on /tmp."""
-    ds = one(VARIANTS[variant] / "daemonset.yaml", "DaemonSet")
+    ds = one(DAEMONSETS[name], "DaemonSet")
     volumes = {v["name"]: v for v in ds["spec"]["template"]["spec"]["volumes"]}
     for c in containers(ds):
         tmp = [m for m in c["volumeMounts"] if m["mountPath"] == "/tmp"]
@@ -323,12 +340,20 @@ def test_the_image_has_a_writable_tmp(variant: str) -> None:
         assert {"name": "MULTIPLANE_UNPACK_DIR", "value": "/tmp/multiplane"} in c["env"]
 
 
-def test_variants_run_the_same_containers() -> None:
-    """Both DaemonSets run the same commands and mounts; they differ in namespace and scheduling only."""
-    k8s = one(K8S / "daemonset.yaml", "DaemonSet")["spec"]["template"]["spec"]
-    osh = one(OPENSHIFT / "daemonset.yaml", "DaemonSet")["spec"]["template"]["spec"]
-    for key in ("initContainers", "containers", "volumes"):
+@pytest.mark.parametrize("name", [THIN, THICK])
+def test_variants_run_the_same_containers(name: str) -> None:
+    """Both variants run the same commands and mounts; they differ in namespace and scheduling only."""
+    k8s = one(K8S / name, "DaemonSet")["spec"]["template"]["spec"]
+    osh = one(OPENSHIFT / name, "DaemonSet")["spec"]["template"]["spec"]
+    for key in ("initContainers", "containers", "volumes", "hostNetwork", "terminationGracePeriodSeconds"):
         assert k8s[key] == osh[key], key
+    assert k8s.get("hostPID") == osh.get("hostPID")
+    if name == THICK:
+        assert one(K8S / name, "ConfigMap")["data"] == one(OPENSHIFT / name, "ConfigMap")["data"]
+        assert (
+            one(K8S / name, "DaemonSet")["spec"]["updateStrategy"]
+            == one(OPENSHIFT / name, "DaemonSet")["spec"]["updateStrategy"]
+        )
 
 
 # ---- OpenShift ----------------------------------------------------------------------------------
@@ -378,9 +403,8 @@ def test_containerfile_copies_the_binary_the_daemonset_runs() -> None:
     assert ["COPY", "dist/multiplane", BINARY_IN_IMAGE] in lines
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_daemonset_commands_work_on_a_fake_node(variant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Both containers' exact args, run under a fake root where /host is the node's /, leave a config whose paths exist."""
+def fake_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A root where /host is the node's /: a primary config, a service account and a small image binary in place."""
     root = tmp_path / "mp-node"
     (root / "etc/cni/net.d").mkdir(parents=True)
     (root / "etc/cni/net.d/80-openshift-network.conf").write_text(
@@ -399,7 +423,13 @@ def test_daemonset_commands_work_on_a_fake_node(variant: str, tmp_path: Path, mo
     os.symlink(".", root / "host")  # the hostPath mounts: /host/<path> is the node's /<path>
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    return root
 
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_daemonset_commands_work_on_a_fake_node(variant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both containers' exact args, run under a fake root where /host is the node's /, leave a config whose paths exist."""
+    root = fake_node(tmp_path, monkeypatch)
     ds = one(VARIANTS[variant] / "daemonset.yaml", "DaemonSet")
     (init,) = ds["spec"]["template"]["spec"]["initContainers"]
     (main,) = ds["spec"]["template"]["spec"]["containers"]
@@ -416,3 +446,228 @@ def test_daemonset_commands_work_on_a_fake_node(variant: str, tmp_path: Path, mo
     (root / installer.SERVICE_ACCOUNT_DIR.lstrip("/") / "token").write_text("mp-token-rotated")
     assert installer.main([*main["args"], "--root", str(root), "--max-iterations", "1"]) == 0
     assert (root / token_file.lstrip("/")).read_text() == "mp-token-rotated"
+
+
+# ---- thick mode: the node daemon ----------------------------------------------------------------
+
+
+def thick(variant: str) -> dict[str, Any]:
+    return one(VARIANTS[variant] / THICK, "DaemonSet")
+
+
+def daemon_container(ds: dict[str, Any]) -> dict[str, Any]:
+    (daemon,) = [c for c in ds["spec"]["template"]["spec"]["containers"] if c["name"] == "daemon"]
+    return daemon
+
+
+def daemon_args(ds: dict[str, Any]) -> argparse.Namespace:
+    """The daemon container's args through `multiplane daemon`'s own parser; a flag it does not know fails."""
+    c = daemon_container(ds)
+    assert c["command"] == [BINARY_IN_IMAGE] and c["args"][0] == "daemon", (c["command"], c["args"])
+    parser = daemon_run._parser()
+    known = set(parser._option_string_actions)
+    for token in c["args"][1:]:
+        assert token.startswith("--") and token.split("=", 1)[0] in known, f"`multiplane daemon` has no flag {token}"
+    try:
+        return parser.parse_args(c["args"][1:])
+    except SystemExit as exc:
+        pytest.fail(f"`multiplane daemon` rejects {c['args']}: exit {exc.code}")
+
+
+def mounted_volume(ds: dict[str, Any], container: dict[str, Any], path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the volume mount, the volume) that `path` inside `container` is on: the longest mountPath that holds it."""
+    volumes = {v["name"]: v for v in ds["spec"]["template"]["spec"]["volumes"]}
+    holding = [
+        m
+        for m in container.get("volumeMounts", [])
+        if path == m["mountPath"].rstrip("/") or path.startswith(m["mountPath"].rstrip("/") + "/")
+    ]
+    assert holding, f"{container['name']}: {path} is on no volume mount"
+    mount = max(holding, key=lambda m: len(m["mountPath"]))
+    return mount, volumes[mount["name"]]
+
+
+def daemon_config(variant: str) -> daemon_conf.DaemonConfig:
+    """The daemon's config as `multiplane daemon` loads it: the --config file, from the ConfigMap the container mounts."""
+    ds = thick(variant)
+    path = daemon_args(ds).config
+    mount, volume = mounted_volume(ds, daemon_container(ds), path)
+    assert mount.get("readOnly") is True
+    cm = one(VARIANTS[variant] / THICK, "ConfigMap")
+    assert volume["configMap"]["name"] == cm["metadata"]["name"]
+    assert cm["metadata"]["namespace"] == ds["metadata"]["namespace"]
+    key = path[len(mount["mountPath"].rstrip("/")) + 1 :]
+    try:
+        data = json.loads(cm["data"][key])
+        return daemon_conf.DaemonConfig(data)  # the daemon's own checks: unknown keys, types, ranges
+    except daemon_conf.ConfigError as exc:
+        pytest.fail(f"the daemon refuses its ConfigMap: {exc}")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_thick_installs_and_refreshes_like_thin_mode(variant: str) -> None:
+    """The thick pod's install init container and token refresher are thin mode's, on the same volumes.
+
+    So the thin-mode checks above (installer flags, mounted dirs, the token copy) hold for
+    them, and the node gets the same runtime, links and 00-multiplane.conf: the launcher the
+    runtime runs is the per-call client that forwards to the daemon.
+    """
+    thin_spec = one(VARIANTS[variant] / THIN, "DaemonSet")["spec"]["template"]["spec"]
+    thick_spec = thick(variant)["spec"]["template"]["spec"]
+    assert thick_spec["initContainers"] == thin_spec["initContainers"]
+    (refresher,) = [c for c in thick_spec["containers"] if c["name"] == "token-refresh"]
+    assert [refresher] == thin_spec["containers"]
+    thin_volumes = {v["name"]: v for v in thin_spec["volumes"]}
+    thick_volumes = {v["name"]: v for v in thick_spec["volumes"]}
+    used = {m["name"] for c in [*thick_spec["initContainers"], refresher] for m in c["volumeMounts"]}
+    assert {n: thick_volumes[n] for n in used} == {n: thin_volumes[n] for n in used}
+    assert [c["name"] for c in thick_spec["containers"]] == ["daemon", "token-refresh"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_thick_daemon_flags_and_config_are_what_the_daemon_accepts(variant: str) -> None:
+    """`multiplane daemon` with the manifest's args parses, and its ConfigMap passes the daemon's own config checks."""
+    ds = thick(variant)
+    args = daemon_args(ds)
+    assert args.config and args.nodeName == "$(NODE_NAME)"
+    env = {e["name"]: e for e in daemon_container(ds)["env"]}
+    # Kubernetes expands $(NODE_NAME) from the container's env: the kubelet's node name, which the
+    # pods cache's field selector (spec.nodeName) must match; the host name may differ from it.
+    assert env["NODE_NAME"] == {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}
+    cfg = daemon_config(variant)
+    assert cfg.kubeconfig == ""  # in a pod: the service account (in-cluster config)
+    assert args.kubeconfig is None and args.socket is None and args.metricsAddress is None
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_thick_socket_is_where_the_node_client_looks(variant: str) -> None:
+    """The daemon listens where the installed client connects: the default path, a hostPath at the same node path."""
+    ds = thick(variant)
+    cfg = daemon_config(variant)
+    conf = b'{"cniVersion": "0.3.1", "name": "multiplane-cni-network", "type": "multiplane"}'  # install writes no daemonSocket
+    assert cfg.socket == client.socket_path(conf, {}) == client.DEFAULT_SOCKET == daemon_conf.DEFAULT_SOCKET
+    mount, volume = mounted_volume(ds, daemon_container(ds), os.path.dirname(cfg.socket))
+    assert volume["hostPath"]["path"] == mount["mountPath"] == os.path.dirname(cfg.socket)
+    assert not mount.get("readOnly")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_thick_probes_reach_the_metrics_address(variant: str) -> None:
+    """Readiness on /healthz and liveness on /metrics, both on the metricsAddress the ConfigMap gives the daemon.
+
+    With hostNetwork the pod's IP is the node's, and the kubelet probes the pod IP unless told
+    otherwise: a daemon on 127.0.0.1 needs `host: 127.0.0.1` in the probes.
+    """
+    ds = thick(variant)
+    cfg = daemon_config(variant)
+    _, host, port = daemon_metrics.parse_address(cfg.metrics_address)
+    assert ipaddress.ip_address(host).is_loopback  # /metrics is not offered off the node by default
+    c = daemon_container(ds)
+    for probe, path in (("readinessProbe", "/healthz"), ("livenessProbe", "/metrics")):
+        get = c[probe]["httpGet"]
+        assert (get["host"], int(get["port"]), get["path"]) == (host, port, path), probe
+        assert get.get("scheme", "HTTP") == "HTTP"
+    # The liveness probe must not restart a daemon that waits for an API server: it allows a minute.
+    live = c["livenessProbe"]
+    assert live["periodSeconds"] * live["failureThreshold"] >= 60
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_thick_pod_shares_the_nodes_namespaces(variant: str) -> None:
+    """hostNetwork (interfaces are made in the node's namespace), hostPID (/proc/<pid>/ns/net paths), privileged daemon."""
+    spec = thick(variant)["spec"]["template"]["spec"]
+    assert spec["hostNetwork"] is True and spec["hostPID"] is True
+    assert daemon_container(thick(variant))["securityContext"] == {"privileged": True}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_thick_daemon_sees_netns_and_the_node_root(variant: str) -> None:
+    """/run/netns and /var/run/netns from the node with HostToContainer; the node's / read-write at chrootDir."""
+    ds = thick(variant)
+    c = daemon_container(ds)
+    for path in ("/run/netns", "/var/run/netns"):
+        mount, volume = mounted_volume(ds, c, path)
+        assert mount["mountPath"] == volume["hostPath"]["path"] == path
+        assert mount.get("mountPropagation") == "HostToContainer", path  # namespaces pinned after the daemon started
+    cfg = daemon_config(variant)
+    assert cfg.chroot_dir
+    mount, volume = mounted_volume(ds, c, cfg.chroot_dir)
+    assert mount["mountPath"] == cfg.chroot_dir and volume["hostPath"]["path"] == "/"
+    assert mount.get("mountPropagation") == "HostToContainer"
+    assert not mount.get("readOnly")  # plugins keep state on the node (host-local, flannel, iptables' lock)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_thick_daemon_sees_the_node_paths_a_call_names(
+    variant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every node path in the 00-multiplane.conf that install writes (and the defaults it leaves) is the same path in the daemon.
+
+    A call's config is the node's file; the daemon opens clusterNetwork, confDir, cniDir,
+    the NAD dirs, the kubeconfig and host-local's default dataDir itself, so each must be a
+    hostPath mount of that very path (cniDir and /var/lib/cni/networks writable).
+    """
+    root = fake_node(tmp_path, monkeypatch)
+    ds = thick(variant)
+    (init,) = ds["spec"]["template"]["spec"]["initContainers"]
+    assert installer.main([*init["args"], "--root", str(root), "--wait-seconds", "0"]) == 0
+    meta = MetaConf(NetConf.parse((root / "etc/cni/net.d/00-multiplane.conf").read_bytes()))
+    c = daemon_container(ds)
+    read = {
+        "clusterNetwork": meta.cluster_network,
+        "kubeconfig": meta.kubeconfig,
+        "confDir": meta.conf_dir,
+        "localNADDir": meta.local_nad_dir,
+        "localPodDir": meta.local_pod_dir,
+    }
+    written = {"cniDir": meta.cni_dir, "host-local dataDir": "/var/lib/cni/networks"}
+    for key, path in {**read, **written}.items():
+        assert path.startswith("/"), (key, path)
+        assert mounted_host_path(ds, c, path) == path, f"{key} {path} is another path in the daemon container"
+    for key, path in written.items():
+        mount, _ = mounted_volume(ds, c, path)
+        assert not mount.get("readOnly"), f"{key} {path} is read-only in the daemon container"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_thick_rollout_drains_before_it_is_killed(variant: str) -> None:
+    """One node at a time without surge (two daemons cannot share the socket), and time to drain before SIGKILL."""
+    ds = thick(variant)
+    strategy = ds["spec"]["updateStrategy"]
+    assert strategy["type"] == "RollingUpdate"
+    assert strategy["rollingUpdate"] == {"maxUnavailable": 1}
+    drain = inspect.signature(Server.serve).parameters["grace"].default
+    assert ds["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= drain + 10
+
+
+def quantity(text: str) -> float:
+    """A Kubernetes quantity in bytes or cores ("96Mi", "50m", "1")."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "m": 1e-3, "": 1}
+    match = re.fullmatch(r"(\d+)(Ki|Mi|Gi|m|)", str(text))
+    assert match, text
+    return int(match.group(1)) * units[match.group(2)]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_thick_resources_are_bounded(variant: str) -> None:
+    """Every container requests CPU and memory and has a memory limit above its request; no CPU limit on the daemon."""
+    for c in containers(thick(variant)):
+        res = c["resources"]
+        assert set(res["requests"]) == {"cpu", "memory"} and set(res["limits"]) == {"memory"}, c["name"]
+        assert quantity(res["limits"]["memory"]) >= quantity(res["requests"]["memory"]), c["name"]
+
+
+def test_thick_scc_admits_the_thick_pod() -> None:
+    """The OpenShift thick SCC names the service account and allows host PID, host network, privileged, the volumes."""
+    scc = one(OPENSHIFT / THICK, "SecurityContextConstraints")
+    ds = thick("openshift")
+    spec = ds["spec"]["template"]["spec"]
+    assert scc["users"] == [f"system:serviceaccount:{ds['metadata']['namespace']}:{spec['serviceAccountName']}"]
+    assert scc["allowHostPID"] is True and scc["allowHostNetwork"] is True
+    assert scc["allowPrivilegedContainer"] is True and scc["allowHostDirVolumePlugin"] is True
+    used = {next(k for k in v if k != "name") for v in spec["volumes"]} | {"projected"}  # + the SA token
+    assert used <= set(scc["volumes"])
+    # The rest as strict as scc.yaml's, which the thin pod keeps matching.
+    base = one(OPENSHIFT / "scc.yaml", "SecurityContextConstraints")
+    differs = {k for k in base if k not in ("metadata", "allowHostPID") and base[k] != scc.get(k)}
+    assert differs == set(), differs
