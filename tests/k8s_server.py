@@ -8,6 +8,13 @@ certificate generated at start by the `openssl` command-line tool) to a
 * ``PUT  /api/v1/namespaces/{ns}/pods/{name}/status``               → optimistic concurrency on
   ``metadata.resourceVersion`` (stale → 409 ``Status`` reason Conflict), ``metadata.uid`` precondition;
   replaces ``metadata.annotations``, ``metadata.labels`` and ``status`` (the spec is kept, as for pods/status)
+* ``PATCH /api/v1/namespaces/{ns}/pods/{name}/status`` with ``Content-Type: application/merge-patch+json``
+  → the JSON merge patch (RFC 7386) applied to the pod; of the result, ``metadata.annotations``,
+  ``metadata.labels`` and ``status`` are kept (the spec is not patched, as for pods/status). A
+  ``metadata.uid`` or ``metadata.resourceVersion`` in the patch is a precondition: another value
+  than the pod's → 409 Conflict (the uid's message is the API server's "Precondition failed: UID
+  in precondition: X, UID in object meta: Y"). resourceVersion bumped, a MODIFIED watch event,
+  the updated pod answered; any other patch type → 415
 * ``GET  /apis/k8s.cni.cncf.io/v1/namespaces/{ns}/network-attachment-definitions/{name}`` → a NAD
 * ``POST /api/v1/namespaces/{ns}/events`` → 201 and the stored core v1 ``Event`` (name from
   ``metadata.name`` or ``generateName`` + 5 characters, uid, resourceVersion, creationTimestamp);
@@ -33,8 +40,11 @@ Like the real API server, empty ``metadata.annotations`` is omitted from the Pod
 
 Tests inject faults (`fail_next`, `conflict_next`, `delay`, `stop`/`start`; `idle_timeout` closes
 idle keep-alive connections, `close_connections` answers ``Connection: close``, `chunked_responses`
-sends every body chunked) and inspect what reached the server (`requests`, each with the number of
-its connection; `connections`, how many were accepted). Use it as a context manager::
+sends every body chunked; `drop_watches` cuts every open watch connection without ending its
+stream, `expire_history` forgets the watch history so a watch from an older resourceVersion gets
+410 Expired) and inspect what reached the server (`requests`, each with the number of
+its connection; `connections`, how many were accepted; `watches()`, the watch streams open).
+Use it as a context manager::
 
     with K8sServer(tls=True, token="s3cret") as api:
         api.add_pod("default", "web", annotations={"a": "b"})
@@ -64,7 +74,7 @@ from pathlib import Path
 from collections.abc import Iterator
 from typing import Any, Callable
 
-__all__ = ["CertAuthority", "K8sServer", "Request", "default_pki", "status_object"]
+__all__ = ["CertAuthority", "K8sServer", "Request", "default_pki", "merge_patch", "status_object"]
 
 NAD_GROUP = "k8s.cni.cncf.io"
 NAD_RESOURCE = "network-attachment-definitions"
@@ -379,9 +389,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.flush()
         self.close_connection = True
-        for event in self.server.api._watch_events(watch):
-            self._chunk(json.dumps(event).encode() + b"\n")
-            self.wfile.flush()
+        api = self.server.api
+        with api._lock:
+            api._open_watches += 1
+        try:
+            for event in api._watch_events(watch):
+                self._chunk(json.dumps(event).encode() + b"\n")
+                self.wfile.flush()
+        finally:
+            with api._lock:
+                api._open_watches -= 1
+        if watch.dropped:  # as a connection lost mid-stream: no terminating chunk, the socket just closes
+            return
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
@@ -391,7 +410,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class _Watch:
     """What a watch request asked for; streamed by _Handler._stream from K8sServer._watch_events."""
 
-    __slots__ = ("resource", "namespace", "wanted", "rv", "timeout", "bookmarks", "stopping")
+    __slots__ = ("resource", "namespace", "wanted", "rv", "timeout", "bookmarks", "stopping", "epoch", "dropped")
 
     def __init__(
         self,
@@ -402,9 +421,12 @@ class _Watch:
         timeout: float,
         bookmarks: bool,
         stopping: threading.Event,
+        epoch: int = 0,
     ) -> None:
         self.resource, self.namespace, self.wanted, self.rv = resource, namespace, wanted, rv
         self.timeout, self.bookmarks, self.stopping = timeout, bookmarks, stopping
+        self.epoch = epoch  # K8sServer._watch_epoch when it began: drop_watches() moves that on
+        self.dropped = False  # cut by drop_watches(): the stream ends without its last chunk
 
 
 _KINDS = {
@@ -463,6 +485,8 @@ class K8sServer:
         self._events: list[dict[str, Any]] = []
         self._rv = 1000
         self._dropped_rv = self._rv
+        self._watch_epoch = 0  # moved on by drop_watches(): watches of an older epoch end
+        self._open_watches = 0  # watch streams being served
         self._fail: list[list[Any]] = []  # [remaining, status, method]
         self._conflicts = 0
         # What SelfSubjectAccessReview allows: (verb, resource, subresource); None allows everything.
@@ -791,6 +815,32 @@ class K8sServer:
         with self._lock:
             self._conflicts += n
 
+    def drop_watches(self) -> None:
+        """Cut every open watch connection, as a restarting API server or a broken network would.
+
+        Each stream ends without its terminating chunk and the connection closes; the server
+        keeps serving, so clients watch again (from the last resourceVersion they saw) at once.
+        """
+        with self._lock:
+            self._watch_epoch += 1
+            self._changed.notify_all()
+
+    def expire_history(self) -> None:
+        """Forget every recorded watch event: a watch from a resourceVersion older than the current one gets 410.
+
+        As after an etcd compaction: a client must list again; a watch from the current
+        resourceVersion (a fresh list's) still works. Open, caught-up watches go on.
+        """
+        with self._lock:
+            self._history.clear()
+            self._dropped_rv = self._rv
+            self._changed.notify_all()
+
+    def watches(self) -> int:
+        """How many watch streams are being served right now."""
+        with self._lock:
+            return self._open_watches
+
     def delay(self, seconds: float, n: int | None = None) -> None:
         """Hold each of the next `n` requests (None: all, until `delay(0)`) for `seconds` before answering."""
         with self._lock:
@@ -856,6 +906,8 @@ class K8sServer:
         if m:
             ns, name = urllib.parse.unquote(m.group(1)), urllib.parse.unquote(m.group(2))
             if m.group(3):
+                if req.method == "PATCH":
+                    return self._patch_pod_status(ns, name, req)
                 if req.method != "PUT":
                     return self._not_allowed(req)
                 return self._put_pod_status(ns, name, req)
@@ -994,7 +1046,8 @@ class K8sServer:
             timeout = float(timeout_text) if timeout_text.isdigit() else self.watch_timeout
             bookmarks = self._query(req, "allowWatchBookmarks") == "true"
             rv = int(rv_text) if rv_text not in ("", "0") else None
-            return 200, _Watch(resource, ns, wanted, rv, timeout, bookmarks, self._stopping), {}
+            watch = _Watch(resource, ns, wanted, rv, timeout, bookmarks, self._stopping, self._watch_epoch)
+            return 200, watch, {}
         store = self._pods if resource == "pods" else self._nads
         items = [copy.deepcopy(obj) for _key, obj in sorted(store.items()) if self._matches(obj, ns, wanted)]
         meta = {"resourceVersion": str(self._rv)}
@@ -1022,6 +1075,9 @@ class K8sServer:
             with self._changed:
                 while True:
                     if watch.stopping.is_set():
+                        return
+                    if watch.epoch != self._watch_epoch:
+                        watch.dropped = True
                         return
                     if last < self._dropped_rv:
                         expired = f"too old resource version: {last} ({self._dropped_rv + 1})"
@@ -1088,3 +1144,71 @@ class K8sServer:
         pod["metadata"]["resourceVersion"] = self._next_rv()
         self._record("MODIFIED", "pods", pod)
         return 200, copy.deepcopy(pod), {}
+
+    def _patch_pod_status(self, ns: str, name: str, req: Request) -> tuple[int, Any, dict[str, str]]:
+        """A JSON merge patch of pods/status; see the module docstring."""
+        content_type = req.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/merge-patch+json":
+            msg = (
+                "the body of the request was in an unknown format - accepted media types include: "
+                "application/merge-patch+json (the only one this test server applies)"
+            )
+            return 415, status_object(415, msg), {}
+        pod = self._pods.get((ns, name))
+        if pod is None:
+            return self._not_found("pods", "", name)
+        patch = req.body
+        if not isinstance(patch, dict) or not isinstance(patch.get("metadata", {}), dict):
+            return 400, status_object(400, "error decoding patch: the patch is not a JSON object"), {}
+        details = {"name": name, "kind": "pods"}
+        wanted = patch.get("metadata", {})
+        current = pod["metadata"]
+        if wanted.get("uid") is not None and wanted["uid"] != current["uid"]:
+            msg = (
+                f'Operation cannot be fulfilled on pods "{name}": StorageError: invalid object, Code: 4, '
+                f"Key: /registry/pods/{ns}/{name}, ResourceVersion: 0, AdditionalErrorMsg: "
+                f"Precondition failed: UID in precondition: {wanted['uid']}, UID in object meta: {current['uid']}"
+            )
+            return 409, status_object(409, msg, details=details), {}
+        if wanted.get("resourceVersion") is not None and wanted["resourceVersion"] != current["resourceVersion"]:
+            msg = (
+                f'Operation cannot be fulfilled on pods "{name}": the object has been modified; '
+                "please apply your changes to the latest version and try again"
+            )
+            return 409, status_object(409, msg, details=details), {}
+        patched = merge_patch(pod, patch)
+        meta = patched.get("metadata")
+        if not isinstance(meta, dict) or meta.get("name") != name or meta.get("namespace") != ns:
+            return 400, status_object(400, "the name of the object does not match the name on the URL"), {}
+        for field in ("annotations", "labels"):
+            values = meta.get(field) or {}
+            if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+                msg = f'Pod "{name}" is invalid: metadata.{field}: Invalid value: values must be strings'
+                return 422, status_object(422, msg, details=details), {}
+        self._set_annotations(pod, dict(meta.get("annotations") or {}))
+        if meta.get("labels"):
+            current["labels"] = dict(meta["labels"])
+        else:
+            current.pop("labels", None)
+        if isinstance(patched.get("status"), dict):
+            pod["status"] = copy.deepcopy(patched["status"])
+        current["resourceVersion"] = self._next_rv()
+        self._record("MODIFIED", "pods", pod)
+        return 200, copy.deepcopy(pod), {}
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386: `target` with the JSON merge patch `patch` applied, as a new value.
+
+    An object patch merges key by key (null removes the key); any other patch replaces the
+    target. Neither argument is changed; the result shares the parts the patch leaves alone.
+    """
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result

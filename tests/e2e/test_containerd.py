@@ -257,9 +257,9 @@ def test_run_pod_sandbox_attaches_cluster_and_macvlan_reports_status_and_remove_
     # The CRI's pod IP is the cluster network's address (the meta-plugin returns eth0's result).
     assert status.network.ip == eth0[0].split("/")[0]
 
-    # The API server received the network-status (PUT on pods/status), both interfaces in it.
-    puts = api.requests_for("PUT", f"/namespaces/{NS}/pods/mp-web/status")
-    assert puts and all(r.status == 200 for r in puts), puts
+    # The API server received the network-status (a merge PATCH of pods/status), both interfaces in it.
+    patches = api.requests_for("PATCH", f"/namespaces/{NS}/pods/mp-web/status")
+    assert patches and all(r.status == 200 for r in patches), patches
     pod = api.pod(NS, "mp-web")
     reported = json.loads(pod["metadata"]["annotations"][STATUS_ANNOTATION])
     assert [(e["name"], e["interface"], e["ips"]) for e in reported] == [
@@ -315,4 +315,4 @@ def test_missing_nad_fails_run_pod_sandbox_with_our_error_and_leaks_nothing(node
     assert len(api.requests_for("GET", "/pods/mp-lost")) >= 2, [(r.method, r.path) for r in api.requests]
     node.assert_nothing_left()
     assert STATUS_ANNOTATION not in api.pod(NS, "mp-lost")["metadata"].get("annotations", {})
-    assert api.requests_for("PUT") == []
+    assert api.requests_for("PATCH") == [] and api.requests_for("PUT") == []

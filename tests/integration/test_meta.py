@@ -348,7 +348,7 @@ def _kube_node(node: MetaNode, api: Any, topo: Topology) -> str:
 
 
 def test_del_works_from_the_cache_with_the_api_server_down(topo: Topology, node: MetaNode, api: Any) -> None:
-    """ADD reads the pod and NAD from the API server and PUTs network-status on pods/status, and DEL with the
+    """ADD reads the pod and NAD from the API server and PATCHes network-status on pods/status, and DEL with the
     API server stopped still removes everything."""
     args = _kube_node(node, api, topo)
     pod, cid = topo.pods[0], f"mp-ctr-{node.tag}"
@@ -356,7 +356,7 @@ def test_del_works_from_the_cache_with_the_api_server_down(topo: Topology, node:
     _ok(node.run("add", pod, cid, args=args), "ADD")
 
     assert sorted(links_by_name(pod)) == ["eth0", "lo", "net1"]
-    assert api.requests_for("PUT", f"/pods/{POD}/status")
+    assert api.requests_for("PATCH", f"/pods/{POD}/status")
     stored = api.pod(APP, POD)["metadata"]["annotations"][STATUS_ANNOTATION]
     entries = json.loads(stored)
     assert [(e["name"], e["interface"], e.get("default", False)) for e in entries] == [

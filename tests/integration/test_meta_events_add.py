@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -119,10 +120,11 @@ def _needed(requests: list[Request]) -> dict[tuple[str, str], set[str]]:
     for r in requests:
         parts = r.path.strip("/").split("/")
         group, rest = ("", parts[2:]) if parts[0] == "api" else (parts[1], parts[3:])
-        assert rest[0] == "namespaces", r
-        resource, name, sub = rest[2], rest[3] if len(rest) > 3 else "", rest[4] if len(rest) > 4 else ""
+        if rest[0] == "namespaces":  # namespaced; otherwise a collection of every namespace (the caches)
+            rest = rest[2:]
+        resource, name, sub = rest[0], rest[1] if len(rest) > 1 else "", rest[2] if len(rest) > 2 else ""
         verb = {"GET": "get" if name else "list", "PUT": "update", "POST": "create", "PATCH": "patch"}[r.method]
-        if "watch=" in r.query:
+        if "watch=true" in r.query:
             verb = "watch"
         needed.setdefault((group, f"{resource}/{sub}" if sub else resource), set()).add(verb)
     return needed
@@ -138,11 +140,30 @@ def _granted(rbac: Path) -> dict[tuple[str, str], set[str]]:
     return granted
 
 
+def _run_daemon_caches(api: K8sServer, kubeconfig: Path) -> None:
+    """The node daemon's caches (same service account as the plugin): list, then watch, pods and NADs; stopped."""
+    from multiplane.daemon.caches import Caches
+    from multiplane.k8s.client import KubeClient, load_kubeconfig
+
+    path = api.kubeconfig(kubeconfig)
+    caches = Caches(lambda: KubeClient(load_kubeconfig(path), timeout=2.0), "mp-node")
+    caches.start()
+    try:
+        assert caches.wait_synced(10.0)
+        deadline = time.monotonic() + 10.0
+        while api.watches() < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert api.watches() == 2
+    finally:
+        assert caches.stop(timeout=5.0)
+
+
 @pytest.mark.parametrize(
     "rbac", [PACKAGING / "rbac.yaml", PACKAGING / "openshift" / "rbac.yaml"], ids=["k8s", "openshift"]
 )
 def test_rbac_grants_exactly_what_add_and_del_use(world: World, api: K8sServer, netns: str, rbac: Path) -> None:
-    """A full ADD (pod, NADs, network-status, Events), a failed ADD (NoNetworkFound) and DEL: every verb used is granted, nothing more."""
+    """A full ADD (pod, NADs, network-status, Events), a failed ADD (NoNetworkFound), DEL, and the node daemon's
+    caches (list + watch of pods and NADs): every verb used is granted, nothing more."""
     add_pod(api)
     conf = kube_conf(world, api)
     world.run("ADD", conf, netns=netns, args=POD_ARGS)
@@ -150,9 +171,11 @@ def test_rbac_grants_exactly_what_add_and_del_use(world: World, api: K8sServer, 
     world.run("DEL", conf, netns=netns, args=POD_ARGS, cid="mp-c9")  # no cache: rebuilt from the API
     api.update_pod("test", "mp-pod", annotations={NETWORKS_ANNOTATION: "mp-gone"})
     world.fails("ADD", conf, netns=netns, args=POD_ARGS, cid="mp-c2")
+    _run_daemon_caches(api, world.root / "mp-kc-daemon")
     assert {r.status for r in api.requests} <= {200, 201, 404}, api.requests
     needed = _needed(api.requests)
     assert ("", "events") in needed and ("", "pods/status") in needed  # the run covered what it claims
+    assert needed[("", "pods")] >= {"list", "watch"}  # and the caches' requests
     assert needed == _granted(rbac)
 
 

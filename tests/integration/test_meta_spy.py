@@ -327,7 +327,7 @@ def test_builtin_host_local_nad_gets_the_one_requested_ip(world: World, netns: s
 def test_add_writes_network_status_to_the_pod_and_del_works_after_pod_and_nad_are_gone(
     world: World, netns: str, tmp_path: Path
 ) -> None:
-    """With an API server: ADD reads the pod's annotation and NAD, PUTs network-status equal to the status file; DEL works after both are deleted."""
+    """With an API server: ADD reads the pod's annotation and NAD, PATCHes network-status equal to the status file; DEL works after both are deleted."""
     with K8sServer() as api:
         api.add_pod("test", "mp-pod", annotations={NETWORKS_ANNOTATION: "mp-net1"}, uid="mp-uid-7")
         api.add_nad("test", "mp-net1", {"cniVersion": "1.0.0", "name": "mp-net1", "type": "mp-spy2"})

@@ -50,7 +50,7 @@ MACVLAN_NAD = {"cniVersion": "0.4.0", "type": "macvlan", "master": "lo", "mtu": 
 IPVLAN_NAD = {"cniVersion": "0.4.0", "type": "ipvlan", "master": "lo", "ipam": {"type": "host-local"}}
 # Used only by a pod on another node: a check that looked at it would fail (no plugin, no NIC).
 ELSEWHERE_NAD = {"cniVersion": "0.4.0", "type": "mp-absent-plugin", "master": "mp-absent0"}
-ALL_RIGHTS = {("get", "pods", ""), ("get", "network-attachment-definitions", ""), ("update", "pods", "status")}
+ALL_RIGHTS = {("get", "pods", ""), ("get", "network-attachment-definitions", ""), ("patch", "pods", "status")}
 ALL_RIGHTS |= {("create", "events", ""), ("list", "pods", "")}
 HEALTHY_IDS = {
     "config.multiplane",
@@ -67,7 +67,7 @@ HEALTHY_IDS = {
     "api.reach",
     "api.rbac.get-pods",
     "api.rbac.get-network-attachment-definitions",
-    "api.rbac.update-pods-status",
+    "api.rbac.patch-pods-status",
     "api.rbac.create-events",
     "readiness.file",
     "runtime.launcher",
@@ -309,7 +309,7 @@ def test_api_unreachable_fails(node: DoctorNode, how: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "right", [("get", "pods", ""), ("get", "network-attachment-definitions", ""), ("update", "pods", "status")]
+    "right", [("get", "pods", ""), ("get", "network-attachment-definitions", ""), ("patch", "pods", "status")]
 )
 def test_rbac_right_denied_fails(node: DoctorNode, right: tuple[str, str, str]) -> None:
     node.api.access = ALL_RIGHTS - {right}

@@ -123,13 +123,15 @@ def test_path_prefix_of_the_server_url_is_kept(tmp_path: Path) -> None:
         assert _methods(api) == [("GET", POD_PATH)]
 
 
-# ---- set_pod_annotation -----------------------------------------------------------------------
+# ---- set_pod_annotation: one JSON merge patch of pods/status --------------------------------------
+
+MERGE_PATCH = "application/merge-patch+json"
 
 
-def test_set_pod_annotation_adds_the_key_and_keeps_the_others(api: K8sServer, tmp_path: Path) -> None:
-    """set_pod_annotation GETs the pod, then PUTs pods/status with all annotations and the resourceVersion it read."""
-    before = api.add_pod(NS, "web", {"keep": "me", "k8s.v1.cni.cncf.io/networks": "lan"})
-    _client(api, tmp_path).set_pod_annotation(NS, "web", NETWORK_STATUS, '[{"name":"lan"}]')
+def test_set_pod_annotation_is_one_merge_patch_that_keeps_the_other_annotations(api: K8sServer, tmp_path: Path) -> None:
+    """One PATCH of pods/status (merge patch, just the uid and the one annotation); the other annotations stay."""
+    before = api.add_pod(NS, "web", {"keep": "me", "k8s.v1.cni.cncf.io/networks": "lan"}, uid="uid-1")
+    _client(api, tmp_path).set_pod_annotation(NS, "web", NETWORK_STATUS, '[{"name":"lan"}]', uid="uid-1")
     after = api.pod(NS, "web")
     assert after["metadata"]["annotations"] == {
         "keep": "me",
@@ -138,11 +140,19 @@ def test_set_pod_annotation_adds_the_key_and_keeps_the_others(api: K8sServer, tm
     }
     assert int(after["metadata"]["resourceVersion"]) > int(before["metadata"]["resourceVersion"])
     assert after["spec"] == before["spec"] and after["status"] == before["status"]
-    assert _methods(api) == [("GET", POD_PATH), ("PUT", STATUS_PATH)]
-    put = api.requests[1]
-    assert put.headers["content-type"] == "application/json"
-    assert put.body["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
-    assert put.body["metadata"]["uid"] == before["metadata"]["uid"]
+    assert _methods(api) == [("PATCH", STATUS_PATH)]
+    patch = api.requests[0]
+    assert patch.status == 200 and patch.headers["content-type"] == MERGE_PATCH
+    assert patch.body == {"metadata": {"uid": "uid-1", "annotations": {NETWORK_STATUS: '[{"name":"lan"}]'}}}
+
+
+def test_set_pod_annotation_without_a_uid_patches_only_the_annotation(tmp_path: Path) -> None:
+    """Without an expected uid (a static pod's mirror) the patch names no uid, and writes."""
+    with K8sServer() as api:
+        api.add_pod(NS, "web")
+        _client(api, tmp_path).set_pod_annotation(NS, "web", NETWORK_STATUS, "[]")
+        assert api.requests[0].body == {"metadata": {"annotations": {NETWORK_STATUS: "[]"}}}
+        assert api.pod(NS, "web")["metadata"]["annotations"] == {NETWORK_STATUS: "[]"}
 
 
 def test_set_pod_annotation_on_a_pod_without_annotations(tmp_path: Path) -> None:
@@ -162,51 +172,41 @@ def test_set_pod_annotation_overwrites_an_existing_value(tmp_path: Path) -> None
         assert api.pod(NS, "web")["metadata"]["annotations"] == {NETWORK_STATUS: "new"}
 
 
-def test_set_pod_annotation_retries_conflicts(api: K8sServer, tmp_path: Path) -> None:
-    """Two 409 answers to the PUT make it re-read the pod and try again, and the third try writes."""
-    api.add_pod(NS, "web", {"keep": "me"})
-    api.conflict_next(2)
-    _client(api, tmp_path).set_pod_annotation(NS, "web", NETWORK_STATUS, "v")
-    assert api.pod(NS, "web")["metadata"]["annotations"] == {"keep": "me", NETWORK_STATUS: "v"}
-    assert _methods(api) == [("GET", POD_PATH), ("PUT", STATUS_PATH)] * 3
-    assert [r.status for r in api.requests_for("PUT")] == [409, 409, 200]
-
-
-def test_set_pod_annotation_survives_a_concurrent_writer(tmp_path: Path) -> None:
-    """Another writer between the GET and the PUT makes the resourceVersion stale; the retry keeps both writes."""
+def test_set_pod_annotation_keeps_a_concurrent_writers_annotations(tmp_path: Path) -> None:
+    """Another writer just before the patch (a newer resourceVersion) causes no conflict, and both writes stay."""
     with K8sServer() as api:
         api.add_pod(NS, "web", {"keep": "me"})
 
-        def other_writer(req: Request) -> None:  # runs before the first PUT is served: after the client's GET
-            if req.method == "PUT" and len(api.requests_for("PUT")) == 1:
+        def other_writer(req: Request) -> None:  # runs before the PATCH is served
+            if req.method == "PATCH":
                 api.update_pod(NS, "web", annotations={"other": "writer"})
 
         api.on_request = other_writer
         _client(api, tmp_path).set_pod_annotation(NS, "web", NETWORK_STATUS, "v")
         assert api.pod(NS, "web")["metadata"]["annotations"] == {"keep": "me", "other": "writer", NETWORK_STATUS: "v"}
-        assert [r.status for r in api.requests_for("PUT")] == [409, 200]
+        assert [r.status for r in api.requests] == [200]
 
 
-def test_set_pod_annotation_gives_up_after_its_tries(api: K8sServer, tmp_path: Path) -> None:
-    """Conflicts on every try end in an ApiError 409 naming the pod after exactly `tries` PUTs, with nothing written."""
-    api.add_pod(NS, "web", {"keep": "me"})
-    api.conflict_next(100)
-    with pytest.raises(ApiError) as info:
-        _client(api, tmp_path).set_pod_annotation(NS, "web", NETWORK_STATUS, "v", tries=3)
-    assert info.value.status == 409
-    assert f'pods "{NS}/web"' in info.value.msg
-    assert 'Operation cannot be fulfilled on pods "web": the object has been modified' in info.value.details
-    assert len(api.requests_for("PUT")) == 3
-    assert api.pod(NS, "web")["metadata"]["annotations"] == {"keep": "me"}
+def test_set_pod_annotation_twice_is_the_same_pod(tmp_path: Path) -> None:
+    """The patch is idempotent (why repeating it is safe): applied twice, the annotations are as after once."""
+    with K8sServer() as api:
+        api.add_pod(NS, "web", {"keep": "me"}, uid="uid-1")
+        with _client(api, tmp_path) as client:
+            client.set_pod_annotation(NS, "web", NETWORK_STATUS, "v", uid="uid-1")
+            once = api.pod(NS, "web")["metadata"]["annotations"]
+            client.set_pod_annotation(NS, "web", NETWORK_STATUS, "v", uid="uid-1")
+        assert api.pod(NS, "web")["metadata"]["annotations"] == once == {"keep": "me", NETWORK_STATUS: "v"}
 
 
-def test_set_pod_annotation_refuses_a_uid_mismatch(api: K8sServer, tmp_path: Path) -> None:
-    """When the pod's UID is not the expected one (the pod was recreated) nothing is written."""
+def test_set_pod_annotation_refuses_a_replaced_pod(api: K8sServer, tmp_path: Path) -> None:
+    """A pod of the same name with another uid (recreated) makes the uid precondition fail: one 409, nothing written."""
     api.add_pod(NS, "web", {"keep": "me"}, uid="uid-new")
     with pytest.raises(ApiError) as info:
         _client(api, tmp_path).set_pod_annotation(NS, "web", NETWORK_STATUS, "v", uid="uid-old")
-    assert "uid-old" in info.value.msg and "uid-new" in info.value.msg and f'pods "{NS}/web"' in info.value.msg
-    assert api.requests_for("PUT") == []
+    assert info.value.status == 409
+    assert info.value.msg == f'pods "{NS}/web" was replaced (expected UID "uid-old", found "uid-new")'
+    assert "Precondition failed: UID in precondition: uid-old, UID in object meta: uid-new" in info.value.details
+    assert [(r.method, r.status) for r in api.requests] == [("PATCH", 409)]
     assert api.pod(NS, "web")["metadata"]["annotations"] == {"keep": "me"}
 
 
@@ -218,46 +218,46 @@ def test_set_pod_annotation_with_the_matching_uid_writes(tmp_path: Path) -> None
         assert api.pod(NS, "web")["metadata"]["annotations"] == {NETWORK_STATUS: "v"}
 
 
-def test_set_pod_annotation_notices_a_pod_replaced_during_the_update(tmp_path: Path) -> None:
-    """A pod recreated between the GET and the PUT gets a 409, and the re-read sees the new UID and stops."""
+def test_set_pod_annotation_notices_a_pod_replaced_just_before_the_patch(tmp_path: Path) -> None:
+    """A pod recreated between the caller's read and the patch is refused by the server: the old uid no longer matches."""
     with K8sServer() as api:
         api.add_pod(NS, "web", uid="uid-1")
 
-        def recreate(req: Request) -> None:  # runs before the first PUT is served: after the client's GET
-            if req.method == "PUT" and len(api.requests_for("PUT")) == 1:
+        def recreate(req: Request) -> None:  # runs before the PATCH is served
+            if req.method == "PATCH":
                 api.add_pod(NS, "web", uid="uid-2")
 
         api.on_request = recreate
-        with pytest.raises(ApiError) as info:
+        with pytest.raises(ApiError, match="was replaced") as info:
             _client(api, tmp_path).set_pod_annotation(NS, "web", NETWORK_STATUS, "v", uid="uid-1")
-        assert "uid-2" in info.value.msg
-        assert [r.status for r in api.requests_for("PUT")] == [409]
+        assert '"uid-2"' in info.value.msg
         assert "annotations" not in api.pod(NS, "web")["metadata"]
 
 
 def test_set_pod_annotation_on_a_missing_pod_raises_not_found(tmp_path: Path) -> None:
-    """Annotating a pod that does not exist raises NotFound and sends no PUT."""
+    """Annotating a pod that does not exist raises NotFound naming it, after one PATCH answered 404."""
     with K8sServer() as api:
-        with pytest.raises(NotFound, match=f'pods "{NS}/ghost" not found'):
-            _client(api, tmp_path).set_pod_annotation(NS, "ghost", NETWORK_STATUS, "v")
-        assert api.requests_for("PUT") == []
+        with pytest.raises(NotFound) as info:
+            _client(api, tmp_path).set_pod_annotation(NS, "ghost", NETWORK_STATUS, "v", uid="uid-1")
+        assert info.value.msg == f'pods "{NS}/ghost" not found' and info.value.status == 404
+        assert [(r.method, r.status) for r in api.requests] == [("PATCH", 404)]
 
 
-def test_put_is_retried_on_a_server_error(tmp_path: Path) -> None:
-    """A 503 to the status PUT is retried (resourceVersion makes a repeated write safe) and the annotation lands."""
+def test_patch_is_retried_on_a_server_error(tmp_path: Path) -> None:
+    """A 503 to the status PATCH is retried (a merge patch is idempotent) and the annotation lands."""
     with K8sServer() as api:
         api.add_pod(NS, "web")
-        api.fail_next(1, 503, method="PUT")
+        api.fail_next(1, 503, method="PATCH")
         _client(api, tmp_path).set_pod_annotation(NS, "web", NETWORK_STATUS, "v")
         assert api.pod(NS, "web")["metadata"]["annotations"][NETWORK_STATUS] == "v"
-        assert _methods(api) == [("GET", POD_PATH), ("PUT", STATUS_PATH), ("PUT", STATUS_PATH)]
+        assert [(r.method, r.status) for r in api.requests] == [("PATCH", 503), ("PATCH", 200)]
 
 
-def test_put_gives_up_after_the_retry_budget(tmp_path: Path) -> None:
-    """A status PUT that keeps failing with 503 ends as an ApiError 503 naming the pod's status."""
+def test_patch_gives_up_after_the_retry_budget(tmp_path: Path) -> None:
+    """A status PATCH that keeps failing with 503 ends as an ApiError 503 naming the pod's status."""
     with K8sServer() as api:
         api.add_pod(NS, "web")
-        api.fail_next(100, 503, method="PUT")
+        api.fail_next(100, 503, method="PATCH")
         with pytest.raises(ApiError) as info:
             _client(api, tmp_path).set_pod_annotation(NS, "web", NETWORK_STATUS, "v")
         assert info.value.status == 503 and f'pods "{NS}/web" status' in info.value.msg
@@ -275,6 +275,27 @@ def test_stale_resource_version_conflict_passes_the_server_message(tmp_path: Pat
             'Operation cannot be fulfilled on pods "web": the object has been modified; '
             "please apply your changes to the latest version and try again"
         )
+
+
+def test_merge_patch_semantics_of_the_test_server(tmp_path: Path) -> None:
+    """The test server applies RFC 7386: null removes a key, a resourceVersion is a precondition, other types are 415."""
+    with K8sServer() as api:
+        pod = api.add_pod(NS, "web", {"a": "1", "b": "2"}, labels={"app": "web"})
+        with _client(api, tmp_path, retry_budget=0.0) as client:
+            patch = {"metadata": {"annotations": {"a": None, "c": "3"}, "labels": {"tier": "x"}}, "spec": {"x": 1}}
+            answer = client.request("PATCH", STATUS_PATH, "the pod", body=patch, content_type=MERGE_PATCH)
+            assert answer["metadata"]["annotations"] == {"b": "2", "c": "3"}
+            assert answer["metadata"]["labels"] == {"app": "web", "tier": "x"}
+            assert answer["spec"] == pod["spec"]  # pods/status does not touch the spec
+            assert answer == api.pod(NS, "web")
+            stale = {"metadata": {"resourceVersion": pod["metadata"]["resourceVersion"], "annotations": {"d": "4"}}}
+            with pytest.raises(ApiError) as info:
+                client.request("PATCH", STATUS_PATH, "the pod", body=stale, content_type=MERGE_PATCH)
+            assert info.value.status == 409 and "the object has been modified" in info.value.details
+            with pytest.raises(ApiError) as info:
+                client.request("PATCH", STATUS_PATH, "the pod", body=patch)  # application/json is no patch type
+            assert info.value.status == 415
+        assert "d" not in api.pod(NS, "web")["metadata"]["annotations"]
 
 
 # ---- retries and the budget -------------------------------------------------------------------
@@ -718,25 +739,25 @@ def test_dotted_names_are_valid_segments(api: K8sServer, tmp_path: Path) -> None
 
 
 def _pod_add_calls(client: KubeClient) -> None:
-    """The requests a pod ADD makes: GET pod, GET NAD, then GET pod + PUT status."""
+    """The requests a pod ADD makes: GET pod, GET NAD, PATCH status."""
     client.get_pod(NS, "web")
     client.get_nad(NS, "lan")
     client.set_pod_annotation(NS, "web", NETWORK_STATUS, "[]")
 
 
 def test_keep_alive_reuses_one_connection_for_a_pod_add(api: K8sServer, tmp_path: Path) -> None:
-    """The four requests of a pod ADD travel over one connection: the server accepts exactly one."""
+    """The three requests of a pod ADD travel over one connection: the server accepts exactly one."""
     api.add_pod(NS, "web")
     api.add_nad(NS, "lan", {"cniVersion": "1.0.0", "type": "macvlan"})
     with _client(api, tmp_path) as client:
         _pod_add_calls(client)
-    assert [(r.method, r.status) for r in api.requests] == [("GET", 200), ("GET", 200), ("GET", 200), ("PUT", 200)]
+    assert [(r.method, r.status) for r in api.requests] == [("GET", 200), ("GET", 200), ("PATCH", 200)]
     assert api.connections == 1
     assert {r.conn for r in api.requests} == {1}
 
 
 def test_server_closing_idle_connections_is_handled(api: K8sServer, tmp_path: Path) -> None:
-    """A connection the server closed while idle is replaced transparently, for a GET and for the status PUT."""
+    """A connection the server closed while idle is replaced transparently, for a GET and for the status PATCH."""
     api.add_pod(NS, "web")
     api.add_nad(NS, "lan", None)
     api.idle_timeout = 0.1
@@ -746,8 +767,8 @@ def test_server_closing_idle_connections_is_handled(api: K8sServer, tmp_path: Pa
         client.get_nad(NS, "lan")
         time.sleep(0.4)
         client.set_pod_annotation(NS, "web", NETWORK_STATUS, "[]")
-    assert [r.status for r in api.requests] == [200, 200, 200, 200]
-    assert api.connections == 3  # one per idle gap; the GET + PUT of the update shared one
+    assert [(r.method, r.status) for r in api.requests] == [("GET", 200), ("GET", 200), ("PATCH", 200)]
+    assert api.connections == 3  # one per idle gap
     assert api.pod(NS, "web")["metadata"]["annotations"] == {NETWORK_STATUS: "[]"}
 
 
@@ -778,7 +799,7 @@ def test_connection_close_is_honoured(api: K8sServer, tmp_path: Path) -> None:
     with _client(api, tmp_path) as client:
         _pod_add_calls(client)
         assert client._conn is None
-    assert api.connections == 4 and sorted(r.conn for r in api.requests) == [1, 2, 3, 4]
+    assert api.connections == 3 and sorted(r.conn for r in api.requests) == [1, 2, 3]
 
 
 def test_chunked_response_bodies(api: K8sServer, tmp_path: Path) -> None:
@@ -993,3 +1014,184 @@ def test_watch_rereads_the_token_after_a_401(tls_api: K8sServer, tmp_path: Path)
         tls_api.add_pod(NS, "web")
         assert next(iter(client.watch(PODS_PATH, "0", timeout=2)))[0] == "ADDED"
     assert [r.status for r in tls_api.requests] == [401, 200]
+
+
+# ---- on_error (the daemon's API error metrics) and abort (the daemon's shutdown) --------------------
+
+
+def _hooked(api: K8sServer, tmp_path: Path, **kw: Any) -> tuple[KubeClient, list[int]]:
+    """A client whose on_error hook records the statuses it hears."""
+    heard: list[int] = []
+    path = api.kubeconfig(tmp_path / "kubeconfig", **kw)
+    client = KubeClient(load_kubeconfig(path), timeout=2.0, retry_budget=1.0, on_error=heard.append)
+    return client, heard
+
+
+def test_on_error_hears_every_failed_attempt(api: K8sServer, tmp_path: Path) -> None:
+    """Each failed attempt is reported with its status, retried ones included; successes are not reported."""
+    api.add_pod(NS, "web")
+    client, heard = _hooked(api, tmp_path)
+    with client:
+        api.fail_next(2, 503)
+        client.get_pod(NS, "web")
+        assert heard == [503, 503]
+        with pytest.raises(NotFound):
+            client.get_pod(NS, "missing")
+        assert heard == [503, 503, 404]
+        api.fail_next(1, 409, method="PATCH")
+        with pytest.raises(ApiError):
+            client.set_pod_annotation(NS, "web", NETWORK_STATUS, "v")
+        assert heard == [503, 503, 404, 409]
+
+
+def test_on_error_hears_zero_when_nothing_answers(tmp_path: Path) -> None:
+    """A refused connection is status 0, once per attempt within the retry budget."""
+    with K8sServer() as api:
+        client, heard = _hooked(api, tmp_path)
+        api.stop()
+        with pytest.raises(ApiError, match="cannot reach"):
+            client.get_pod(NS, "web")
+    assert len(heard) >= 2 and set(heard) == {0}
+
+
+def test_on_error_hears_the_401_that_a_reread_token_cures(tls_api: K8sServer, tmp_path: Path) -> None:
+    """A 401 followed by a successful retry with the re-read token is still one failed attempt."""
+    token_file = tmp_path / "token"
+    token_file.write_text("old-token")
+
+    def rotate(req: Request) -> None:
+        if req.token == "old-token":
+            token_file.write_text("s3cret")
+
+    tls_api.on_request = rotate
+    tls_api.add_pod(NS, "web")
+    client, heard = _hooked(tls_api, tmp_path, token_file=str(token_file))
+    with client:
+        client.get_pod(NS, "web")
+    assert heard == [401]
+
+
+def test_on_error_hears_failed_watches(tmp_path: Path) -> None:
+    """A watch refused when opened, and a watch that ends with a 410 ERROR event, are reported with their status."""
+    from multiplane.k8s.client import PODS_PATH, Gone
+
+    with K8sServer(history=2) as api:
+        client, heard = _hooked(api, tmp_path)
+        with client:
+            api.fail_next(1, 500)
+            with pytest.raises(ApiError):
+                list(client.watch(PODS_PATH, "1000", timeout=2))
+            assert heard == [500]
+            _, rv = client.list_objects(PODS_PATH)
+            for i in range(4):
+                api.add_pod(NS, f"mp-p{i}")
+            with pytest.raises(Gone):
+                list(client.watch(PODS_PATH, rv, timeout=2))
+        assert heard == [500, 410]
+
+
+def test_a_raising_on_error_hook_never_breaks_a_request(api: K8sServer, tmp_path: Path) -> None:
+    """The hook's own exception is swallowed: the retry still succeeds and a 404 is still NotFound."""
+    calls: list[int] = []
+
+    def broken(status: int) -> None:
+        calls.append(status)
+        raise RuntimeError("mp-broken-hook")
+
+    api.add_pod(NS, "web")
+    path = api.kubeconfig(tmp_path / "kubeconfig")
+    with KubeClient(load_kubeconfig(path), timeout=2.0, retry_budget=1.0, on_error=broken) as client:
+        api.fail_next(1, 503)
+        assert client.get_pod(NS, "web")["metadata"]["name"] == "web"
+        with pytest.raises(NotFound):
+            client.get_pod(NS, "missing")
+    assert calls == [503, 404]
+
+
+def test_abort_from_another_thread_ends_a_blocked_watch_at_once(api: K8sServer, tmp_path: Path) -> None:
+    """A watch waiting for events (30 s timeout) ends within a second of abort(); later calls fail at once, unheard."""
+    from multiplane.k8s.client import PODS_PATH
+
+    client, heard = _hooked(api, tmp_path)
+    _, rv = client.list_objects(PODS_PATH)
+    stream = client.watch(PODS_PATH, rv, timeout=30)
+    api.add_pod(NS, "web")
+    assert next(stream)[0] == "ADDED"
+    timer = threading.Timer(0.3, client.abort)
+    start = time.monotonic()
+    timer.start()
+    try:
+        assert [kind for kind, _ in stream if kind != "BOOKMARK"] == []
+        assert time.monotonic() - start < 1.5
+    finally:
+        timer.join()
+    sent = len(api.requests)
+    with pytest.raises(ApiError, match="aborted") as info:
+        client.get_pod(NS, "web")
+    assert info.value.status == 0
+    with pytest.raises(ApiError, match="aborted"):
+        list(client.watch(PODS_PATH, rv, timeout=30))
+    assert len(api.requests) == sent and heard == []
+
+
+def test_abort_ends_a_request_waiting_for_its_answer(tmp_path: Path) -> None:
+    """A GET whose answer is held 5 s fails with status 0 soon after abort(), without retrying."""
+    with K8sServer() as api:
+        api.add_pod(NS, "web")
+        client, heard = _hooked(api, tmp_path)
+        client.retry_budget = 10.0
+        api.delay(5.0)
+        timer = threading.Timer(0.3, client.abort)
+        start = time.monotonic()
+        timer.start()
+        try:
+            with pytest.raises(ApiError) as info:
+                client.get_pod(NS, "web")
+            assert time.monotonic() - start < 1.5
+        finally:
+            timer.join()
+        assert info.value.status == 0 and heard == []
+        assert len(api.requests) == 1
+
+
+def test_tls_connects_racing_a_server_restart_leave_no_unclosed_socket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Clients connecting over TLS while the server stops and starts (connections reset mid-connect) close every socket.
+
+    Wrapping an already connected socket that the server has just reset can fail inside ssl
+    without closing the SSLSocket it made; the client wraps before connecting instead.
+    """
+    import gc
+
+    leaked: list[str] = []
+    monkeypatch.setattr("sys.unraisablehook", lambda u: leaked.append(repr(u.exc_value)))
+    with K8sServer(tls=True) as api:
+        path = api.kubeconfig(tmp_path / "kubeconfig")
+        done = threading.Event()
+
+        def hammer() -> None:
+            client = KubeClient(load_kubeconfig(path), timeout=1.0, retry_budget=0.0)
+            while not done.is_set():
+                try:
+                    client.get_pod(NS, "web")
+                except ApiError:
+                    pass
+                client.close()
+
+        threads = [threading.Thread(target=hammer) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        try:
+            for _ in range(60):
+                time.sleep(0.02)
+                api.stop()
+                time.sleep(0.01)
+                api.start()
+        finally:
+            done.set()
+            for thread in threads:
+                thread.join()
+    gc.collect()
+    assert leaked == []
+    assert len({r.conn for r in api.requests}) > 10  # the clients did get through between restarts

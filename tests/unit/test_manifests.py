@@ -41,11 +41,12 @@ VARIANTS = {"kubernetes": K8S, "openshift": OPENSHIFT}
 THIN, THICK = "daemonset.yaml", "daemonset-thick.yaml"
 # Every DaemonSet: the checks that hold for thin and thick mode alike run over all four.
 DAEMONSETS = {f"{variant}/{name}": path / name for variant, path in VARIANTS.items() for name in (THIN, THICK)}
-# What the plugin's calls use (tests/integration/test_meta_events_add.py records them from a real ADD/DEL).
+# What the plugin's calls use (tests/integration/test_meta_events_add.py records them from a real ADD/DEL
+# and from the node daemon's caches, which run under the same service account).
 EXPECTED_RULES = {
-    ("", "pods"): {"get"},
-    ("", "pods/status"): {"update"},
-    ("k8s.cni.cncf.io", "network-attachment-definitions"): {"get"},
+    ("", "pods"): {"get", "list", "watch"},  # list + watch: the daemon's cache of this node's pods
+    ("", "pods/status"): {"patch"},  # network-status: one JSON merge patch
+    ("k8s.cni.cncf.io", "network-attachment-definitions"): {"get", "list", "watch"},  # list + watch: its NAD cache
     ("", "events"): {"create"},
 }
 
@@ -208,7 +209,7 @@ def test_legacy_crd_matches_the_current_one() -> None:
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_cluster_role_grants_exactly_the_calls_we_make(variant: str) -> None:
-    """The ClusterRole allows get pods, update pods/status, get NADs, create events, and nothing else."""
+    """The ClusterRole allows get/list/watch pods and NADs, patch pods/status, create events, and nothing else."""
     role = one(VARIANTS[variant] / "rbac.yaml", "ClusterRole")
     granted: dict[tuple[str, str], set[str]] = {}
     for rule in role["rules"]:

@@ -2,22 +2,25 @@
 
 * GET  /api/v1/namespaces/{ns}/pods/{name}
 * GET  /apis/k8s.cni.cncf.io/v1/namespaces/{ns}/network-attachment-definitions/{name}
-* PUT  /api/v1/namespaces/{ns}/pods/{name}/status   (network-status annotation, retried on 409)
+* PATCH /api/v1/namespaces/{ns}/pods/{name}/status  (network-status annotation: one JSON merge patch,
+  the pod's uid as its precondition)
 * POST /api/v1/namespaces/{ns}/events               (a pod's Events; one try, short timeout)
 * list and watch of a collection (PODS_PATH with fieldSelector spec.nodeName=<node>, NADS_PATH),
   for the daemon's caches; not used by the per-call plugin
 
-packaging/k8s/rbac.yaml grants the per-call requests (tests/integration/test_meta_events.py checks it).
+packaging/k8s/rbac.yaml grants these requests (tests/integration/test_meta_events_add.py checks it
+against the requests of a real ADD/DEL and of the daemon's caches).
 
 Why not a client library: each CNI call is a fresh process; lightkube (~118 ms of
 imports here) and kubernetes (~198 ms) cost more than the rest of an ADD, and we need
-four requests. HTTP/1.1 is spoken directly on socket + ssl: http.client would import the
+a handful of requests. HTTP/1.1 is spoken directly on socket + ssl: http.client would import the
 email package (~12 ms) for nothing. See docs/decisions/0004. Credentials come from a
 kubeconfig (token, tokenFile, client certificate, CA, insecure-skip-tls-verify; YAML or
 JSON) or the in-cluster service account, whose token file is read on every request so a
 rotated token is picked up; a 401 re-reads it once more. A client keeps one connection
 alive across its requests. Every request has a timeout; requests are retried on connection
-errors, 429 and 5xx within a bounded budget. Errors name the API object.
+errors, 429 and 5xx within a bounded budget. Errors name the API object. An optional
+`on_error` hook hears the HTTP status of every failed attempt (the daemon's metrics).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from multiplane.k8s.errors import ApiError, Gone, NotFound
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from typing import Any
 
 __all__ = [
@@ -182,12 +185,15 @@ class _Connection:
     that may be sent again on a fresh connection (see KubeClient._exchange).
     """
 
-    __slots__ = ("sock", "buf", "received")
+    __slots__ = ("sock", "buf", "received", "registry")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, registry: set[_Connection] | None = None) -> None:
         self.sock = sock
         self.buf = bytearray()
         self.received = False
+        self.registry = registry  # the client's open connections (KubeClient.abort); left on close
+        if registry is not None:
+            registry.add(self)
 
     def begin(self, timeout: float) -> None:
         self.sock.settimeout(timeout)
@@ -243,7 +249,16 @@ class _Connection:
         self.buf.clear()
         return data
 
+    def shutdown(self) -> None:
+        """Shut the TCP connection (under any TLS layer) down: a read blocked in another thread returns."""
+        try:
+            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed or never connected
+
     def close(self) -> None:
+        if self.registry is not None:
+            self.registry.discard(self)
         try:
             self.sock.close()
         except OSError:
@@ -338,23 +353,39 @@ class KubeClient:
     """Synchronous HTTP/1.1 over one kept-alive connection; not thread-safe (one client per thread).
 
     The connection is opened by the first request and reused by the next ones (a pod ADD
-    makes four: GET pod, GET NAD, GET pod, PUT status); a response with `Connection: close`
+    makes three: GET pod, GET NAD, PATCH status); a response with `Connection: close`
     (or a body that runs to the end of the connection) closes it, and any error drops it.
     A connection the server closed while idle is noticed before reuse; if a request on a
     reused connection still fails before any byte of the response arrived, it is sent once
     more on a fresh connection (not counted against the retry budget). That is safe for the
-    GETs, and for the status PUT too: its body carries the pod's resourceVersion, so a write
-    that did land makes the repeat a 409, which set_pod_annotation handles by re-reading.
-    For a POSTed Event, a server that applied it and died before answering could end with a
-    duplicate Event, which is harmless (Events are best effort). Once a response byte has
-    arrived nothing is repeated at this level. Watches use a connection of their own.
+    GETs, and for the status PATCH too: a merge patch that sets an annotation to a value
+    gives the same pod however often it is applied. For a POSTed Event, a server that
+    applied it and died before answering could end with a duplicate Event, which is
+    harmless (Events are best effort). Once a response byte has arrived nothing is repeated
+    at this level. Watches use a connection of their own.
+
+    `on_error`, when given, is called with the HTTP status of every failed attempt (0: no
+    answer: connection refused or cut, timeout, TLS failure) of `request` and of opening a
+    watch, and of a watch that ends in an error; a 401 that a re-read token then cures and
+    an attempt that a retry then cures are reported too. A hook that raises is ignored.
+    Only `abort` may be called from another thread.
     """
 
-    def __init__(self, cfg: KubeConfig, timeout: float = 5.0, retry_budget: float = 3.0) -> None:
+    def __init__(
+        self,
+        cfg: KubeConfig,
+        timeout: float = 5.0,
+        retry_budget: float = 3.0,
+        *,
+        on_error: Callable[[int], None] | None = None,
+    ) -> None:
         self.cfg = cfg
         self.timeout = timeout
         self.retry_budget = retry_budget
+        self.on_error = on_error
         self._conn: _Connection | None = None
+        self._open: set[_Connection] = set()  # every connection not yet closed (kept-alive, in use, watches)
+        self._aborted = False
         url = urllib.parse.urlsplit(cfg.server)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise InvalidConfig(f"invalid Kubernetes API server URL {cfg.server!r}")
@@ -399,6 +430,33 @@ class KubeClient:
         if conn is not None:
             conn.close()
 
+    def abort(self) -> None:
+        """End this client's work for good; the one method safe to call from another thread.
+
+        Every open connection is shut down, so a request or watch blocked reading in the
+        thread that owns the client returns at once (a watch ends as if the server had closed
+        it; a request fails with ApiError, status 0); from then on every request and watch
+        fails at once with ApiError (status 0) without retrying, and `on_error` hears nothing.
+        Only a TCP connect or TLS handshake already under way runs on, bounded by `timeout`.
+        """
+        self._aborted = True
+        for conn in list(self._open):  # list(): one step under the GIL while the owner adds or drops
+            conn.shutdown()
+
+    def _check_aborted(self, what: str) -> None:
+        if self._aborted:
+            raise ApiError(f"{what}: the client was aborted (shutting down)", 0)
+
+    def _failed(self, status: int) -> None:
+        """Tell the on_error hook about one failed attempt; a hook that raises must not break the request."""
+        hook = self.on_error
+        if hook is None or self._aborted:
+            return
+        try:
+            hook(status)
+        except Exception:  # noqa: BLE001 - a metrics hook's own bug is not the request's failure
+            pass
+
     def __enter__(self) -> KubeClient:
         return self
 
@@ -411,17 +469,54 @@ class KubeClient:
             conn.close()
 
     def _connect(self, timeout: float) -> _Connection:
-        sock = socket.create_connection((self.host, self.port), timeout=timeout)
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self._ssl is not None:
-                sock = self._ssl.wrap_socket(sock, server_hostname=self.host)
-        except BaseException:
-            sock.close()
-            raise
-        return _Connection(sock)
+        if self._ssl is None:
+            sock = socket.create_connection((self.host, self.port), timeout=timeout)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            sock = self._tls_connect(self._ssl, timeout)
+        conn = _Connection(sock, self._open)
+        if self._aborted:  # abort() ran while connecting: it could not see this connection
+            conn.close()
+            raise ConnectionAbortedError("the client was aborted")
+        return conn
 
-    def _head(self, method: str, path: str, body: bytes | None) -> bytes:
+    def _tls_connect(self, ctx: ssl.SSLContext, timeout: float) -> ssl.SSLSocket:
+        """A TLS connection, handshake done: each address of the host in turn, as socket.create_connection does.
+
+        The socket is wrapped before it connects (the ssl module's documented client pattern):
+        wrapping an already connected socket that the server resets at that moment (an API
+        server stopping while we connect) can fail inside ssl without closing the SSLSocket it
+        made, which then lingers until garbage collection.
+        """
+        last: OSError | None = None
+        for family, kind, proto, _name, addr in socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM):
+            raw = socket.socket(family, kind, proto)
+            try:
+                raw.settimeout(timeout)
+                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock = ctx.wrap_socket(raw, server_hostname=self.host)
+            except BaseException:
+                raw.close()
+                raise
+            try:
+                sock.connect(addr)  # TCP connect, then the handshake
+                return sock
+            except ssl.SSLError:
+                sock.close()
+                raise  # the server answered: another address would not change its certificate
+            except OSError as exc:
+                sock.close()
+                last = exc
+            except BaseException:
+                sock.close()
+                raise
+        raise last if last is not None else OSError(f"no address for {self.host}")
+
+    def _head(self, method: str, path: str, body: bytes | None, content_type: str = "application/json") -> bytes:
         """Request line and headers; the bearer token is read here, for every request (rotation)."""
         lines = [
             f"{method} {self.prefix}{path} HTTP/1.1",
@@ -430,7 +525,7 @@ class KubeClient:
             "User-Agent: multiplane",
         ]
         if body is not None:
-            lines.append("Content-Type: application/json")
+            lines.append(f"Content-Type: {content_type}")
             lines.append(f"Content-Length: {len(body)}")
         elif method in ("POST", "PUT", "PATCH"):
             lines.append("Content-Length: 0")
@@ -439,13 +534,15 @@ class KubeClient:
             lines.append(f"Authorization: Bearer {token}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
-    def _exchange(self, method: str, path: str, body: bytes | None, timeout: float) -> _Response:
+    def _exchange(
+        self, method: str, path: str, body: bytes | None, timeout: float, content_type: str = "application/json"
+    ) -> _Response:
         """Send one request on the kept-alive connection (or a new one) and read the response head.
 
         The caller reads the body and then calls `_done(response)`. A reused connection that
         fails before any response byte is replaced by a fresh one, once (see the class docstring).
         """
-        data = self._head(method, path, body) + (body or b"")
+        data = self._head(method, path, body, content_type) + (body or b"")
         conn, self._conn = self._conn, None
         if conn is not None and not conn.idle_and_open():
             conn.close()
@@ -475,8 +572,10 @@ class KubeClient:
         else:
             resp.conn.close()
 
-    def _once(self, method: str, path: str, body: bytes | None, timeout: float | None = None) -> tuple[int, Any]:
-        resp = self._exchange(method, path, body, self.timeout if timeout is None else timeout)
+    def _once(
+        self, method: str, path: str, body: bytes | None, timeout: float | None, content_type: str
+    ) -> tuple[int, Any]:
+        resp = self._exchange(method, path, body, self.timeout if timeout is None else timeout, content_type)
         try:
             raw = resp.read()
         except BaseException:
@@ -486,30 +585,44 @@ class KubeClient:
         return resp.status, _decode(raw)
 
     def request(
-        self, method: str, path: str, what: str, body: Any = None, retry: bool = True, timeout: float | None = None
+        self,
+        method: str,
+        path: str,
+        what: str,
+        body: Any = None,
+        retry: bool = True,
+        timeout: float | None = None,
+        content_type: str = "application/json",
     ) -> Any:
-        """One API call; retried (GETs) on connection errors, 429 and 5xx; ApiError/NotFound/Gone naming `what`.
+        """One API call; retried on connection errors, 429 and 5xx (unless `retry` is false); errors name `what`.
 
+        Failures raise ApiError, NotFound (404) or Gone (410).
         `timeout`: seconds for each connection and read (default: the client's).
+        `content_type`: of the JSON `body` (a PATCH names its patch format here).
         """
         payload = json.dumps(body).encode() if body is not None else None
         deadline = time.monotonic() + self.retry_budget
         pause, reauthed = 0.1, False
         while True:
+            self._check_aborted(what)
             try:
-                status, data = self._once(method, path, payload, timeout)
+                status, data = self._once(method, path, payload, timeout, content_type)
             except ssl.SSLError as exc:
                 # A certificate problem does not go away by retrying: fail now.
+                self._check_aborted(what)
+                self._failed(0)
                 raise ApiError(
                     f"TLS error talking to the Kubernetes API at {self.cfg.server} for {what}", 0, str(exc)
                 ) from exc
             except (OSError, BadHttpResponse) as exc:
                 status, data = 0, {"message": f"{type(exc).__name__}: {exc}"}
+            if 200 <= status < 300:
+                return data
+            self._check_aborted(what)
+            self._failed(status)
             if status == 401 and not reauthed:
                 reauthed = True  # a rotated service-account token: read it again and retry once
                 continue
-            if 200 <= status < 300:
-                return data
             transient = status == 0 or status == 429 or status >= 500
             if not (retry and transient) or time.monotonic() + pause > deadline:
                 raise _error(status, data, what, self.cfg.server)
@@ -529,25 +642,36 @@ class KubeClient:
     def set_pod_annotation(
         self, namespace: str, name: str, key: str, value: str, uid: str = "", tries: int = 5
     ) -> None:
-        """GET the pod, set one annotation, PUT pods/status; retried on 409 (someone else wrote first)."""
+        """Set one annotation of a pod in one request: a JSON merge patch (RFC 7386) of pods/status.
+
+        The patch is `{"metadata": {"uid": uid, "annotations": {key: value}}}` (no uid when
+        `uid` is empty): the pod's other annotations, labels, spec and status stay as they
+        are, and nothing is read first. The uid is a precondition the API server checks (the
+        patch would change metadata.uid, which it refuses): a pod deleted and created again
+        under the same name answers 409 and is raised as ApiError `pods "ns/name" was
+        replaced (expected UID ..., found ...)`, with nothing written. A missing pod raises
+        NotFound. The patch carries no resourceVersion, so another writer cannot make it
+        conflict, and applying it twice gives the same pod: it is retried like a GET (5xx,
+        429, connection errors within the budget). `tries` is kept for callers of the former
+        read-modify-write and is not used: there is nothing to re-read.
+        """
         what = f'pods "{namespace}/{name}"'
         path = f"/api/v1/namespaces/{_segment(namespace, name)}/pods/{_segment(name, namespace, subdomain=True)}/status"
-        for attempt in range(tries):
-            pod = self.get_pod(namespace, name)
-            meta = pod.setdefault("metadata", {})
-            if uid and meta.get("uid") and meta["uid"] != uid:
-                raise ApiError(f'{what} was replaced (expected UID "{uid}", found "{meta["uid"]}")', 409)
-            annotations = meta.get("annotations") or {}
-            annotations[key] = value
-            meta["annotations"] = annotations
-            try:
-                # Safe to retry on 5xx: the body carries resourceVersion, so a write that did
-                # land makes the retry a 409, and the loop re-reads the pod.
-                self.request("PUT", path, f"{what} status", body=pod)
-                return
-            except ApiError as exc:
-                if exc.status != 409 or attempt == tries - 1:
-                    raise
+        meta: dict[str, Any] = {"uid": uid} if uid else {}
+        meta["annotations"] = {key: value}
+        try:
+            self.request(
+                "PATCH", path, f"{what} status", body={"metadata": meta}, content_type="application/merge-patch+json"
+            )
+        except NotFound as exc:
+            raise NotFound(f"{what} not found", 404, exc.details) from exc
+        except ApiError as exc:
+            marker = "UID in object meta:"
+            if not uid or exc.status != 409 or "UID in precondition" not in exc.details:
+                raise
+            found = exc.details.rpartition(marker)[2].strip() if marker in exc.details else ""
+            seen = f', found "{found}"' if found else ""
+            raise ApiError(f'{what} was replaced (expected UID "{uid}"{seen})', 409, exc.details) from exc
 
     def create_event(self, namespace: str, event: dict[str, Any], timeout: float = 2.0) -> dict[str, Any]:
         """POST a core v1 Event into `namespace`: one try (Events are best effort), `timeout` seconds at most per step."""
@@ -608,6 +732,9 @@ class KubeClient:
                         yield _watch_event(line, what)
             if pending.strip():
                 yield _watch_event(pending, what)
+        except ApiError as exc:
+            self._failed(exc.status)  # an ERROR event (410 Expired, ...) or a stream that broke off (0)
+            raise
         finally:
             conn.close()
 
@@ -615,13 +742,18 @@ class KubeClient:
         """Send the watch request on a new connection; the 200 response, or the error as ApiError/Gone."""
         reauthed = False
         while True:
+            self._check_aborted(what)
             try:
                 resp = self._start(target)
             except ssl.SSLError as exc:
+                self._check_aborted(what)
+                self._failed(0)
                 raise ApiError(
                     f"TLS error talking to the Kubernetes API at {self.cfg.server} for {what}", 0, str(exc)
                 ) from exc
             except (OSError, BadHttpResponse) as exc:
+                self._check_aborted(what)
+                self._failed(0)
                 raise _error(0, {"message": f"{type(exc).__name__}: {exc}"}, what, self.cfg.server) from exc
             if resp.status == 200:
                 return resp
@@ -631,6 +763,8 @@ class KubeClient:
                 data = None
             finally:
                 resp.conn.close()
+            self._check_aborted(what)
+            self._failed(resp.status)
             if resp.status == 401 and not reauthed:
                 reauthed = True  # a rotated service-account token: read it again and retry once
                 continue

@@ -133,12 +133,19 @@ def nad_config(nad: dict[str, Any], conf_dir: str) -> NetworkConfig:
 
 
 class KubeSource:
+    """Pods and NADs read live from the API server, network-status written to it (one request each).
+
+    The node daemon's CachedSource (multiplane.daemon.caches) serves the same interface from its
+    watch caches, falling back to these live reads.
+    """
+
     kind = "kubernetes"
 
     def __init__(self, client: KubeClient) -> None:
         self.client = client
 
-    def pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def pod(self, namespace: str, name: str, uid: str = "") -> dict[str, Any] | None:
+        """The pod as the API server has it now; `uid` (the runtime's K8S_POD_UID) is not used by a live read."""
         return self.client.get_pod(namespace, name)
 
     def nad(self, namespace: str, name: str) -> dict[str, Any]:
@@ -216,7 +223,8 @@ class LocalSource:
         self.nad_dir, self.pod_dir = nad_dir, pod_dir
         self.args, self.runtime_annotations = args, runtime_annotations
 
-    def pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def pod(self, namespace: str, name: str, uid: str = "") -> dict[str, Any] | None:
+        """A pod object holding the annotations of the manifest, the runtime and CNI_ARGS; `uid` is not used."""
         from multiplane.plugins.meta.selection import DEFAULT_NETWORK_ANNOTATION, NETWORKS_ANNOTATION
 
         pod: dict[str, Any] = {"metadata": {"name": name, "namespace": namespace, "annotations": {}}}

@@ -30,7 +30,7 @@ RIGHTS = (
         "the plugin cannot read NADs: every pod that selects a network fails",
     ),
     (
-        "update",
+        "patch",
         "",
         "pods",
         "status",
