@@ -647,8 +647,7 @@ def rbac_granted() -> dict[tuple[str, str], set[str]]:
     return granted
 
 
-# "api-server" is added once the daemon's caches (multiplane.daemon.caches) are committed.
-@pytest.fixture(params=["local-files"])
+@pytest.fixture(params=["local-files", "api-server"])
 def thick_node(request: pytest.FixtureRequest, cnidriver: str) -> Iterator[ThickNode]:
     """A temporary node; with "api-server", the in-repo API server (TLS, a token) is its cluster."""
     if not os.access(DIST, os.X_OK):

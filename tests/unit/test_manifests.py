@@ -672,3 +672,17 @@ def test_thick_scc_admits_the_thick_pod() -> None:
     base = one(OPENSHIFT / "scc.yaml", "SecurityContextConstraints")
     differs = {k for k in base if k not in ("metadata", "allowHostPID") and base[k] != scc.get(k)}
     assert differs == set(), differs
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_thick_service_account_may_list_and_watch_for_the_caches(variant: str) -> None:
+    """The shared service account's role grants what the daemon's caches do: list + watch pods and NADs."""
+    role = one(VARIANTS[variant] / "rbac.yaml", "ClusterRole")
+    granted: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted.setdefault((group, resource), set()).update(rule["verbs"])
+    group, _, plural = client_nad_route()
+    for key in (("", "pods"), (group, plural)):
+        assert {"list", "watch"} <= granted.get(key, set()), key
