@@ -18,20 +18,28 @@ Its stderr (the daemon's own log; verbose by default: one line per request) is c
 into a file: `log_text()` and `log_since_mark()` read it, and tests/integration/conftest.py
 adds what the daemons of a failed test wrote to the failure report (`active()`).
 
+With `metrics_address` ("127.0.0.1:0" takes a free port), `wait_healthy()` waits for
+/healthz (with a cluster: both caches synced) and `metric()` reads one sample of /metrics.
+
 `FrontDoor` is what tests/integration/conftest.py's `front_door` fixture gives a test: the
-one-shot process or a daemon, the variables a call needs for it, and `own_daemon()` for
-calls that need a daemon of their own under the daemon front door.
+one-shot process or a daemon, the variables a call needs for it, `own_daemon()` for calls
+that need a daemon of their own under the daemon front door, and `cluster_daemon()` for a
+daemon watching the test's API server under the daemon-cluster front door.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -101,6 +109,43 @@ class Daemon:
     def env(self) -> dict[str, str]:
         """The variables a call needs to go through this daemon, and only through it."""
         return {"MULTIPLANE_SOCKET": self.socket, "MULTIPLANE_DAEMON": "require"}
+
+    @property
+    def metrics_url(self) -> str:
+        """http://host:port of /healthz and /metrics (the bound port, as the daemon logged it at start)."""
+        found = re.search(r"/healthz and /metrics on (\S+?)(?:;|\s|$)", self.log_text())
+        if found is None:
+            raise DaemonError(f"the daemon serves no /healthz (start it with metrics_address):\n{self.log_text()}")
+        return f"http://{found.group(1)}"
+
+    def healthy(self) -> bool:
+        """/healthz answers 200: the socket listens and, with a cluster, both caches have synced."""
+        try:
+            with urllib.request.urlopen(self.metrics_url + "/healthz", timeout=2) as reply:
+                return reply.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def wait_healthy(self, timeout: float = START_TIMEOUT) -> Daemon:
+        deadline = time.monotonic() + timeout
+        while not self.healthy():
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise DaemonError(f"/healthz not healthy within {timeout:g} s:\n{self.log_text()}")
+            time.sleep(0.02)
+        return self
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The value of one sample of /metrics (0 when absent)."""
+        with urllib.request.urlopen(self.metrics_url + "/metrics", timeout=5) as reply:
+            text = reply.read().decode()
+        want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        for line in text.splitlines():
+            head, _, value = line.rpartition(" ")
+            sample, _, rest = head.partition("{")
+            if sample == name and ",".join(sorted(rest.rstrip("}").split(","))) == want:
+                return float(value)
+        return 0.0
 
     @property
     def pid(self) -> int:
@@ -218,13 +263,28 @@ def active() -> list[Daemon]:
     return list(_ACTIVE)
 
 
+@atexit.register
+def _no_daemon_outlives_the_tests() -> None:
+    """A daemon some test forgot to stop (a bug in the test) is killed with the test process."""
+    for daemon in _ACTIVE:
+        if daemon.alive():
+            daemon.kill()
+
+
 @dataclass
 class FrontDoor:
-    """One way into the engine: its name, the variables a call needs, and its daemon (None: the one-shot process)."""
+    """One way into the engine: its name, the variables a call needs, and its daemon (None: the one-shot process).
+
+    `cluster`: the daemon front door with a Kubernetes cluster of its own (`--kubeconfig`, watch
+    caches). A daemon watches one API server, so a test's calls go to the daemon that
+    `cluster_daemon(kubeconfig)` starts for the test's API server; the module's daemon (no
+    cluster) serves the calls made before.
+    """
 
     name: str
     env: dict[str, str]
     daemon: Daemon | None = None
+    cluster: bool = False
 
     @property
     def is_daemon(self) -> bool:
@@ -241,4 +301,15 @@ class FrontDoor:
             yield dict(self.env)
             return
         with Daemon(**settings) as own:
+            yield own.env
+
+    @contextmanager
+    def cluster_daemon(self, kubeconfig: str, node_name: str = "mp-node") -> Iterator[dict[str, str]]:
+        """Under the `cluster` front door: a daemon of its own watching `kubeconfig`'s API server (caches
+        synced before the first call), and its variables; otherwise this front door's own variables."""
+        if not self.cluster:
+            yield dict(self.env)
+            return
+        with Daemon(kubeconfig=kubeconfig, node_name=node_name, metrics_address="127.0.0.1:0") as own:
+            own.wait_healthy()
             yield own.env

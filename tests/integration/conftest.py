@@ -7,6 +7,13 @@ test twice, `[process]` and `[daemon]`, with the same assertions:
   where no daemon listens, so the client finds none and runs the call in-process.
 * daemon: a real `multiplane daemon` (tests/daemon_harness.py) started once per module, and
   MULTIPLANE_DAEMON=require: a call it does not serve fails with code 11, never falls back.
+  It has no cluster of its own: a call reads local NAD files or builds a client from its own
+  config's `kubeconfig`, as the one-shot process does.
+* daemon-cluster, for tests marked `kube_api` (they talk to the in-repo API server) as well:
+  the daemon with a cluster of its own (`--kubeconfig` at the test's API server, watch caches
+  synced before the first call), which serves the pod and NADs of every call from its caches
+  and writes network-status with its own client (FrontDoor.cluster_daemon, used by the
+  suites' `api` fixtures).
 
 `via_front_door` puts the front door's variables into tests.cni.FRONT_DOOR_ENV, which every
 helper that runs a plugin or a runtime adds to the call's environment. After a daemon test
@@ -36,7 +43,22 @@ def topo(tmp_path: Path) -> Iterator[Topology]:
         t.close()
 
 
-@pytest.fixture(scope="module", params=["process", "daemon"])
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "kube_api: the test's calls read a Kubernetes API server; they also run through a daemon watching it",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "front_door" in metafunc.fixturenames:
+        doors = ["process", "daemon"]
+        if metafunc.definition.get_closest_marker("kube_api"):
+            doors.append("daemon-cluster")
+        metafunc.parametrize("front_door", doors, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module")
 def front_door(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FrontDoor]:
     """The front door of this module's calls; the daemon serves the whole module, then must stop cleanly."""
     if request.param == "process":
@@ -44,7 +66,7 @@ def front_door(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
         yield FrontDoor("process", {"MULTIPLANE_SOCKET": str(absent), "MULTIPLANE_DAEMON": "auto"})
         return
     with Daemon() as daemon:
-        yield FrontDoor("daemon", daemon.env, daemon)
+        yield FrontDoor(request.param, daemon.env, daemon, cluster=request.param == "daemon-cluster")
 
 
 @pytest.fixture

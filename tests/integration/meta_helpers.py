@@ -286,7 +286,7 @@ class FrontDoorWorld(World):
         super().__init__(root, spies, *args, **kwargs)
         self.last: Invocation | None = None
         self.front_env: dict[str, str] | None = None
-        self.program = BINARY or cni.OURS_MULTIPLANE
+        self.program: str | list[str] = BINARY or cni.OURS_MULTIPLANE  # a list: a command line instead
 
     def invoke(self, command: str, conf: dict[str, Any] | None = None, **kw: Any) -> Invocation:
         """One call, whatever its outcome (`kw` as for World.env)."""

@@ -36,6 +36,7 @@ import pytest
 from tests import cni
 from tests.cni import Invocation, snapshot
 from tests.daemon_harness import Daemon
+from multiplane.plugins.meta.selection import NETWORKS_ANNOTATION
 from tests.integration.meta_helpers import (
     REF_MACVLAN,
     FrontDoorWorld,
@@ -44,8 +45,9 @@ from tests.integration.meta_helpers import (
     links_by_name,
     macvlan_conf,
 )
+from tests.k8s_server import K8sServer
 from tests.topology import Topology, ip, ip_json, scratch_netns
-from tests.unit.test_meta_runner import Spies
+from tests.unit.test_meta_runner import Spies, spy_result
 
 pytestmark = pytest.mark.root
 
@@ -436,7 +438,47 @@ def test_a_killed_daemon_leaves_a_socket_the_next_call_falls_back_from(tmp_path:
         crashed.kill()
 
 
-# --------------------------------------------------------------------------- 5. daemon-only failures (bugs)
+# --------------------------------------------------------------------------- 5. a daemon with a cluster
+
+
+def test_a_daemon_with_a_cluster_reads_the_pod_and_nad_from_its_caches(tmp_path: Path) -> None:
+    """A daemon watching an API server (caches synced): a pod ADD reads the pod and its NAD from the caches (the
+    API server sees no GET, only the network-status PATCH and the Events), the NAD is the API's (not the local
+    file of the same name), and the request needs no kubeconfig of its own."""
+    with K8sServer() as api, scratch_netns("mp-fd-") as ns:
+        api.add_pod("test", "mp-pod", annotations={NETWORKS_ANNOTATION: "mp-net1"}, uid="mp-uid-1", node="mp-node-3")
+        api.add_nad("test", "mp-net1", {"cniVersion": "1.0.0", "name": "mp-net1", "type": "mp-spy3"})
+        kubeconfig = api.kubeconfig(tmp_path / "mp-kc-daemon")
+        with Daemon(kubeconfig=kubeconfig, node_name="mp-node-3", metrics_address="127.0.0.1:0") as daemon:
+            daemon.wait_healthy()
+            world = FrontDoorWorld(tmp_path, Spies(tmp_path))  # its local NAD mp-net1 is of type mp-spy2
+            world.spies.add("mp-spy3", spy_result("10.99.3.7/24"))
+            world.front_env = daemon.env
+            netns, args = f"/var/run/netns/{ns}", f"{POD_ARGS};K8S_POD_UID=mp-uid-1"
+            watched = len(api.requests)
+            # The cluster network by path, as `multiplane install` writes it (a name is looked up as a NAD
+            # first, and a NAD the cache does not have is asked for live).
+            conf = {**world.meta, "clusterNetwork": str(world.conf_dir / "10-cluster.conf")}
+            world.run("ADD", conf, netns=netns, args=args)
+            world.run("DEL", conf, netns=netns, args=args)
+            made = [(r.method, r.path.rsplit("/namespaces/", 1)[-1]) for r in api.requests[watched:]]
+            hits = daemon.metric("multiplane_cache_lookups_total", cache="pods", outcome="hit")
+            nad_hits = daemon.metric(
+                "multiplane_cache_lookups_total", cache="networkattachmentdefinitions", outcome="hit"
+            )
+    assert world.spies.seen() == [
+        ("mp-spy1", "ADD", "eth0"),
+        ("mp-spy3", "ADD", "net1"),
+        ("mp-spy3", "DEL", "net1"),
+        ("mp-spy1", "DEL", "eth0"),
+    ]
+    assert [m for m in made if m[0] not in ("PATCH", "POST")] == []  # nothing read live
+    assert made.count(("PATCH", "test/pods/mp-pod/status")) == 1
+    assert {m for m in made if m[0] == "POST"} == {("POST", "test/events")}
+    assert hits >= 1 and nad_hits >= 1, made
+
+
+# --------------------------------------------------------------------------- 6. daemon-only failures (bugs)
 
 
 def _descendants(pid: int) -> list[int]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -609,7 +610,12 @@ def test_check_fails_when_the_link_has_no_carrier(topo: Topology) -> None:
     conf = _conf(topo, ipam=False)
     result = _add(topo, conf)
     ip("-n", topo.lan, "link", "set", topo.peer, "down")  # the master's cable is pulled
+    # The kernel hands the carrier loss on to the macvlan asynchronously (linkwatch, up to a second later).
+    deadline = time.monotonic() + 5
     link = _link(topo.pods[0])
+    while link is not None and link["operstate"] != "DOWN" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        link = _link(topo.pods[0])
     assert link is not None and "UP" in link["flags"] and link["operstate"] == "DOWN"
     err = topo.cni(MACVLAN, "CHECK", _check_conf(conf, result), topo.pods[0]).error()
     master = _link(None, topo.master)

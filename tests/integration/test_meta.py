@@ -5,6 +5,10 @@ Each test is one node: `00-multiplane.conflist` and the cluster network (the ref
 (or the in-repo Kubernetes API server), and `cnidriver add|check|del` as the runtime.
 Assertions are on the kernel (links, kinds, addresses, routes, traffic) and on disk
 (host-local reservations, the delegate cache, the network-status file).
+
+Every test runs through both front doors (the one-shot process and the node daemon; see
+tests/integration/conftest.py) with the same assertions: the driver's environment carries
+the front door's variables, and libcni hands them to the `multiplane` program it execs.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from typing import Any
 
 import pytest
 
+from tests import cni
 from tests.cni import BIN_DIR, normalise
+from tests.daemon_harness import FrontDoor
 from tests.integration.meta_helpers import (
     CLUSTER_NAME,
     NETWORKS_ANNOTATION,
@@ -34,7 +40,7 @@ from tests.integration.meta_helpers import (
 )
 from tests.topology import BINARY, Topology, ip, ip_json, ns_exec
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("via_front_door")]
 
 APP = "mp-app"
 POD = "mp-web"
@@ -183,19 +189,29 @@ SEED_NAD = textwrap.dedent(
 )
 
 
+def _overlaid_var_lib(upper: Path, work: Path) -> list[str]:
+    """A command prefix: a private mount namespace whose /var/lib is an overlay writing into `upper`."""
+    overlay = f"lowerdir=/var/lib,upperdir={upper},workdir={work}"
+    mount = f'mount -t overlay overlay -o {overlay} /var/lib && exec "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", mount, "sh"]
+
+
 @pytest.fixture
-def seed_node(cnidriver: str, tmp_path: Path) -> Iterator[tuple[MetaNode, str, str, Path]]:
+def seed_node(cnidriver: str, tmp_path: Path, via_front_door: FrontDoor) -> Iterator[tuple[MetaNode, str, str, Path]]:
     """A private node namespace with an `ens33` NIC whose LAN peer holds 192.168.174.2, and a pod namespace.
 
     The driver runs inside the node namespace (as a runtime on a real node does) and in a private mount
     namespace whose /var/lib is an overlay: the seed NAD has no dataDir, so host-local writes
-    /var/lib/cni/networks, which must land in our upper dir and not on the host.
+    /var/lib/cni/networks, which must land in our upper dir and not on the host. Under the daemon front
+    door the daemon is the node's: it runs in the node namespace with that overlay (the driver gets an
+    overlay of its own, so nothing of it reaches the host either).
     """
     t = uuid.uuid4().hex[:6]
     node_ns, lan_ns, pod_ns = f"mp-node{t}", f"mp-seedlan{t}", f"mp-seedpod{t}"
     made: list[str] = []
-    dirs = [tmp_path / d for d in ("mp-bin", "mp-varlib", "mp-varlib-work", "mp-node")]
-    bin_dir, upper, work, node_dir = dirs
+    names = ("mp-bin", "mp-varlib", "mp-varlib-work", "mp-node", "mp-drvlib", "mp-drvlib-work")
+    dirs = [tmp_path / d for d in names]
+    bin_dir, upper, work, node_dir, driver_upper, driver_work = dirs
     n: MetaNode | None = None
     try:
         for ns in (node_ns, lan_ns, pod_ns):
@@ -207,16 +223,19 @@ def seed_node(cnidriver: str, tmp_path: Path) -> Iterator[tuple[MetaNode, str, s
         ip("-n", node_ns, "link", "set", "ens33", "up")
         ip("-n", lan_ns, "link", "set", f"mp-s{t}", "up")
         ip("-n", lan_ns, "addr", "add", "192.168.174.2/24", "dev", f"mp-s{t}")
-        for d in (bin_dir, upper, work):
+        for d in (bin_dir, upper, work, driver_upper, driver_work):
             d.mkdir()
         for name in ("multiplane", "multiplane-macvlan", "multiplane-host-local"):
             (bin_dir / name).symlink_to(BINARY or f"{BIN_DIR}/{name}")
-        overlay = f"lowerdir=/var/lib,upperdir={upper},workdir={work}"
-        mount = f'mount -t overlay overlay -o {overlay} /var/lib && exec "$@"'
-        prefix = ["ip", "netns", "exec", node_ns, "unshare", "--mount", "--propagation", "private"]
-        prefix += ["sh", "-c", mount, "sh"]
-        n = MetaNode(node_dir, cnidriver, bin_dir, prefix=prefix, netns=node_ns)
-        yield n, pod_ns, lan_ns, upper
+        in_node = ["ip", "netns", "exec", node_ns]
+        with via_front_door.own_daemon(prefix=[*in_node, *_overlaid_var_lib(upper, work)]) as env:
+            driver_var_lib = (driver_upper, driver_work) if via_front_door.is_daemon else (upper, work)
+            n = MetaNode(
+                node_dir, cnidriver, bin_dir, prefix=[*in_node, *_overlaid_var_lib(*driver_var_lib)], netns=node_ns
+            )
+            n.front_env = env
+            yield n, pod_ns, lan_ns, upper
+            assert ip_files(driver_upper) == []  # the driver's overlay: nothing went there
     finally:
         if n is not None:
             n.close()
@@ -323,13 +342,17 @@ def test_runtime_del_after_a_failed_add_succeeds(
 
 
 @pytest.fixture
-def api() -> Iterator[Any]:
-    """The in-repo Kubernetes API server over HTTPS with a bearer token."""
+def api(via_front_door: FrontDoor, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
+    """The in-repo Kubernetes API server over HTTPS with a bearer token; under the daemon-cluster front door,
+    the calls go to a daemon watching it."""
     from tests.k8s_server import K8sServer
 
     server = K8sServer(tls=True, token="mp-token")
     try:
-        yield server
+        kubeconfig = server.kubeconfig(tmp_path / "mp-kc-daemon", token="mp-token")
+        with via_front_door.cluster_daemon(kubeconfig) as env:
+            monkeypatch.setattr(cni, "FRONT_DOOR_ENV", env)
+            yield server
     finally:
         server.stop()
 
@@ -347,6 +370,7 @@ def _kube_node(node: MetaNode, api: Any, topo: Topology) -> str:
     )
 
 
+@pytest.mark.kube_api
 def test_del_works_from_the_cache_with_the_api_server_down(topo: Topology, node: MetaNode, api: Any) -> None:
     """ADD reads the pod and NAD from the API server and PATCHes network-status on pods/status, and DEL with the
     API server stopped still removes everything."""
@@ -376,6 +400,7 @@ def test_del_works_from_the_cache_with_the_api_server_down(topo: Topology, node:
     _assert_nothing_left(node, pod)
 
 
+@pytest.mark.kube_api
 def test_del_works_after_the_nad_was_deleted(topo: Topology, node: MetaNode, api: Any) -> None:
     """DEL removes the attachment of a NAD that was deleted from the API server after ADD."""
     args = _kube_node(node, api, topo)

@@ -1,16 +1,18 @@
 """Diagnostics of a real ADD (root: a pod netns): Events on the pod, RBAC = the requests made, the log of in-process built-ins.
 
-The meta-plugin runs through `skel.dispatch` with the spy delegates of
+The meta-plugin is the `multiplane` program (FrontDoorWorld) with the spy delegates of
 tests/unit/test_meta_runner.py (exec'd) and, for the built-ins, a macvlan on a throw-away
 veth master with host-local IPAM (in-process). The API server is the in-repo one, which
-records every request and stores the Events it is sent.
+records every request and stores the Events it is sent. Every test runs through both front
+doors (the one-shot process and the node daemon; see tests/integration/conftest.py) with the
+same assertions; a bug injected into the in-process host-local is injected into the daemon.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import re
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,14 +21,15 @@ from typing import Any
 import pytest
 import yaml
 
-from multiplane import skel
-from multiplane.plugins import REGISTRY
 from multiplane.plugins.meta.selection import NETWORK_STATUS_ANNOTATION, NETWORKS_ANNOTATION
+from tests import cni
+from tests.daemon_harness import FrontDoor
+from tests.integration.meta_helpers import FrontDoorWorld
 from tests.k8s_server import K8sServer, Request
 from tests.topology import Topology, scratch_netns
 from tests.unit.test_meta_runner import Spies, World
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("via_front_door")]
 
 PACKAGING = Path(__file__).resolve().parents[2] / "packaging" / "k8s"
 POD_ARGS = "K8S_POD_NAMESPACE=test;K8S_POD_NAME=mp-pod;K8S_POD_INFRA_CONTAINER_ID=mp-c1"
@@ -40,14 +43,19 @@ def netns() -> Iterator[str]:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> World:
-    return World(tmp_path, Spies(tmp_path))
+def world(tmp_path: Path) -> FrontDoorWorld:
+    return FrontDoorWorld(tmp_path, Spies(tmp_path))
 
 
 @pytest.fixture
-def api() -> Iterator[K8sServer]:
+def api(via_front_door: FrontDoor, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[K8sServer]:
+    """The in-repo API server; under the daemon-cluster front door, the calls go to a daemon watching it (node
+    mp-node-7, where add_pod puts the pod)."""
     with K8sServer() as server:
-        yield server
+        kubeconfig = server.kubeconfig(tmp_path / "mp-kc-daemon")
+        with via_front_door.cluster_daemon(kubeconfig, node_name="mp-node-7") as env:
+            monkeypatch.setattr(cni, "FRONT_DOOR_ENV", env)
+            yield server
 
 
 def log_of(world: World) -> Path:
@@ -66,6 +74,7 @@ def add_pod(api: K8sServer, networks: str = "mp-net1") -> None:
 # ---- Events of a successful and a failed ADD ---------------------------------------------------
 
 
+@pytest.mark.kube_api
 def test_successful_add_posts_added_interface_per_attachment(world: World, api: K8sServer, netns: str) -> None:
     """Multus's Normal AddedInterface for eth0 and net1, in attachment order, with Multus's message."""
     add_pod(api)
@@ -82,6 +91,7 @@ def test_successful_add_posts_added_interface_per_attachment(world: World, api: 
         }
 
 
+@pytest.mark.kube_api
 def test_failed_delegate_posts_add_failed_naming_the_network(world: World, api: K8sServer, netns: str) -> None:
     """net1's plugin fails: no AddedInterface (everything was rolled back), one Warning AddFailed naming test/mp-net1 and the error."""
     add_pod(api)
@@ -93,6 +103,7 @@ def test_failed_delegate_posts_add_failed_naming_the_network(world: World, api: 
     assert "mp-no-more-addresses" in event["message"]
 
 
+@pytest.mark.kube_api
 def test_events_false_posts_nothing_on_success(world: World, api: K8sServer, netns: str) -> None:
     """`"events": false`: a successful ADD posts no Event."""
     add_pod(api)
@@ -100,6 +111,7 @@ def test_events_false_posts_nothing_on_success(world: World, api: K8sServer, net
     assert api.events() == [] and api.requests_for("POST") == []
 
 
+@pytest.mark.kube_api
 def test_event_post_failures_do_not_fail_the_add(world: World, api: K8sServer, netns: str) -> None:
     """Every Event POST answered 500: ADD still succeeds with its result; the first failure stops further posts."""
     add_pod(api)
@@ -158,6 +170,8 @@ def _run_daemon_caches(api: K8sServer, kubeconfig: Path) -> None:
         assert caches.stop(timeout=5.0)
 
 
+# Not kube_api: through a daemon with a cluster, the calls' reads come from its caches, so they use fewer verbs
+# than granted; the caches' own list + watch are covered by _run_daemon_caches.
 @pytest.mark.parametrize(
     "rbac", [PACKAGING / "rbac.yaml", PACKAGING / "openshift" / "rbac.yaml"], ids=["k8s", "openshift"]
 )
@@ -212,9 +226,7 @@ def macvlan_nad(world: World, topo: Topology) -> None:
     )
 
 
-def test_in_process_macvlan_and_host_local_log_into_the_meta_log(
-    world: World, topo: Topology, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_in_process_macvlan_and_host_local_log_into_the_meta_log(world: FrontDoorWorld, topo: Topology) -> None:
     """ADD at debug with an in-process macvlan + host-local: host-local's warning and both in-process calls are in logFile, not on stderr."""
     macvlan_nad(world, topo)
     netns = topo.netns_path(topo.pods[0])
@@ -224,28 +236,38 @@ def test_in_process_macvlan_and_host_local_log_into_the_meta_log(
     assert "[warning] host-local: range set 0: gateway 10.67.0.1 is outside subnet 10.66.0.0/24" in text
     assert re.search(r"delegate mp-mv \(net1\): macvlan ADD in-process: ok after \d+\.\d ms: result \{", text)
     assert "plan [1] test/mp-mv (CNI name 'mp-mv', cniVersion 1.0.0): type macvlan, ifname net1" in text
-    assert capsys.readouterr().err == ""
+    assert world.last is not None and world.last.stderr == ""
     world.run("DEL", conf, netns=netns, args=POD_ARGS)
     assert re.search(r"delegate mp-mv \(net1\): macvlan DEL in-process: ok after", log_of(world).read_text())
 
 
+# Run before multiplane.cli.main, in the one-shot process or in the daemon: host-local's allocator has a bug.
+_BROKEN_HOST_LOCAL = """\
+from multiplane.plugins import host_local
+
+def broken(*args, **kwargs):
+    raise AttributeError("mp-injected")
+
+host_local.allocate = broken
+"""
+
+
 def test_a_bug_in_in_process_host_local_during_add_is_logged_and_rolled_back(
-    world: World, topo: Topology, monkeypatch: pytest.MonkeyPatch
+    world: FrontDoorWorld, topo: Topology, via_front_door: FrontDoor
 ) -> None:
     """host-local raising a Python error inside macvlan's ADD: traceback in logFile, code 999 on stdout, no net1 left."""
-    from multiplane.plugins import host_local
-
-    def broken(*args: object, **kwargs: object) -> None:
-        raise AttributeError("mp-injected")
-
-    monkeypatch.setattr(host_local, "allocate", broken)
     macvlan_nad(world, topo)
     pod = topo.pods[0]
-    env = world.env("ADD", netns=topo.netns_path(pod), args=f"{POD_ARGS};MULTIPLANE_NETWORKS=mp-mv")
-    out = io.StringIO()
-    stdin = json.dumps({**world.meta, "logFile": str(log_of(world))}).encode()
-    assert skel.run(REGISTRY["multiplane"], env, stdin, out, io.StringIO()) == 1
-    answer = json.loads(out.getvalue())
+    conf = {**world.meta, "logFile": str(log_of(world))}
+    with via_front_door.own_daemon(inject=_BROKEN_HOST_LOCAL) as env:
+        if via_front_door.is_daemon:
+            world.front_env = env
+        else:
+            main = "import sys\nfrom multiplane.cli import main\nsys.exit(main(['multiplane']))\n"
+            world.program = [sys.executable, "-c", _BROKEN_HOST_LOCAL + main]
+        inv = world.invoke("ADD", conf, netns=topo.netns_path(pod), args=f"{POD_ARGS};MULTIPLANE_NETWORKS=mp-mv")
+    assert inv.returncode == 1
+    answer = json.loads(inv.stdout)
     assert answer["code"] == 999 and "internal error: AttributeError: mp-injected" in answer["msg"]
     text = log_of(world).read_text()
     assert "[panic] multiplane-host-local ADD (in-process): internal error:\nTraceback (most recent call last):" in text

@@ -3,6 +3,10 @@
 ADD checks in CNI_NETNS that no delegate's interface name is taken, so these tests need a
 network namespace (root). The delegates are the /bin/sh spies of tests/unit/test_meta_runner.py.
 Vector ids: cni-spec.md §9.5 (T76–T78), multus.md §10 (cases 44, 46, 49, 51, 53, 55).
+
+The calls are made as a runtime makes them, by the `multiplane` program (FrontDoorWorld), and
+every test runs through both front doors (the one-shot process and the node daemon; see
+tests/integration/conftest.py) with the same assertions.
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ from typing import Any
 import pytest
 
 from multiplane.plugins.meta.selection import NETWORK_STATUS_ANNOTATION, NETWORKS_ANNOTATION
+from tests import cni
+from tests.daemon_harness import FrontDoor
+from tests.integration.meta_helpers import FrontDoorWorld
 from tests.k8s_server import K8sServer
-from tests.unit.test_meta_runner import Spies, World, spy_result
 from tests.topology import scratch_netns
+from tests.unit.test_meta_runner import Spies, World, spy_result
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("via_front_door")]
 
 POD_ARGS = "K8S_POD_NAMESPACE=test;K8S_POD_NAME=mp-pod;K8S_POD_INFRA_CONTAINER_ID=mp-c1"
 DELEGATE_ARGS = (
@@ -37,7 +44,15 @@ def netns() -> Iterator[str]:
 
 @pytest.fixture
 def world(tmp_path: Path) -> World:
-    return World(tmp_path, Spies(tmp_path))
+    return FrontDoorWorld(tmp_path, Spies(tmp_path))
+
+
+@pytest.fixture
+def api(via_front_door: FrontDoor, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[K8sServer]:
+    """The in-repo API server; under the daemon-cluster front door, the calls go to a daemon watching it."""
+    with K8sServer() as server, via_front_door.cluster_daemon(server.kubeconfig(tmp_path / "mp-kc-daemon")) as env:
+        monkeypatch.setattr(cni, "FRONT_DOOR_ENV", env)
+        yield server
 
 
 def path_of(netns: str) -> str:
@@ -324,51 +339,51 @@ def test_builtin_host_local_nad_gets_the_one_requested_ip(world: World, netns: s
 # ---- with the Kubernetes API ------------------------------------------------------------------------------
 
 
+@pytest.mark.kube_api
 def test_add_writes_network_status_to_the_pod_and_del_works_after_pod_and_nad_are_gone(
-    world: World, netns: str, tmp_path: Path
+    world: World, netns: str, tmp_path: Path, api: K8sServer
 ) -> None:
     """With an API server: ADD reads the pod's annotation and NAD, PATCHes network-status equal to the status file; DEL works after both are deleted."""
-    with K8sServer() as api:
-        api.add_pod("test", "mp-pod", annotations={NETWORKS_ANNOTATION: "mp-net1"}, uid="mp-uid-7")
-        api.add_nad("test", "mp-net1", {"cniVersion": "1.0.0", "name": "mp-net1", "type": "mp-spy2"})
-        conf = {**world.meta, "kubeconfig": api.kubeconfig(tmp_path / "mp-kc")}
-        add(world, netns, POD_ARGS, conf)
-        written = api.pod("test", "mp-pod")["metadata"]["annotations"][NETWORK_STATUS_ANNOTATION]
-        assert written == status_file(world).read_text()
-        assert [e["name"] for e in json.loads(written)] == ["mp-cluster", "test/mp-net1"]
-        api.delete_pod("test", "mp-pod")
-        api.delete_nad("test", "mp-net1")
-        world.spies.reset()
-        assert world.run("DEL", conf, netns=path_of(netns), args=POD_ARGS) is None
+    api.add_pod("test", "mp-pod", annotations={NETWORKS_ANNOTATION: "mp-net1"}, uid="mp-uid-7")
+    api.add_nad("test", "mp-net1", {"cniVersion": "1.0.0", "name": "mp-net1", "type": "mp-spy2"})
+    conf = {**world.meta, "kubeconfig": api.kubeconfig(tmp_path / "mp-kc")}
+    add(world, netns, POD_ARGS, conf)
+    written = api.pod("test", "mp-pod")["metadata"]["annotations"][NETWORK_STATUS_ANNOTATION]
+    assert written == status_file(world).read_text()
+    assert [e["name"] for e in json.loads(written)] == ["mp-cluster", "test/mp-net1"]
+    api.delete_pod("test", "mp-pod")
+    api.delete_nad("test", "mp-net1")
+    world.spies.reset()
+    assert world.run("DEL", conf, netns=path_of(netns), args=POD_ARGS) is None
     assert world.spies.seen() == [("mp-spy2", "DEL", "net1"), ("mp-spy1", "DEL", "eth0")]
 
 
 # ---- issue 11: static pods, requested IPs, the status file, hostile pod references ------------------------
 
 
-def test_static_pod_with_a_mirror_uid_is_attached(world: World, netns: str, tmp_path: Path) -> None:
+@pytest.mark.kube_api
+def test_static_pod_with_a_mirror_uid_is_attached(world: World, netns: str, tmp_path: Path, api: K8sServer) -> None:
     """Issue 11 #4: a static pod's API object is its mirror (another UID): ADD goes on and network-status is written."""
-    with K8sServer() as api:
-        mirror = {
-            "kubernetes.io/config.source": "file",
-            "kubernetes.io/config.mirror": "abc",
-            NETWORKS_ANNOTATION: "mp-net1",
-        }
-        api.add_pod("test", "mp-pod", annotations=mirror, uid="mp-mirror-uid")
-        api.add_nad("test", "mp-net1", {"cniVersion": "1.0.0", "name": "mp-net1", "type": "mp-spy2"})
-        conf = {**world.meta, "kubeconfig": api.kubeconfig(tmp_path / "mp-kc")}
-        add(world, netns, f"{POD_ARGS};K8S_POD_UID=mp-static-uid", conf)
-        written = api.pod("test", "mp-pod")["metadata"]["annotations"][NETWORK_STATUS_ANNOTATION]
+    mirror = {
+        "kubernetes.io/config.source": "file",
+        "kubernetes.io/config.mirror": "abc",
+        NETWORKS_ANNOTATION: "mp-net1",
+    }
+    api.add_pod("test", "mp-pod", annotations=mirror, uid="mp-mirror-uid")
+    api.add_nad("test", "mp-net1", {"cniVersion": "1.0.0", "name": "mp-net1", "type": "mp-spy2"})
+    conf = {**world.meta, "kubeconfig": api.kubeconfig(tmp_path / "mp-kc")}
+    add(world, netns, f"{POD_ARGS};K8S_POD_UID=mp-static-uid", conf)
+    written = api.pod("test", "mp-pod")["metadata"]["annotations"][NETWORK_STATUS_ANNOTATION]
     assert [e["name"] for e in json.loads(written)] == ["mp-cluster", "test/mp-net1"]
     assert all("K8S_POD_UID=mp-static-uid" in c.env["CNI_ARGS"] for c in world.spies.calls())
 
 
-def test_uid_mismatch_of_an_api_pod_still_fails(world: World, netns: str, tmp_path: Path) -> None:
+@pytest.mark.kube_api
+def test_uid_mismatch_of_an_api_pod_still_fails(world: World, netns: str, tmp_path: Path, api: K8sServer) -> None:
     """Only static pods are exempt: `config.source: api` with another UID is still a replaced pod (ADD fails)."""
-    with K8sServer() as api:
-        api.add_pod("test", "mp-pod", annotations={"kubernetes.io/config.source": "api"}, uid="mp-other")
-        conf = {**world.meta, "kubeconfig": api.kubeconfig(tmp_path / "mp-kc")}
-        err = world.fails("ADD", conf, netns=path_of(netns), args=f"{POD_ARGS};K8S_POD_UID=mp-static-uid")
+    api.add_pod("test", "mp-pod", annotations={"kubernetes.io/config.source": "api"}, uid="mp-other")
+    conf = {**world.meta, "kubeconfig": api.kubeconfig(tmp_path / "mp-kc")}
+    err = world.fails("ADD", conf, netns=path_of(netns), args=f"{POD_ARGS};K8S_POD_UID=mp-static-uid")
     assert 'expected pod UID "mp-static-uid" but got "mp-other"' in err.msg
     assert world.spies.calls() == []
 
