@@ -17,6 +17,9 @@ than to the request, and the meta-plugin and the delegate runner ask for them he
   daemon talks to a cluster is its own configuration's choice, and the daemon's environment
   never leaks into a request.
 * `note`: how the call got here, for its log ("" or e.g. why the daemon was not used).
+* `delegate_env`: variables added to every external plugin's environment. The daemon adds
+  MULTIPLANE_DAEMON=off: a delegate that itself runs a multiplane program (the reference
+  bridge with IPAM `multiplane-host-local`) must not queue behind the worker that waits for it.
 * `close_later(obj)`: close something slow to close (a packet socket) now, or off the
   request's path in the daemon.
 
@@ -42,6 +45,8 @@ class FrontDoor:
     """The one-shot defaults; the daemon passes its own values (or a subclass for `kube_source`)."""
 
     name = "process"
+    # Added to the environment of every external plugin a call executes (see the daemon's).
+    delegate_env: Mapping[str, str] = {}
 
     def __init__(self, exec_root: str = "", bin_dirs: tuple[str, ...] = (), note: str = "") -> None:
         self.exec_root = exec_root

@@ -24,7 +24,7 @@ import threading
 import time
 
 from multiplane import logs, wire
-from multiplane.errors import InvalidConfig, TryAgainLater
+from multiplane.errors import CniError, InvalidConfig, TryAgainLater
 from multiplane.frontdoor import FrontDoor
 
 TYPE_CHECKING = False
@@ -50,6 +50,10 @@ class DaemonFrontDoor(FrontDoor):
     """What the daemon lends every call: chrootDir, cniBinDir and its Kubernetes source (or none)."""
 
     name = "daemon"
+    # A delegate that runs a multiplane program (the reference bridge with IPAM
+    # multiplane-host-local) must not call back into the daemon: it would wait for a worker
+    # that its own caller holds. Its call runs in the delegate's process instead.
+    delegate_env = {"MULTIPLANE_DAEMON": "off"}
 
     def __init__(self, cfg: DaemonConfig, kube: Callable[[], object] | None) -> None:
         super().__init__(
@@ -291,11 +295,29 @@ class Server:
             f"daemon: {req.command} of {_who(req.env)} ({req.name}): {result} in {took * 1000:.1f} ms"
             f" (waited {waited * 1000:.1f} ms)"
         )
-        self._answer(req, status, stdout, stderr.getvalue().encode("utf-8", "backslashreplace"))
+        self._answer(req, *_fit(status, stdout, stderr.getvalue().encode("utf-8", "backslashreplace"), req))
 
     def load(self) -> tuple[int, int]:
         """(requests running, requests waiting)."""
         return self._busy, self._queue.qsize()
+
+
+STDERR_LIMIT = 1 << 20  # a call's stderr sent back: its first and last 512 KiB at most
+
+
+def _fit(status: int, stdout: bytes, stderr: bytes, req: _Request) -> tuple[int, bytes, bytes]:
+    """The answer cut to what the wire carries: stderr shortened in the middle (with a note);
+    an answer too large for the wire (never a CNI result) becomes an error, not a lost call."""
+    if len(stderr) > STDERR_LIMIT:
+        half = STDERR_LIMIT // 2
+        dropped = len(stderr) - 2 * half
+        stderr = (
+            stderr[:half] + f"\n[multiplane daemon: {dropped} bytes of stderr left out]\n".encode() + stderr[-half:]
+        )
+    if len(stdout) > wire.MAX_FIELD:
+        error = CniError(f"the answer of {len(stdout)} bytes is larger than the daemon sends ({wire.MAX_FIELD})")
+        return 1, error.to_json(_version(req.stdin)).encode(), stderr
+    return status, stdout, stderr
 
 
 def _gone(conn: socket.socket) -> bool:

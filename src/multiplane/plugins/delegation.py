@@ -62,6 +62,7 @@ def run(
     from multiplane.delegate.exec import ExecDelegator
 
     front = frontdoor.current()
+    child.update(front.delegate_env)  # in the daemon: a delegate's own multiplane call runs in its process
     delegator = ExecDelegator(paths, root=front.exec_root) if front.exec_root else ExecDelegator(paths)
     if command == "ADD":
         return delegator.add(plugin_type, stdin, child, version)

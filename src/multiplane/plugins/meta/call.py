@@ -122,7 +122,7 @@ class Call:
         from multiplane.k8s.errors import NotFound
 
         try:
-            obj = self.source.pod(self.pod.namespace, self.pod.name)
+            obj = self.source.pod(self.pod.namespace, self.pod.name, self.pod.uid)
         except NotFound as exc:
             raise CniError(
                 f'pod "{self.pod.namespace}/{self.pod.name}" not found in the Kubernetes API', exc.details
