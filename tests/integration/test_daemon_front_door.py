@@ -7,11 +7,11 @@
 * What a request writes on stderr reaches the caller.
 * The call's log names the path it took: "served by the multiplane daemon", or the
   fallback's note saying why not (and a loud one on stderr when a daemon should have answered).
-* Two daemon-only failures found while parametrizing the suites, pinned as strict xfails
-  (each turns into a failure once fixed, so the marker goes with the fix): a delegate that
-  runs a multiplane program calls back into the daemon and waits for a worker its own call
-  holds; a call whose stderr exceeds the wire's 16 MiB field is answered "try again" although
-  the daemon did the work.
+* A daemon with a cluster serves a call's pod and NAD from its caches.
+* Regressions of two daemon-only failures found while parametrizing the suites: a delegate
+  that runs a multiplane program called back into the daemon and waited for the worker its
+  own call held; a call whose stderr exceeded the wire's 16 MiB field was answered "try
+  again" although the daemon had done the work.
 
 Every daemon here is a real `multiplane daemon` process (tests/daemon_harness.py).
 """
@@ -478,7 +478,7 @@ def test_a_daemon_with_a_cluster_reads_the_pod_and_nad_from_its_caches(tmp_path:
     assert hits >= 1 and nad_hits >= 1, made
 
 
-# --------------------------------------------------------------------------- 6. daemon-only failures (bugs)
+# --------------------------------------------------------------------------- 6. daemon-only failures (regressions)
 
 
 def _descendants(pid: int) -> list[int]:
@@ -505,17 +505,13 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the daemon gives delegates the request's MULTIPLANE_SOCKET, so a delegate's own multiplane call "
-    "(here the reference bridge's IPAM multiplane-host-local) queues behind the worker that waits for it",
-)
 def test_a_delegate_that_runs_multiplane_does_not_wait_for_the_worker_it_holds(
     topo: Topology, cnidriver: str, tmp_path: Path
 ) -> None:
     """The cluster network is the reference bridge with IPAM multiplane-host-local (our IPAM under a reference
-    plugin, as test_host_local_chain runs it). Through a daemon with one worker (with the default 8, eight such
-    pods at once do the same), ADD, CHECK and DEL finish promptly."""
+    plugin, as test_host_local_chain runs it). Through a daemon with one worker, ADD, CHECK and DEL finish
+    promptly: the delegate's own multiplane call must not queue behind the worker its caller holds (it did, and
+    with the default 8 workers eight such pods at once hung)."""
     node = MetaNode(tmp_path / "mp-node", cnidriver, topo.bin_dir)
     config = tmp_path / "mp-daemon.json"
     config.write_text(json.dumps({"maxConcurrency": 1}))
@@ -553,14 +549,10 @@ exec "$(dirname "$0")/mp-spy2"
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the daemon sends a call's whole stderr; over wire.MAX_FIELD (16 MiB) the client refuses the answer "
-    "and reports code 11 for an ADD the daemon completed",
-)
 def test_a_call_with_more_stderr_than_the_wire_carries_still_gets_its_answer(tmp_path: Path, daemon: Daemon) -> None:
     """A delegate writes 17 MiB to stderr and succeeds: through the one-shot process ADD succeeds with the whole
-    stderr; through the daemon it must succeed too (its stderr may be cut short)."""
+    stderr; through the daemon it succeeds too, with its stderr cut short (the wire carries 16 MiB a field: the
+    client used to refuse the answer and report code 11 for an ADD the daemon had done)."""
     size = 17 << 20
     world = FrontDoorWorld(tmp_path, Spies(tmp_path))
     (world.spies.bin / "mp-loud").write_text(LOUD.format(size=size))
@@ -577,3 +569,4 @@ def test_a_call_with_more_stderr_than_the_wire_carries_still_gets_its_answer(tmp
             world.run("DEL", netns=netns, args=args)
     assert outcome["process"][0] == 0 and outcome["process"][2] >= size
     assert outcome["daemon"][:2] == outcome["process"][:2], outcome["daemon"][1]
+    assert 0 < outcome["daemon"][2] < size
