@@ -13,6 +13,7 @@ help:
 	@echo "make test   - install what the tests need, build dist/multiplane, then run the whole suite (as root)"
 	@echo "make binary - build dist/multiplane (static launcher + the runtime tree: interpreter, libraries, multiplane)"
 	@echo "make fuzz   - the fuzz suite (tests/fuzz) with MP_FUZZ_EXAMPLES=$(MP_FUZZ_EXAMPLES) random examples per test (as root)"
+	@echo "make soak   - MP_SOAK_CYCLES=$(MP_SOAK_CYCLES) pod ADD/DEL cycles through the node daemon, its RSS reported (as root)"
 	@echo "make torture - SIGKILL the meta-plugin MP_TORTURE_KILLS=$(MP_TORTURE_KILLS) times during ADD/DEL (as root)"
 
 $(VENV)/.deps-stamp: pyproject.toml
@@ -56,8 +57,9 @@ lint: setup
 # Long runs of two suites `make test` runs briefly: hostile input (tests/fuzz) and kills (tests/integration/test_kill.py).
 MP_FUZZ_EXAMPLES ?= 10000
 MP_TORTURE_KILLS ?= 400
+MP_SOAK_CYCLES ?= 1000
 
-.PHONY: fuzz torture
+.PHONY: fuzz torture soak
 fuzz: binary
 	@[ "$$(id -u)" = 0 ] || { echo "error: make fuzz needs root (network namespaces)" >&2; exit 1; }
 	MP_FUZZ_EXAMPLES=$(MP_FUZZ_EXAMPLES) $(PY) -m pytest tests/fuzz -p no:cacheprovider
@@ -65,6 +67,10 @@ fuzz: binary
 torture: setup
 	@[ "$$(id -u)" = 0 ] || { echo "error: make torture needs root (network namespaces)" >&2; exit 1; }
 	MP_TORTURE_KILLS=$(MP_TORTURE_KILLS) $(PY) -m pytest tests/integration/test_kill.py -p no:cacheprovider
+
+soak: setup
+	@[ "$$(id -u)" = 0 ] || { echo "error: make soak needs root (network namespaces)" >&2; exit 1; }
+	MP_SOAK_CYCLES=$(MP_SOAK_CYCLES) MP_SOAK_REPORT=build/soak.txt $(PY) -m pytest tests/integration/test_daemon_load.py -k cycles -s -p no:cacheprovider
 
 .PHONY: bench
 bench: binary
