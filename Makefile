@@ -70,7 +70,7 @@ torture: setup
 
 soak: setup
 	@[ "$$(id -u)" = 0 ] || { echo "error: make soak needs root (network namespaces)" >&2; exit 1; }
-	MP_SOAK_CYCLES=$(MP_SOAK_CYCLES) MP_SOAK_REPORT=build/soak.txt $(PY) -m pytest tests/integration/test_daemon_load.py -k cycles -s -p no:cacheprovider
+	mkdir -p build && MP_SOAK_CYCLES=$(MP_SOAK_CYCLES) MP_SOAK_REPORT=build/soak.txt $(PY) -m pytest tests/integration/test_daemon_load.py -k cycles -s -p no:cacheprovider
 
 .PHONY: bench
 bench: binary
