@@ -285,6 +285,7 @@ class FrontDoor:
     env: dict[str, str]
     daemon: Daemon | None = None
     cluster: bool = False
+    cluster_daemons: int = 0  # started by cluster_daemon(): a test of the cluster front door must start one
 
     @property
     def is_daemon(self) -> bool:
@@ -310,6 +311,7 @@ class FrontDoor:
         if not self.cluster:
             yield dict(self.env)
             return
+        self.cluster_daemons += 1
         with Daemon(kubeconfig=kubeconfig, node_name=node_name, metrics_address="127.0.0.1:0") as own:
             own.wait_healthy()
             yield own.env

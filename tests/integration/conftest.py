@@ -73,9 +73,12 @@ def front_door(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 def via_front_door(front_door: FrontDoor, monkeypatch: pytest.MonkeyPatch) -> Iterator[FrontDoor]:
     """This test's calls go through `front_door` (see the module docstring)."""
     monkeypatch.setattr(cni, "FRONT_DOOR_ENV", dict(front_door.env))
+    started = front_door.cluster_daemons
     yield front_door
     if front_door.daemon is not None:
         front_door.daemon.check_alive()
+    if front_door.cluster and front_door.cluster_daemons == started:
+        pytest.fail("a kube_api test ran under the daemon-cluster front door without FrontDoor.cluster_daemon()")
 
 
 @pytest.fixture(autouse=True)
