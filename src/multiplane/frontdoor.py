@@ -8,10 +8,11 @@ than to the request, and the meta-plugin and the delegate runner ask for them he
   mounted somewhere, so the node's dynamically linked plugins find their libraries.
 * `bin_dirs`: directories searched for external plugins before the request's own
   (`binDir`, then `CNI_PATH`): the daemon's `cniBinDir`.
-* `kube_source(kubeconfig)`: the Kubernetes source a call reads pods and NADs from and writes
-  network-status to. The one-shot front door has none to lend (the call builds its own
+* `kube_source(kubeconfig, env)`: the Kubernetes source a call reads pods and NADs from and
+  writes network-status to. The one-shot front door has none to lend (the call builds its own
   client from `kubeconfig` or the in-cluster environment); the daemon lends its watch-cached
-  source over a kept-alive connection.
+  source over a kept-alive connection to the calls that would talk to a cluster one-shot
+  (a `kubeconfig` in their config, or KUBERNETES_SERVICE_HOST in their environment).
 * `cluster_env()`: the environment in which a call looks for the in-cluster service account
   (`KUBERNETES_SERVICE_HOST`). The one-shot process's own; in the daemon, none: whether the
   daemon talks to a cluster is its own configuration's choice, and the daemon's environment
@@ -53,7 +54,7 @@ class FrontDoor:
         self.bin_dirs = bin_dirs
         self.note = note
 
-    def kube_source(self, kubeconfig: str) -> Any | None:
+    def kube_source(self, kubeconfig: str, env: Mapping[str, str]) -> Any | None:
         """A ready source for the call's Kubernetes reads and writes, or None: the call builds its own."""
         return None
 

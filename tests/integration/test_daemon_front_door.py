@@ -444,7 +444,8 @@ def test_a_killed_daemon_leaves_a_socket_the_next_call_falls_back_from(tmp_path:
 def test_a_daemon_with_a_cluster_reads_the_pod_and_nad_from_its_caches(tmp_path: Path) -> None:
     """A daemon watching an API server (caches synced): a pod ADD reads the pod and its NAD from the caches (the
     API server sees no GET, only the network-status PATCH and the Events), the NAD is the API's (not the local
-    file of the same name), and the request needs no kubeconfig of its own."""
+    file of the same name), and the request's own kubeconfig (as `multiplane install` writes one) is never read:
+    here it does not even exist. A request configured for local files only keeps reading them."""
     with K8sServer() as api, scratch_netns("mp-fd-") as ns:
         api.add_pod("test", "mp-pod", annotations={NETWORKS_ANNOTATION: "mp-net1"}, uid="mp-uid-1", node="mp-node-3")
         api.add_nad("test", "mp-net1", {"cniVersion": "1.0.0", "name": "mp-net1", "type": "mp-spy3"})
@@ -458,10 +459,19 @@ def test_a_daemon_with_a_cluster_reads_the_pod_and_nad_from_its_caches(tmp_path:
             watched = len(api.requests)
             # The cluster network by path, as `multiplane install` writes it (a name is looked up as a NAD
             # first, and a NAD the cache does not have is asked for live).
-            conf = {**world.meta, "clusterNetwork": str(world.conf_dir / "10-cluster.conf")}
+            conf = {
+                **world.meta,
+                "clusterNetwork": str(world.conf_dir / "10-cluster.conf"),
+                "kubeconfig": str(tmp_path / "mp-kc-never-read"),
+            }
             world.run("ADD", conf, netns=netns, args=args)
             world.run("DEL", conf, netns=netns, args=args)
             made = [(r.method, r.path.rsplit("/namespaces/", 1)[-1]) for r in api.requests[watched:]]
+            local = {k: v for k, v in conf.items() if k != "kubeconfig"}
+            local_args = f"{args};MULTIPLANE_NETWORKS=mp-net1"  # no local pod file: select by CNI_ARGS
+            world.run("ADD", local, netns=netns, args=local_args)
+            world.run("DEL", local, netns=netns, args=local_args)
+            after_local = len(api.requests)
             hits = daemon.metric("multiplane_cache_lookups_total", cache="pods", outcome="hit")
             nad_hits = daemon.metric(
                 "multiplane_cache_lookups_total", cache="networkattachmentdefinitions", outcome="hit"
@@ -471,7 +481,12 @@ def test_a_daemon_with_a_cluster_reads_the_pod_and_nad_from_its_caches(tmp_path:
         ("mp-spy3", "ADD", "net1"),
         ("mp-spy3", "DEL", "net1"),
         ("mp-spy1", "DEL", "eth0"),
+        ("mp-spy1", "ADD", "eth0"),
+        ("mp-spy2", "ADD", "net1"),  # the local NAD of the same name
+        ("mp-spy2", "DEL", "net1"),
+        ("mp-spy1", "DEL", "eth0"),
     ]
+    assert after_local == watched + len(made)  # the local-files request made no API request at all
     assert [m for m in made if m[0] not in ("PATCH", "POST")] == []  # nothing read live
     assert made.count(("PATCH", "test/pods/mp-pod/status")) == 1
     assert {m for m in made if m[0] == "POST"} == {("POST", "test/events")}

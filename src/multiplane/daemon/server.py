@@ -29,7 +29,7 @@ from multiplane.frontdoor import FrontDoor
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from typing import Any
 
     from multiplane.daemon.config import DaemonConfig
@@ -76,10 +76,13 @@ class DaemonFrontDoor(FrontDoor):
             except OSError:
                 pass  # nothing waits for this close; a failure changes nothing for any call
 
-    def kube_source(self, kubeconfig: str) -> object | None:
-        # The daemon's own identity serves every call that reads the cluster (as Multus thick
-        # does); with no cluster of its own, a call's `kubeconfig` still builds a client per call.
-        return self._kube() if self._kube is not None else None
+    def kube_source(self, kubeconfig: str, env: Mapping[str, str]) -> object | None:
+        # The daemon's own identity serves every call that would read a cluster one-shot (as
+        # Multus thick does); a call configured for local NAD files keeps reading them. With no
+        # cluster of its own, a call's `kubeconfig` still builds a client per call.
+        if self._kube is None or not (kubeconfig or env.get("KUBERNETES_SERVICE_HOST")):
+            return None
+        return self._kube()
 
     def cluster_env(self) -> dict[str, str]:
         return {}  # never the daemon's environment: the daemon decided about the cluster itself

@@ -70,7 +70,7 @@ class Call:
         if self._source is None:
             from multiplane.plugins.meta.networks import KubeSource, LocalSource
 
-            lent = self.front.kube_source(self.conf.kubeconfig)
+            lent = self.front.kube_source(self.conf.kubeconfig, self.req.args.env)
             if lent is not None:  # the daemon's watch-cached source
                 self._source = lent
                 return lent
