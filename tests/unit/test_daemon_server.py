@@ -98,6 +98,12 @@ def macvlan_del_conf() -> dict[str, object]:
     }
 
 
+def add_env(**extra: str) -> dict[str, str]:
+    """A host-local ADD's CNI_* variables (the config's dataDir is what matters), plus `extra`."""
+    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "mp-c1", "CNI_NETNS": "/x", "CNI_IFNAME": "eth0", "CNI_PATH": "/x"}
+    return {**env, **extra}
+
+
 def call_in_client(
     code: str, env: dict[str, str], stdin: bytes, timeout: float = 60
 ) -> subprocess.CompletedProcess[bytes]:
@@ -396,14 +402,7 @@ def test_a_client_that_gave_up_before_the_daemon_took_it_is_never_run(tmp_path: 
     listener = socket.socket(socket.AF_UNIX)
     listener.bind(path)
     listener.listen(8)
-    env = {
-        "MULTIPLANE_SOCKET": path,
-        "CNI_COMMAND": "ADD",
-        "CNI_CONTAINERID": "mp-c1",
-        "CNI_NETNS": "/x",
-        "CNI_IFNAME": "eth0",
-        "CNI_PATH": "/x",
-    }
+    env = add_env(MULTIPLANE_SOCKET=path)
     proc = call_in_client(
         "client.PICKUP_TIMEOUT = 0.5",
         {**env, "_ARGV": "multiplane-host-local"},
@@ -439,15 +438,7 @@ def test_a_call_taken_just_before_the_deadline_is_not_run_twice(tmp_path: Path) 
 
     t = threading.Thread(target=serve)
     t.start()
-    env = {
-        "MULTIPLANE_SOCKET": path,
-        "CNI_COMMAND": "ADD",
-        "CNI_CONTAINERID": "mp-c1",
-        "CNI_NETNS": "/x",
-        "CNI_IFNAME": "eth0",
-        "CNI_PATH": "/x",
-        "_ARGV": "multiplane-host-local",
-    }
+    env = add_env(MULTIPLANE_SOCKET=path, _ARGV="multiplane-host-local")
     proc = call_in_client("client.ANSWER_TIMEOUT = 0.5", env, json.dumps(host_local_conf(tmp_path)).encode())
     t.join()
     listener.close()
@@ -487,14 +478,7 @@ def test_the_client_loads_almost_nothing_when_the_daemon_answers(daemon: Running
     from tests.unit.test_import_budget import call
 
     conf = host_local_conf(tmp_path)
-    env = {
-        "CNI_COMMAND": "ADD",
-        "CNI_CONTAINERID": "mp-c1",
-        "CNI_NETNS": "/x",
-        "CNI_IFNAME": "eth0",
-        "CNI_PATH": "/x",
-        **daemon.env(),
-    }
+    env = add_env(**daemon.env())
     loaded, stdout = call("multiplane-host-local", env, json.dumps(conf).encode())
     assert b"10.61.0.2" in stdout
     ours = sorted(m for m in loaded if m.startswith("multiplane"))

@@ -88,6 +88,22 @@ def test_host_local_add_budget(tmp_path: Path) -> None:
     ]
 
 
+def local_meta_conf(tmp_path: Path) -> dict[str, object]:
+    """The meta-plugin with local files only, its cluster network `mp-c` in tmp_path/mp-net.d."""
+    return {
+        "cniVersion": "1.0.0",
+        "name": "mp-meta",
+        "type": "multiplane",
+        "clusterNetwork": "mp-c",
+        "confDir": str(tmp_path / "mp-net.d"),
+        "cniDir": str(tmp_path / "mp-cni"),
+        "binDir": str(tmp_path),
+        "localNADDir": str(tmp_path / "mp-nads"),
+        "localPodDir": str(tmp_path / "mp-pods"),
+        "logToStderr": False,
+    }
+
+
 def test_meta_del_without_cache_budget_local(tmp_path: Path) -> None:
     """The meta-plugin with local files (DEL, no cache: plan, host-local sweep) loads no HTTP/TLS stack and no pydantic."""
     (tmp_path / "mp-net.d").mkdir()
@@ -101,18 +117,7 @@ def test_meta_del_without_cache_budget_local(tmp_path: Path) -> None:
             }
         )
     )
-    conf = {
-        "cniVersion": "1.0.0",
-        "name": "mp-meta",
-        "type": "multiplane",
-        "clusterNetwork": "mp-c",
-        "confDir": str(tmp_path / "mp-net.d"),
-        "cniDir": str(tmp_path / "mp-cni"),
-        "binDir": str(tmp_path),
-        "localNADDir": str(tmp_path / "mp-nads"),
-        "localPodDir": str(tmp_path / "mp-pods"),
-        "logToStderr": False,
-    }
+    conf = local_meta_conf(tmp_path)
     env = {"CNI_COMMAND": "DEL", "CNI_CONTAINERID": "mp-c1", "CNI_IFNAME": "eth0", "CNI_PATH": str(tmp_path)}
     loaded = modules_after("multiplane", env, json.dumps(conf).encode())
     assert _top(loaded) == set()
@@ -141,18 +146,7 @@ def test_no_call_loads_the_daemon_or_prometheus_client(tmp_path: Path) -> None:
     }
     env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "mp-c2", "CNI_NETNS": "/x", "CNI_IFNAME": "eth0", "CNI_PATH": "/x"}
     calls = [("multiplane-host-local", env, host_local)]
-    meta = {
-        "cniVersion": "1.0.0",
-        "name": "mp-meta",
-        "type": "multiplane",
-        "clusterNetwork": "mp-c",
-        "confDir": str(tmp_path / "mp-net.d"),
-        "cniDir": str(tmp_path / "mp-cni"),
-        "binDir": str(tmp_path),
-        "localNADDir": str(tmp_path / "mp-nads"),
-        "localPodDir": str(tmp_path / "mp-pods"),
-        "logToStderr": False,
-    }
+    meta = local_meta_conf(tmp_path)
     (tmp_path / "mp-net.d").mkdir()
     (tmp_path / "mp-net.d" / "10-c.conf").write_text(json.dumps({**host_local, "name": "mp-c", "type": "mp-none"}))
     env = {"CNI_COMMAND": "DEL", "CNI_CONTAINERID": "mp-c2", "CNI_IFNAME": "eth0", "CNI_PATH": str(tmp_path)}
