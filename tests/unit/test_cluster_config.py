@@ -1,0 +1,287 @@
+"""multiplane-cluster-ipam configuration: Whereabouts' documented examples parse as Whereabouts documents them.
+
+The examples are Whereabouts' README / doc/extended-configuration.md / pkg/config tests
+re-expressed (keys and meanings, 10.x or their documentation addresses); each row says
+what Whereabouts documents for it and checks our reading gives the same pool of addresses.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from multiplane.errors import InvalidConfig, InvalidEnvironment
+from multiplane.ipam.cluster import config as cfg
+from multiplane.ipam.cluster.blocks import block_of, next_address
+
+
+def load(ipam: dict, cni_version: str = "0.3.0", cni_args: str = "", **top) -> cfg.ClusterIpamConf:
+    conf = {"cniVersion": cni_version, "name": "mp-net", "type": "macvlan", "ipam": ipam, **top}
+    return cfg.load(conf, "mp-net", cni_version, cni_args)
+
+
+def usable(pool: cfg.PoolConf) -> list[str]:
+    """Every address the pool hands out, in order (small ranges only)."""
+    rng = pool.range
+    return [str(ipaddress.ip_address(v)) for v in range(rng.first, rng.last + 1) if rng.usable(v)]
+
+
+def first_handed_out(pool: cfg.PoolConf) -> str:
+    """What an allocator owning every block hands out first (Whereabouts: the lowest free address)."""
+    rng = pool.range
+    owned = {block_of(rng, v, pool.block_prefix) for v in range(rng.first, min(rng.last, rng.first + 4096) + 1)}
+    return str(ipaddress.ip_address(next_address(rng, owned, set())))
+
+
+# ---- Whereabouts' documented examples ----------------------------------------------------
+
+
+def test_readme_main_example_excludes_network_broadcast_and_the_exclude_list():
+    """README: range 192.168.2.225/28 allocates inside .224/28 without network and broadcast;
+    exclude 192.168.2.229/30 (the whole /30, .228-.231) and 192.168.2.236/32."""
+    conf = load(
+        {"type": "whereabouts", "range": "192.168.2.225/28", "exclude": ["192.168.2.229/30", "192.168.2.236/32"]}
+    )
+    (pool,) = conf.pools
+    assert pool.range.subnet_str() == "192.168.2.224/28"
+    assert usable(pool) == [f"192.168.2.{i}" for i in (225, 226, 227, 232, 233, 234, 235, 237, 238)]
+    assert pool.name == "192.168.2.224-28"
+    assert conf.etcd is None and conf.kubeconfig == ""
+
+
+def test_readme_exclude_first_sixteen_then_first_assigned_is_dot_16():
+    """README: in 192.168.2.0/24 with 192.168.2.0/28 excluded, the first address assigned is .16."""
+    (pool,) = load({"range": "10.2.2.0/24", "exclude": ["10.2.2.0/28"], "blockSize": 28}).pools
+    assert first_handed_out(pool) == "10.2.2.16"
+
+
+def test_readme_nad_example_and_flat_file_style_config_need_no_store_keys():
+    """The NAD example has only `range` (the kubeconfig comes from a flat file there): we parse it,
+    and use the Kubernetes API found the usual way."""
+    conf = load({"type": "whereabouts", "range": "192.168.2.225/28"})
+    assert [p.range.subnet_str() for p in conf.pools] == ["192.168.2.224/28"]
+    assert conf.kubeconfig == "" and conf.etcd is None
+
+
+def test_readme_ipv6_example_keeps_the_gateway_and_never_hands_it_out():
+    """README: range 2001::0/116 with gateway 2001::f:1 (which lies outside the /116: returned only)."""
+    conf = load({"type": "whereabouts", "range": "2001::0/116", "gateway": "2001::f:1"})
+    (pool,) = conf.pools
+    assert str(pool.gateway) == "2001::f:1"
+    assert pool.range.gateway is None
+    assert pool.range.usable(int(ipaddress.ip_address("2001::1")))
+    (inside,) = load({"range": "2001::0/116", "gateway": "2001::1"}).pools
+    assert not inside.range.usable(int(ipaddress.ip_address("2001::1")))
+    assert first_handed_out(inside) == "2001::2"
+    assert not pool.range.usable(int(ipaddress.ip_address("2001::")))  # network address
+    assert not pool.range.usable(int(ipaddress.ip_address("2001::fff")))  # last address, as Whereabouts
+    assert pool.name == "2001::-116"
+
+
+def test_readme_ip_ranges_multiple_addresses_and_range_comes_first():
+    conf = load(
+        {
+            "type": "whereabouts",
+            "ipRanges": [{"range": "192.168.10.1/24"}, {"range": "176.168.10.1/16"}],
+            "range": "abcd::1/64",
+        }
+    )
+    assert [p.range.subnet_str() for p in conf.pools] == ["abcd::/64", "192.168.10.0/24", "176.168.0.0/16"]
+    assert [p.block_prefix for p in conf.pools] == [120, 28, 28]
+
+
+def test_readme_dual_stack():
+    conf = load({"type": "whereabouts", "ipRanges": [{"range": "192.168.10.1/24"}, {"range": "abcd::1/64"}]})
+    assert [p.range.version for p in conf.pools] == [4, 6]
+    assert first_handed_out(conf.pools[0]) == "192.168.10.1"
+
+
+def test_readme_range_end_syntax():
+    (pool,) = load({"range": "192.168.2.225-192.168.2.230/28"}).pools
+    assert usable(pool) == [f"192.168.2.{i}" for i in range(225, 231)]
+
+
+def test_extended_configuration_etcd_example_maps_etcd_host_and_ignores_logging_keys():
+    conf = load(
+        {
+            "type": "whereabouts",
+            "etcd_host": "example-etcd-cluster-client.cluster.local:2379",
+            "range": "192.168.2.225/28",
+            "exclude": ["192.168.2.229/30", "192.168.2.236/32"],
+            "log_file": "/tmp/whereabouts.log",
+            "log_level": "debug",
+            "gateway": "192.168.2.1",
+        }
+    )
+    assert conf.etcd is not None
+    assert conf.etcd.endpoints == ["http://example-etcd-cluster-client.cluster.local:2379"]
+    # a gateway outside the range is returned, and excludes nothing
+    assert str(conf.pools[0].gateway) == "192.168.2.1"
+    assert len(usable(conf.pools[0])) == 9
+
+
+@pytest.mark.parametrize(
+    ("ipam", "subnet", "first", "last"),
+    [
+        ({"range": "192.168.1.5-192.168.1.25/24"}, "192.168.1.0/24", "192.168.1.5", "192.168.1.25"),
+        ({"range": "00192.00168.1.5-000000192.168.1.25/24"}, "192.168.1.0/24", "192.168.1.5", "192.168.1.25"),
+        ({"range": "00192.00168.1.0/24"}, "192.168.1.0/24", "192.168.1.1", "192.168.1.254"),
+        ({"range": "00192.00168.1.0/24", "range_start": "00192.00168.1.44"}, "192.168.1.0/24", "192.168.1.44", None),
+        (
+            {"range": "00192.00168.1.0/24", "range_start": "00192.00168.1.44", "range_end": "00192.00168.01.209"},
+            "192.168.1.0/24",
+            "192.168.1.44",
+            "192.168.1.209",
+        ),
+        ({"range": "192.168.2.230/24", "range_start": "192.168.2.223"}, "192.168.2.0/24", "192.168.2.223", None),
+        # a bound on the network address is moved to the first usable one, as Whereabouts does
+        ({"range": "10.3.0.0/24", "range_start": "10.3.0.0"}, "10.3.0.0/24", "10.3.0.1", "10.3.0.254"),
+        ({"range": "10.3.0.8/31"}, "10.3.0.8/31", "10.3.0.8", "10.3.0.9"),
+        ({"range": "10.3.0.8/32"}, "10.3.0.8/32", "10.3.0.8", "10.3.0.8"),
+    ],
+)
+def test_whereabouts_config_tests_bounds(ipam, subnet, first, last):
+    (pool,) = load({"type": "whereabouts", **ipam}).pools
+    rng = pool.range
+    assert rng.subnet_str() == subnet
+    assert str(ipaddress.ip_address(rng.first)) == first
+    if last is not None:
+        assert str(ipaddress.ip_address(rng.last)) == last
+
+
+def test_ipv4_addresses_ending_in_dot_zero_are_never_handed_out():
+    (pool,) = load({"range": "10.4.0.0/16"}).pools
+    assert not pool.range.usable(int(ipaddress.ip_address("10.4.1.0")))
+    assert pool.range.usable(int(ipaddress.ip_address("10.4.1.255")))
+
+
+# ---- ours ----------------------------------------------------------------------------------
+
+
+def test_pool_name_depends_on_the_subnet_and_network_name_only():
+    a = load({"range": "10.5.0.10-10.5.0.50/24"}).pools[0].name
+    b = load({"range": "10.5.0.0/24", "range_start": "10.5.0.100"}).pools[0].name
+    assert a == b == "10.5.0.0-24"
+    assert load({"range": "10.5.0.0/24", "network_name": "mp-lan"}).pools[0].name == "mp-lan-10.5.0.0-24"
+
+
+@pytest.mark.parametrize(
+    ("ipam", "block"),
+    [
+        ({"range": "10.6.0.0/24"}, 28),
+        ({"range": "10.6.0.0/16"}, 28),
+        ({"range": "10.6.0.200-10.6.0.216/24"}, 31),  # the seed's 17 addresses: still 9 block slots
+        ({"range": "10.6.0.0/27"}, 30),
+        ({"range": "fd00::/64"}, 120),
+        ({"range": "10.6.0.0/24", "blockSize": 26}, 26),
+        ({"range": "10.6.0.0/24", "blockSize": "/27"}, 27),
+        ({"ipRanges": [{"range": "10.6.0.0/24", "blockSize": 29}, {"range": "fd00::/64", "blockSize": 124}]}, 29),
+    ],
+)
+def test_block_size_defaults_and_settings(ipam, block):
+    assert load(ipam).pools[0].block_prefix == block
+
+
+def test_node_name_defaults_to_the_lower_cased_host_name(monkeypatch):
+    monkeypatch.setattr(cfg.socket, "gethostname", lambda: "MP-Node-7")
+    assert load({"range": "10.7.0.0/24"}).node_name == "mp-node-7"
+    assert load({"range": "10.7.0.0/24", "nodeName": "mp-n2"}).node_name == "mp-n2"
+
+
+def test_etcd_object_with_tls_files_and_defaults():
+    conf = load(
+        {
+            "range": "10.8.0.0/24",
+            "etcd": {
+                "endpoints": ["10.8.1.1:2379", "https://10.8.1.2:2379"],
+                "certFile": "/etc/mp/etcd.crt",
+                "keyFile": "/etc/mp/etcd.key",
+                "caFile": "/etc/mp/ca.crt",
+            },
+            "kubernetes": {"kubeconfig": "/etc/mp/kubeconfig"},
+            "dataDir": "/run/mp-cluster-ipam",
+        }
+    )
+    assert conf.etcd.endpoints == ["https://10.8.1.1:2379", "https://10.8.1.2:2379"]
+    assert (conf.etcd.cert_file, conf.etcd.key_file, conf.etcd.ca_file) == (
+        "/etc/mp/etcd.crt",
+        "/etc/mp/etcd.key",
+        "/etc/mp/ca.crt",
+    )
+    assert conf.kubeconfig == "/etc/mp/kubeconfig"
+    assert conf.data_dir == "/run/mp-cluster-ipam"
+    assert load({"range": "10.8.0.0/24"}).data_dir == cfg.DEFAULT_DATA_DIR
+
+
+def test_requested_addresses_from_cni_args_args_and_runtime_config():
+    conf = load(
+        {"range": "10.9.0.0/24"},
+        cni_version="1.0.0",
+        cni_args="IgnoreUnknown=1;IP=10.9.0.5/24,10.9.0.6;K8S_POD_NAME=mp-pod",
+        args={"cni": {"ips": ["10.9.0.7"]}},
+        runtimeConfig={"ips": ["10.9.0.8/24"]},
+    )
+    assert [str(a) for a in conf.requested] == ["10.9.0.5", "10.9.0.6", "10.9.0.7", "10.9.0.8"]
+    with pytest.raises(InvalidEnvironment):
+        load({"range": "10.9.0.0/24"}, cni_args="IP=mp-not-an-ip")
+
+
+@pytest.mark.parametrize(
+    ("ipam", "text"),
+    [
+        ({}, "ipam.range: missing"),
+        ({"range": "10.10.0.0/33"}, "ipam.range: invalid CIDR"),
+        ({"range": "mp"}, "ipam.range: invalid CIDR"),
+        ({"range": "192.168.1.5-192.168.2.25/28"}, "ipam.range_start: 192.168.1.5 is not in range 192.168.2.16/28"),
+        ({"range": "10.10.0.x-10.10.0.9/24"}, "ipam.range: invalid range start IP"),
+        ({"range": "10.10.0.0/24", "range_start": "10.11.0.1"}, "ipam.range_start: 10.11.0.1 is not in range"),
+        ({"range": "10.10.0.0/24", "range_start": "mp"}, "ipam.range_start: invalid IP address"),
+        (
+            {"range": "10.10.0.0/24", "range_start": "10.10.0.9", "range_end": "10.10.0.3"},
+            "ipam.range_end: 10.10.0.3 is before",
+        ),
+        ({"range": "10.10.0.5-10.10.0.9/24", "range_start": "10.10.0.6"}, "ipam.range_start: 10.10.0.6 contradicts"),
+        ({"range": "10.10.0.0/24", "exclude": ["10.10.0.7"]}, "ipam.exclude[0]: invalid CIDR"),
+        ({"range": "10.10.0.0/24", "exclude": "10.10.0.0/28"}, "ipam.exclude: expected a list"),
+        ({"range": "10.10.0.0/30", "exclude": ["10.10.0.0/30"]}, "leaves no address"),
+        ({"range": "10.10.0.0/24", "blockSize": 20}, "ipam.blockSize: /20 must lie between"),
+        ({"range": "10.10.0.0/24", "blockSize": 33}, "ipam.blockSize: /33 must lie between"),
+        ({"range": "10.10.0.0/24", "blockSize": True}, "ipam.blockSize: expected a prefix length"),
+        (
+            {"ipRanges": [{"range": "10.10.0.0/24"}, {"range": "fd00::/64"}], "blockSize": 28},
+            "ipam.ipRanges[1].blockSize",
+        ),
+        ({"ipRanges": {"range": "10.10.0.0/24"}}, "ipam.ipRanges: expected a list"),
+        ({"ipRanges": ["10.10.0.0/24"]}, "ipam.ipRanges[0]: expected an object"),
+        ({"ipRanges": [{"range": "10.10.0.0/24"}, {"range": "10.10.0.128/25"}]}, "ipam.ipRanges[1].range: overlaps"),
+        ({"range": "10.10.0.0/24", "gateway": "mp"}, "ipam.gateway: invalid IP address"),
+        ({"range": "10.10.0.0/24", "etcd": {"endpoints": []}}, "ipam.etcd.endpoints"),
+        ({"range": "10.10.0.0/24", "etcd": {"endpoints": ["a:1"], "certFile": "/c"}}, "both its cert and key"),
+        ({"range": "10.10.0.0/24", "etcd": {"endpoints": ["unix://x"]}}, "must be http:// or https://"),
+        ({"range": "10.10.0.0/24", "dataDir": "var/lib"}, "ipam.dataDir"),
+        ({"range": "10.10.0.0/24", "dataDir": "/var/../etc"}, "ipam.dataDir"),
+        ({"range": "10.10.0.0/24", "nodeName": ""}, "ipam.nodeName"),
+        ({"range": "10.10.0.0/24", "nodeName": 7}, "ipam.nodeName"),
+        ({"range": "10.10.0.0/24", "kubernetes": "/k"}, "ipam.kubernetes"),
+        ({"range": "10.10.0.0/24", "routes": [{"dst": "mp"}]}, "invalid CIDR"),
+        ({"range": 7}, "ipam.range: expected a string"),
+    ],
+)
+def test_invalid_configs_name_the_key(ipam, text):
+    with pytest.raises(InvalidConfig) as info:
+        load(ipam)
+    assert info.value.code == 7
+    assert text in info.value.msg
+
+
+def test_old_cni_versions_allow_one_address_per_family():
+    with pytest.raises(InvalidConfig, match="does not support more than 1 address per family"):
+        load({"ipRanges": [{"range": "10.12.0.0/24"}, {"range": "10.13.0.0/24"}]}, cni_version="0.2.0")
+
+
+def test_missing_ipam_and_routes_returned():
+    with pytest.raises(InvalidConfig, match="missing 'ipam'"):
+        cfg.load({"name": "mp"}, "mp", "1.0.0")
+    conf = load({"range": "10.14.0.0/24", "routes": [{"dst": "0.0.0.0/0"}, {"dst": "10.0.0.0/8", "gw": "10.14.0.1"}]})
+    assert [str(r.dst) for r in conf.routes] == ["0.0.0.0/0", "10.0.0.0/8"]
