@@ -388,3 +388,28 @@ def test_cached_source_before_the_sync_reads_live(api: K8sServer, tmp_path: Path
         assert source.pod(NS, "mp-web")["metadata"]["name"] == "mp-web"
         assert source.nad(NS, "mp-lan")["metadata"]["name"] == "mp-lan"
     assert [r.method for r in api.requests] == ["GET", "GET"] and (source.hits, source.misses) == (0, 2)
+
+
+def test_the_daemon_log_hears_an_outage_once_and_its_end(api: K8sServer, tmp_path: Path) -> None:
+    """With a logger, a failure is logged when it differs from the one before (not once per retry), and the
+    first list after it says listing works again."""
+    from multiplane.logs import Logger
+
+    log_path = tmp_path / "mp-daemon.log"
+    log = Logger("error", str(log_path), to_stderr=False)
+    h = Harness(api, tmp_path, log=log)
+    try:
+        h.caches.start()
+        assert h.caches.wait_synced(10.0)
+        api.stop()
+        eventually(lambda: h.state()["errors"] >= 3, what="several failed attempts")
+        api.start()
+        eventually(lambda: "listing works again" in log_path.read_text(), what="the recovery logged")
+    finally:
+        assert h.caches.stop(timeout=5.0)
+        log.close()
+    lines = log_path.read_text().splitlines()
+    down = [ln for ln in lines if "caches: pods:" in ln and "serving the last known objects" in ln]
+    # the watch breaking, then the list refused: a line per different failure, not one per retry
+    assert 1 <= len(down) <= 2 < h.state()["errors"], lines
+    assert any("caches: pods: listing works again" in ln for ln in lines), lines

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from multiplane.k8s.client import KubeClient
+    from multiplane.logs import Logger
 
 __all__ = ["NAD_CACHE", "POD_CACHE", "CachedSource", "Caches"]
 
@@ -161,6 +162,7 @@ class Caches:
         *,
         watch_timeout: float = 300.0,
         on_api_error: Callable[[int], None] | None = None,
+        log: Logger | None = None,
     ) -> None:
         if not node_name:
             raise ValueError("the pods cache needs this node's name (spec.nodeName)")
@@ -168,6 +170,7 @@ class Caches:
         self.watch_timeout = watch_timeout
         self._make_client = make_client
         self._on_api_error = on_api_error
+        self._log = log
         self._caches = {
             POD_CACHE: _Cache(POD_CACHE, PODS_PATH, f"spec.nodeName={node_name}"),
             NAD_CACHE: _Cache(NAD_CACHE, NADS_PATH, ""),
@@ -272,18 +275,25 @@ class Caches:
                     items, resource_version = client.list_objects(cache.path, cache.field_selector)
                     if self._stop.is_set():
                         break
+                    had_error = cache.last_error
                     cache.replace(items, resource_version)
+                    if self._log is not None:
+                        self._log.verbose(
+                            f"caches: {cache.name}: listed {len(items)} at resourceVersion {resource_version}"
+                        )
+                        if had_error:
+                            self._log.error(f"caches: {cache.name}: listing works again (after: {had_error})")
                     pause = _FIRST_PAUSE
                     self._watch(client, cache)
                 except Gone as exc:
                     if cache.events != gone_mark:
                         gone_mark = cache.events
                         continue  # the server's history moved past our version: list again at once
-                    cache.failed(str(exc))  # 410 again with no event in between: back off, do not spin
+                    self._failed(cache, str(exc))  # 410 again with no event in between: back off, do not spin
                 except ApiError as exc:
-                    cache.failed(str(exc))
+                    self._failed(cache, str(exc))
                 except Exception as exc:  # noqa: BLE001 - no failure may end a cache: record it, list again
-                    cache.failed(f"{type(exc).__name__}: {exc}")
+                    self._failed(cache, f"{type(exc).__name__}: {exc}")
                 if self._stop.wait(pause):
                     break
                 pause = min(pause * 2, _MAX_PAUSE)
@@ -292,6 +302,12 @@ class Caches:
                 client.close()
                 with self._lock:
                     self._clients.remove(client)
+
+    def _failed(self, cache: _Cache, error: str) -> None:
+        """Record a failure; the log hears of it when it differs from the one before (no line per retry)."""
+        if self._log is not None and error != cache.last_error:
+            self._log.error(f"caches: {cache.name}: {error}; serving the last known objects, listing again")
+        cache.failed(error)
 
     def _watch(self, client: KubeClient, cache: _Cache) -> None:
         """Watch from the cache's resourceVersion, again each time the stream ends, until stopped; failures raise."""

@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
 class _Cluster:
     """The daemon's Kubernetes side: caches shared by all workers, one client per worker thread."""
 
-    def __init__(self, kube_cfg: Any, node_name: str, metrics: Any) -> None:
+    def __init__(self, kube_cfg: Any, node_name: str, metrics: Any, log: logs.Logger) -> None:
         from multiplane.daemon.caches import Caches
         from multiplane.k8s.client import KubeClient
 
@@ -53,7 +53,7 @@ class _Cluster:
         self._local = threading.local()
         on_error = metrics.api_error if metrics is not None else None
         self.make_client = lambda: KubeClient(kube_cfg, on_error=on_error)
-        self.caches = Caches(self.make_client, node_name, on_api_error=on_error)
+        self.caches = Caches(self.make_client, node_name, on_api_error=on_error, log=log)
 
     def source(self) -> Any:
         """This worker thread's source (its own client, the shared caches)."""
@@ -93,7 +93,7 @@ def main(argv: list[str]) -> int:
     cluster: _Cluster | None = None
     metrics = Metrics(cache_state=lambda: cluster.caches.state() if cluster is not None else {})
     if kube_cfg is not None:
-        cluster = _Cluster(kube_cfg, cfg.node_name, metrics)
+        cluster = _Cluster(kube_cfg, cfg.node_name, metrics, log)
     front = DaemonFrontDoor(cfg, cluster.source if cluster is not None else None)
     server = Server(cfg, front, log, metrics)
     try:
