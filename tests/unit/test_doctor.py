@@ -54,6 +54,7 @@ ALL_RIGHTS = {("get", "pods", ""), ("get", "network-attachment-definitions", "")
 ALL_RIGHTS |= {("create", "events", ""), ("list", "pods", "")}
 HEALTHY_IDS = {
     "config.multiplane",
+    "daemon.socket",
     "config.order",
     "config.primary",
     "config.multus",
@@ -447,7 +448,7 @@ def test_human_output(node: DoctorNode) -> None:
     assert f"\nreadiness indicator file\n  FAIL  {READY} is missing" in text
     assert "\n        -> check that the cluster network's own agent runs" in text
     assert "\n  ok    wraps /etc/cni/net.d/10-mp-bridge.conflist" in text
-    assert text.endswith("1 failed, 0 warnings, 19 ok: pods on this node would fail\n")
+    assert text.endswith("1 failed, 0 warnings, 20 ok: pods on this node would fail\n")
 
 
 def test_usage_error() -> None:

@@ -201,7 +201,17 @@ class Server:
         """Read one request, then refuse it or answer b"A" and queue it."""
         try:
             conn.settimeout(READ_TIMEOUT)
-            name, environ, stdin = wire.read_request(conn.recv)
+            first = conn.recv(1)
+            if not first:  # connected and closed: a probe (`multiplane doctor`), not a call
+                self.log.debug("daemon: a connection closed without a request (a probe)")
+                conn.close()
+                return
+            pending = [first]
+
+            def recv(n: int) -> bytes:
+                return pending.pop() if pending else conn.recv(n)
+
+            name, environ, stdin = wire.read_request(recv)
         except (OSError, wire.WireError) as exc:
             self.log.error(f"daemon: dropped a connection that sent no complete request ({exc})")
             conn.close()

@@ -110,6 +110,7 @@ def _parse_meta(doctor: Doctor, path: str) -> NetConf | None:
         if conf.type != BINARY:
             raise InvalidConfig(f"its type is {conf.type!r}, not {BINARY!r}")
         doctor.meta = MetaConf(conf)
+        doctor.meta_raw = conf.raw
     except OSError as exc:
         doctor.add("config.multiplane", FAIL, f"cannot read {CONF_NAME}: {exc.strerror}", "run `multiplane install`")
         return None

@@ -21,6 +21,7 @@ GROUPS = {
     "api": "Kubernetes API and RBAC",
     "readiness": "readiness indicator file",
     "runtime": "installed runtime",
+    "daemon": "node daemon (thick mode)",
 }
 
 

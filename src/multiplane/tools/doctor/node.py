@@ -9,7 +9,7 @@ import os
 import socket
 import sys
 
-from multiplane.tools.doctor import api, configs, networks, nics, plugins, readiness, runtime
+from multiplane.tools.doctor import api, configs, daemon, networks, nics, plugins, readiness, runtime
 from multiplane.tools.doctor.model import GROUPS, WARNING, Check
 
 TYPE_CHECKING = False
@@ -34,6 +34,7 @@ STEPS: tuple[tuple[str, Callable[[Doctor], None]], ...] = (
     ("networks", nics.check_masters),
     ("readiness", readiness.check_readiness),
     ("runtime", runtime.check_runtime),
+    ("daemon", daemon.check_daemon),
 )
 
 
@@ -55,6 +56,7 @@ class Doctor:
         self.kubeconfig = kubeconfig
         self.checks: list[Check] = []
         self.meta: MetaConf | None = None
+        self.meta_raw: dict[str, object] | None = None  # 00-multiplane.conf as JSON (keys MetaConf does not keep)
         self.client: KubeClient | None = None
         self.api = "none"  # "none": no kubeconfig (local files); "up"; "down"
         self.networks: list[Network] = []
