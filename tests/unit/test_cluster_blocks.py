@@ -132,7 +132,7 @@ class Sim:
         return value
 
     def request(self, node: str, value: int) -> bool:
-        verdict, block, _owner = bl.admit_request(self.rng, value, self.prefix, node, self.store_blocks)
+        verdict, block, _owner = bl.admit_request(self.rng, value, node, self.store_blocks)
         if verdict == "local":
             taken = self.used[node] | self.foreign[node]
             if value in taken:
@@ -142,7 +142,7 @@ class Sim:
         if verdict != "claim" or value in self.store_ips:
             return False
         self.store_ips[value] = node  # claim, then read the blocks
-        if bl.admit_request(self.rng, value, self.prefix, node, self.store_blocks)[0] != "claim":
+        if bl.admit_request(self.rng, value, node, self.store_blocks)[0] != "claim":
             del self.store_ips[value]
             return False
         return True
@@ -237,6 +237,16 @@ def test_node_offsets_spread_racing_nodes():
     assert len(firsts) >= 6
 
 
+def test_a_full_slash_16_is_walked_quickly():
+    rng = bl.Range.make("10.24.0.0/16")
+    claimed = set(bl.blocks(rng, 28))
+    started = time.monotonic()
+    assert list(bl.free_blocks(rng, 28, "mp-node-a", claimed)) == []
+    assert time.monotonic() - started < 2.0
+    claimed.discard((4, int(ipaddress.IPv4Address("10.24.7.16")), 28))
+    assert list(bl.free_blocks(rng, 28, "mp-node-a", claimed)) == [(4, int(ipaddress.IPv4Address("10.24.7.16")), 28)]
+
+
 def test_ipv6_slash_64_is_lazy():
     rng = bl.Range.make("fd00:21::/64")
     first = next(bl.free_blocks(rng, 120, "mp-node-a", set()))
@@ -283,13 +293,13 @@ def test_requested_address_rule_in_every_interleaving_with_a_block_claim():
             elif step == "read_ips":
                 foreign = {ip for ip in store_ips if block[1] <= ip <= last_of(block)}
             elif step == "claim_ip":
-                verdict = bl.admit_request(rng, a, 28, "mp-node-b", store_blocks)[0]
+                verdict = bl.admit_request(rng, a, "mp-node-b", store_blocks)[0]
                 if verdict == "claim":
                     store_ips[a] = "mp-node-b"
                 else:
                     b_keeps = False
             elif b_keeps is None and a in store_ips:
-                b_keeps = bl.admit_request(rng, a, 28, "mp-node-b", store_blocks)[0] == "claim"
+                b_keeps = bl.admit_request(rng, a, "mp-node-b", store_blocks)[0] == "claim"
                 if not b_keeps:
                     del store_ips[a]
         a_may_use = a not in foreign
@@ -298,13 +308,12 @@ def test_requested_address_rule_in_every_interleaving_with_a_block_claim():
 
 def test_admit_request_verdicts():
     rng = bl.Range.make("10.23.0.0/24", excludes=["10.23.0.64/26"], gateway="10.23.0.1")
-    mine, theirs = bl.block_of(rng, 16, 28), bl.block_of(rng, 0, 28)
     mine = (4, int(ipaddress.IPv4Address("10.23.0.16")), 28)
     theirs = (4, int(ipaddress.IPv4Address("10.23.0.32")), 28)
     holders = {mine: "mp-node-a", theirs: "mp-node-b"}
 
     def verdict(ip: str) -> str:
-        return bl.admit_request(rng, int(ipaddress.IPv4Address(ip)), 28, "mp-node-a", holders)[0]
+        return bl.admit_request(rng, int(ipaddress.IPv4Address(ip)), "mp-node-a", holders)[0]
 
     assert verdict("10.23.0.17") == "local"
     assert verdict("10.23.0.33") == "refused"

@@ -244,6 +244,10 @@ def test_requested_addresses_from_cni_args_args_and_runtime_config():
         ({"range": "10.10.0.5-10.10.0.9/24", "range_start": "10.10.0.6"}, "ipam.range_start: 10.10.0.6 contradicts"),
         ({"range": "10.10.0.0/24", "exclude": ["10.10.0.7"]}, "ipam.exclude[0]: invalid CIDR"),
         ({"range": "10.10.0.0/24", "exclude": "10.10.0.0/28"}, "ipam.exclude: expected a list"),
+        (
+            {"range": "10.10.0.0/24", "exclude": ["fd00::/120"]},
+            "ipam.exclude[0]: fd00::/120 is not of the range's family",
+        ),
         ({"range": "10.10.0.0/30", "exclude": ["10.10.0.0/30"]}, "leaves no address"),
         ({"range": "10.10.0.0/24", "blockSize": 20}, "ipam.blockSize: /20 must lie between"),
         ({"range": "10.10.0.0/24", "blockSize": 33}, "ipam.blockSize: /33 must lie between"),

@@ -231,13 +231,14 @@ def free_blocks(
     host = rng.bits - block_prefix
     start, count = _slots(rng, block_prefix)
     offset = node_offset(node, count)
-    claimed_list = list(claimed)
+    same = {b for b in claimed if b[2] == block_prefix}
+    other_sizes = [b for b in claimed if b[2] != block_prefix]  # only when configurations disagree
     for step in range(count):
         index = start + (offset + step) % count
         block = (rng.version, index << host, block_prefix)
-        if block in claimed or block in avoid or not _has_usable(rng, block):
+        if block in same or block in avoid or not _has_usable(rng, block):
             continue
-        if overlapping(block, claimed_list):
+        if other_sizes and overlapping(block, other_sizes):
             continue
         yield block
 
@@ -306,15 +307,19 @@ def releasable(rng: Range, owned: Iterable[Block], used: Collection[int]) -> lis
 def admit_request(
     rng: Range,
     value: int,
-    block_prefix: int,
     node: str,
     holders: Mapping[Block, str],
 ) -> tuple[str, Block | None, str | None]:
-    """How a requested address may be taken: ("local", block, None), ("claim", None, None) or ("refused", block, owner).
+    """How a requested address may be taken (the rule of decision 0010).
 
-    `holders`: block → owning node, for every block of the pool this node knows of (its
-    own, and those read from the store). An address that is not usable is ("unusable", None, None).
-    Any claimed block of another prefix overlapping the address counts too.
+    ("local", block, None): inside a block this node owns, allocate it locally (no store write);
+    ("refused", block, owner): inside a block another node owns;
+    ("claim", None, None): inside no block: claim it in the store, then list the blocks and
+    ask again; anything but "claim" the second time means release the claim and refuse;
+    ("unusable", None, None): outside the range, excluded, network/last, gateway or `.0`.
+
+    `holders`: block → owning node for every block of the pool this node knows of (its own,
+    and those just read from the store), of any prefix.
     """
     if not rng.usable(value):
         return ("unusable", None, None)

@@ -47,7 +47,7 @@ import re
 import socket
 
 from multiplane.errors import DecodingFailure, InvalidConfig
-from multiplane.ipam.cluster.blocks import Range
+from multiplane.ipam.cluster.blocks import Range, ip_str
 from multiplane.spec import version as versions
 from multiplane.spec.args import parse_cni_args
 from multiplane.spec.gojson import field as get, parse_ip_maybe_cidr
@@ -217,6 +217,8 @@ def _range(raw: dict[str, Any], where: str, default_block: int | None) -> tuple[
             cidr = _sloppy_cidr(item) if isinstance(item, str) else None
             if cidr is None:
                 raise InvalidConfig(f"{where}.exclude[{i}]: invalid CIDR {item!r}")
+            if cidr[0].version != net.version:
+                raise InvalidConfig(f"{where}.exclude[{i}]: {item} is not of the range's family (IPv{net.version})")
             excludes.append(f"{cidr[0]}/{cidr[1]}")
     rng = Range.make(
         str(net),
@@ -242,8 +244,7 @@ def _range(raw: dict[str, Any], where: str, default_block: int | None) -> tuple[
 
 
 def _pool_name(network_name: str, rng: Range) -> str:
-    base = f"{ipaddress.ip_address(rng.network) if rng.version == 4 else ipaddress.IPv6Address(rng.network)}"
-    base = f"{base}-{rng.prefix}"
+    base = f"{ip_str(rng.version, rng.network)}-{rng.prefix}"
     return f"{network_name}-{base}" if network_name else base
 
 
