@@ -398,6 +398,23 @@ def test_empty_blocks_are_journalled_and_not_owned_again_until_confirmed(tmp_pat
         assert rec.attachments() == set()
 
 
+def test_ownership_follows_a_fresh_read_of_the_store(tmp_path):
+    b2 = "10.30.0.32/28"
+    with LocalState(str(tmp_path)).locked() as rec:
+        rec.add_block(POOL, B0)
+        rec.add_block(POOL, B1)
+        assert rec.allocate(POOL, RNG, "mp-c1", "net1") == "10.30.0.1"
+        store = {"10.30.0.0/28": {"node": "mp-other"}, b2: {"node": "mp-n"}}
+        assert rec.check_ownership(POOL, store, "mp-n") == {
+            "adopted": [b2],
+            "lost": ["10.30.0.0/28"],
+            "missing": ["10.30.0.16/28"],
+        }
+        assert list(rec.pools[POOL].blocks) == [b2]
+        assert rec.held_by("mp-c1", "net1") == [(POOL, "10.30.0.1")]  # kept for DEL
+        assert rec.allocate(POOL, RNG, "mp-c2", "net1") == "10.30.0.32"
+
+
 def test_a_failed_transaction_writes_nothing(tmp_path):
     state = LocalState(str(tmp_path))
     with pytest.raises(RuntimeError), state.locked() as rec:

@@ -24,6 +24,8 @@ that keeps the store the authority for ownership:
   address is handed out from it any more), then store.release_block, then `confirm`;
   a block in the journal is never claimed again by this node until confirmed, so a late
   replay can never release a block in use;
+* after every read of the store's blocks, `check_ownership` drops blocks the store no
+  longer gives this node (freed by the reconciler while the node was away) and adopts lost ones;
 * a requested address outside blocks: store.claim_ip first, then `record_single`; DEL
   puts it in the journal (`release`), then store.release_ip, then `confirm`.
 When the store is down the journal keeps the releases and `pending()` replays them later.
@@ -141,6 +143,30 @@ class Record:
                 rec.blocks[key] = set()
                 adopted.append(key)
         return adopted
+
+    def check_ownership(self, pool: str, store_blocks: dict[str, dict[str, Any]], node: str) -> dict[str, list[str]]:
+        """Align the owned blocks with a fresh read of the store's blocks; what changed, by kind.
+
+        "adopted": the store says `node` holds them and the record did not know (see `adopt`);
+        "lost": the store says another node holds them (the reconciler freed this node's
+        blocks while it was away): no longer owned here; "missing": nobody holds them in the
+        store: no longer owned here either, until claimed again (claim_block, then add_block).
+        Addresses already recorded stay recorded (DEL and GC release them); only new
+        allocations stop. Never unsafe with a stale read: it can only drop ownership, and
+        `adopt` takes back what the store still says is ours.
+        """
+        rec = self.pool(pool)
+        changes: dict[str, list[str]] = {"adopted": self.adopt(pool, store_blocks, node), "lost": [], "missing": []}
+        for key in list(rec.blocks):
+            owner = store_blocks.get(key)
+            if owner is None:
+                changes["missing"].append(key)
+            elif owner.get("node") != node:
+                changes["lost"].append(key)
+            else:
+                continue
+            del rec.blocks[key]
+        return changes
 
     def retire_empty_blocks(self, pool: str, rng: Range) -> list[str]:
         """Stop owning empty blocks (one spare kept, see blocks.releasable) and journal their release."""
