@@ -11,6 +11,12 @@ Every write is a compare-and-set in the store, so two nodes can never both belie
 a block or an address: `claim_*` succeeds only if the key is absent or already held by the
 same owner (idempotent after a crash between the store's write and the caller's record);
 `release_*` removes a key only if the given owner still holds it.
+
+`blocks()` and `ips()` must be linearizable reads: a list sees every write acknowledged before
+it began. Cluster-wide IPAM's rule for requested addresses (decision 0010) is "claim, then
+list" on both sides, which proves nothing otherwise. etcd: a range request without
+`serializable`; the Kubernetes API: a list without `resourceVersion` (never `resourceVersion=0`,
+which the API server answers from its watch cache).
 """
 
 from __future__ import annotations
