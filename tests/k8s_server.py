@@ -31,6 +31,19 @@ certificate generated at start by the `openssl` command-line tool) to a
   adds a BOOKMARK every `bookmark_interval` seconds; N older than the history keeps →
   one ``ERROR`` event whose object is a 410 ``Status`` (reason Expired), as the API server answers
   a watch; the stream ends after ``timeoutSeconds`` (default `watch_timeout`) or when the server stops
+* custom resources of the CRDs given to `add_crds()` (a manifest such as packaging/k8s/crd-ipam.yaml),
+  cluster-scoped or namespaced as each CRD says, at ``/apis/{group}/{version}[/namespaces/{ns}]/{plural}``:
+  ``POST`` creates (201; the name taken → 409 ``Status`` reason AlreadyExists; objects are checked
+  against the version's openAPIV3Schema (422 Invalid) and pruned of fields it does not know, labels
+  checked as the API server checks them), ``GET`` of the collection lists (a ``<Kind>List`` with
+  ``metadata.resourceVersion``; ``labelSelector`` with ``=``, ``==``, ``!=``, ``key``, ``!key``;
+  ``fieldSelector`` ``metadata.name``), ``GET`` of a name reads, ``PUT`` replaces (the body's
+  ``metadata.resourceVersion`` is required (422) and must be the current one, else 409 Conflict
+  "the object has been modified"; a ``metadata.uid`` other than the object's → 409), ``DELETE``
+  deletes (200 and the object), honouring ``DeleteOptions.preconditions`` ``uid`` and
+  ``resourceVersion`` (a mismatch → 409 Conflict "Precondition failed: UID in precondition: …",
+  nothing deleted); `access` applies (403). No watch of custom resources (405). Tests play another
+  writer with `put_custom_object` / `delete_custom_object` and read with `custom_objects`
 * ``POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews``   → ``status.allowed`` from `access`, a set of
   allowed ``(verb, resource, subresource)`` (None, the default: everything is allowed)
 * anything missing → 404 ``Status`` (reason NotFound, the API server's message and ``details``)
@@ -102,6 +115,7 @@ _EVENTS = re.compile(r"^/api/v1/namespaces/([^/]+)/events$")
 _POD_LIST = re.compile(r"^/api/v1(?:/namespaces/([^/]+))?/pods$")
 _NAD_LIST = re.compile(rf"^/apis/{re.escape(NAD_GROUP)}/v1(?:/namespaces/([^/]+))?/{NAD_RESOURCE}$")
 _ACCESS_REVIEW = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+_CUSTOM = re.compile(r"^/apis/([^/]+)/([^/]+)(?:/namespaces/([^/]+))?/([^/]+)(?:/([^/]+))?$")
 
 
 def status_object(
@@ -435,6 +449,137 @@ _KINDS = {
 }
 
 
+# ---- custom resources (CustomResourceDefinitions given to the server) -------------------------
+
+
+class _Crd:
+    """One served version of a CustomResourceDefinition: where its objects live and their schema."""
+
+    __slots__ = ("group", "version", "plural", "kind", "list_kind", "namespaced", "schema")
+
+    def __init__(self, doc: dict[str, Any], version: dict[str, Any]) -> None:
+        spec = doc["spec"]
+        self.group, self.version = spec["group"], version["name"]
+        self.plural, self.kind = spec["names"]["plural"], spec["names"]["kind"]
+        self.list_kind = spec["names"].get("listKind") or f"{self.kind}List"
+        self.namespaced = spec["scope"] == "Namespaced"
+        self.schema: dict[str, Any] = (version.get("schema") or {}).get("openAPIV3Schema") or {}
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.plural}.{self.group}"
+
+
+def _check_schema(schema: dict[str, Any], value: Any, path: str, errors: list[str]) -> Any:
+    """`value` pruned of the fields `schema` does not know (as the API server prunes); type errors in `errors`.
+
+    A subset of OpenAPI v3 as structural CRD schemas use it: type, properties, required,
+    minLength, maxLength, enum, items, x-kubernetes-preserve-unknown-fields.
+    """
+    kind = schema.get("type")
+    checks = {
+        "object": lambda v: isinstance(v, dict),
+        "array": lambda v: isinstance(v, list),
+        "string": lambda v: isinstance(v, str),
+        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        "boolean": lambda v: isinstance(v, bool),
+    }
+    if kind in checks and not checks[kind](value):
+        errors.append(f'{path}: Invalid value: "{type(value).__name__}": {path} in body must be of type {kind}')
+        return value
+    if "enum" in schema and value not in schema["enum"]:
+        errors.append(f"{path}: Unsupported value: {json.dumps(value)}")
+    if isinstance(value, str):
+        if len(value) < schema.get("minLength", 0):
+            errors.append(
+                f"{path}: Invalid value: {json.dumps(value)}: {path} in body should be at least {schema['minLength']} chars long"
+            )
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            errors.append(f"{path}: Too long: may not be longer than {schema['maxLength']}")
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [_check_schema(schema["items"], v, f"{path}[{i}]", errors) for i, v in enumerate(value)]
+    if not isinstance(value, dict) or kind != "object":
+        return value
+    for key in schema.get("required", []):
+        if key not in value:
+            errors.append(f"{path}.{key}: Required value")
+    properties = schema.get("properties")
+    if properties is None or schema.get("x-kubernetes-preserve-unknown-fields"):
+        return value
+    kept = {}
+    for key, item in value.items():
+        if key in properties:
+            kept[key] = _check_schema(properties[key], item, f"{path}.{key}", errors)
+    return kept
+
+
+_LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _label_errors(labels: Any) -> list[str]:
+    """What the API server says of invalid labels (keys: qualified names; values: 63 characters of [-A-Za-z0-9_.])."""
+    if not isinstance(labels, dict):
+        return ["metadata.labels: Invalid value: must be a map of strings"]
+    errors = []
+    for key, value in labels.items():
+        if not isinstance(key, str) or not _LABEL_KEY.match(key) or len(key.rpartition("/")[2]) > 63:
+            errors.append(f'metadata.labels: Invalid value: "{key}": name part must consist of alphanumeric characters')
+        if not isinstance(value, str) or len(value) > 63 or not _LABEL_VALUE.match(value):
+            errors.append(
+                f'metadata.labels: Invalid value: "{value}": a valid label must be an empty string or consist of '
+                "alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
+                " (and be at most 63 characters)"
+            )
+    return errors
+
+
+def _label_selector(text: str) -> list[tuple[str, str, str]] | None:
+    """The terms of a label selector: (key, op, value) with op "=", "!=", "exists", "!exists"; None if invalid."""
+    terms: list[tuple[str, str, str]] = []
+    for raw in text.split(","):
+        term = raw.strip()
+        if not term:
+            continue
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            op = "!="
+        elif "=" in term:
+            key, value = term.replace("==", "=", 1).split("=", 1)
+            op = "="
+        elif term.startswith("!"):
+            key, value, op = term[1:], "", "!exists"
+        else:
+            key, value, op = term, "", "exists"
+        key, value = key.strip(), value.strip()
+        if not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(value) or len(value) > 63:
+            return None
+        terms.append((key, op, value))
+    return terms
+
+
+def _selected(obj: dict[str, Any], terms: list[tuple[str, str, str]]) -> bool:
+    labels = obj["metadata"].get("labels") or {}
+    for key, op, value in terms:
+        if op == "=" and labels.get(key) != value:
+            return False
+        if op == "!=" and labels.get(key) == value:
+            return False
+        if op == "exists" and key not in labels:
+            return False
+        if op == "!exists" and key in labels:
+            return False
+    return True
+
+
 # ---- the API server ---------------------------------------------------------------------------
 
 
@@ -483,6 +628,8 @@ class K8sServer:
         self._pods: dict[tuple[str, str], dict[str, Any]] = {}
         self._nads: dict[tuple[str, str], dict[str, Any]] = {}
         self._events: list[dict[str, Any]] = []
+        self._crds: dict[tuple[str, str, str], _Crd] = {}  # (group, version, plural) → what add_crds() serves
+        self._custom: dict[tuple[str, str, str, str], dict[str, Any]] = {}  # (group, plural, ns, name) → object
         self._rv = 1000
         self._dropped_rv = self._rv
         self._watch_epoch = 0  # moved on by drop_watches(): watches of an older epoch end
@@ -775,6 +922,254 @@ class K8sServer:
         with self._lock:
             return [copy.deepcopy(e) for e in self._events if namespace in (None, e["metadata"]["namespace"])]
 
+    # ---- custom resources ----
+
+    def add_crds(self, source: str | os.PathLike[str] | list[dict[str, Any]]) -> list[str]:
+        """Serve the custom resources of CustomResourceDefinitions: a manifest file, or its parsed documents.
+
+        Every served version answers at its REST paths (cluster-scoped or namespaced as the CRD
+        says); objects are checked against the version's openAPIV3Schema and pruned of unknown
+        fields, as the API server does. Returns the CRDs' names (`<plural>.<group>`).
+        """
+        if isinstance(source, list):
+            docs = source
+        else:
+            import yaml
+
+            docs = [d for d in yaml.safe_load_all(Path(source).read_text()) if d]
+        names = []
+        with self._lock:
+            for doc in docs:
+                if doc.get("kind") != "CustomResourceDefinition":
+                    continue
+                for version in doc["spec"]["versions"]:
+                    if version.get("served", True):
+                        crd = _Crd(doc, version)
+                        self._crds[(crd.group, crd.version, crd.plural)] = crd
+                names.append(doc["metadata"]["name"])
+        return names
+
+    def _crd(self, plural: str) -> _Crd:
+        found = [crd for crd in self._crds.values() if crd.plural == plural or crd.qualified == plural]
+        if not found:
+            raise KeyError(f"no CRD serves {plural!r}: call add_crds() first")
+        return found[0]
+
+    def custom_objects(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Copies of the stored custom resources of `plural` (in `namespace`, if given), by name."""
+        with self._lock:
+            crd = self._crd(plural)
+            return [
+                copy.deepcopy(obj) for (group, res, ns, _name), obj in sorted(self._custom.items())
+                if (group, res) == (crd.group, crd.plural) and namespace in (None, ns)
+            ]  # fmt: skip
+
+    def custom_object(self, plural: str, name: str, namespace: str = "") -> dict[str, Any]:
+        """A copy of one stored custom resource (KeyError if there is none)."""
+        with self._lock:
+            crd = self._crd(plural)
+            return copy.deepcopy(self._custom[(crd.group, crd.plural, namespace, name)])
+
+    def put_custom_object(self, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """Another writer: store `obj` (a new object, with a new uid, if none of its name exists; else replaced).
+
+        No schema check: tests may store what a buggy writer would. resourceVersion bumped.
+        """
+        with self._lock:
+            crd = self._crd(plural)
+            obj = copy.deepcopy(obj)
+            meta = obj.setdefault("metadata", {})
+            key = (crd.group, crd.plural, meta.get("namespace", "") if crd.namespaced else "", meta["name"])
+            old = self._custom.get(key)
+            obj.setdefault("apiVersion", crd.api_version)
+            obj.setdefault("kind", crd.kind)
+            meta["uid"] = (
+                old["metadata"]["uid"] if old and not meta.get("uid") else meta.get("uid") or str(uuid.uuid4())
+            )
+            meta.setdefault("creationTimestamp", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            meta.setdefault("generation", 1)
+            meta["resourceVersion"] = self._next_rv()
+            self._custom[key] = obj
+            return copy.deepcopy(obj)
+
+    def delete_custom_object(self, plural: str, name: str, namespace: str = "") -> None:
+        """Another writer: delete one custom resource (KeyError if there is none)."""
+        with self._lock:
+            crd = self._crd(plural)
+            del self._custom[(crd.group, crd.plural, namespace, name)]
+            self._next_rv()
+
+    def _custom_resource(self, crd: _Crd, ns: str, name: str, req: Request) -> tuple[int, Any, dict[str, str]]:
+        """GET/PUT/DELETE one custom resource, or GET (list)/POST (create) its collection."""
+        all_namespaces = crd.namespaced and not ns and not name and req.method == "GET"  # a list of every namespace
+        if crd.namespaced != bool(ns) and not all_namespaces:
+            return 404, status_object(404, "the server could not find the requested resource"), {}
+        watch = self._query(req, "watch") in ("true", "1")
+        verbs = {("GET", True): "get", ("PUT", True): "update", ("DELETE", True): "delete",
+                 ("GET", False): "watch" if watch else "list", ("POST", False): "create"}  # fmt: skip
+        verb = verbs.get((req.method, bool(name)))
+        if verb is None or verb == "watch":
+            return self._not_allowed(req)
+        if not self._allowed(verb, crd.plural):
+            scope = f'in the namespace "{ns}"' if ns else "at the cluster scope"
+            named = f'{crd.qualified} "{name}"' if name else crd.qualified
+            msg = (
+                f'{named} is forbidden: User "system:serviceaccount:kube-system:multiplane" cannot {verb} '
+                f'resource "{crd.plural}" in API group "{crd.group}" {scope}'
+            )
+            return 403, status_object(403, msg, details={"name": name, "group": crd.group, "kind": crd.plural}), {}
+        key = (crd.group, crd.plural, ns, name)
+        if verb == "list":
+            return self._list_custom(crd, ns, req)
+        if verb == "create":
+            return self._create_custom(crd, ns, req)
+        current = self._custom.get(key)
+        if current is None:
+            return self._not_found(crd.plural, crd.group, name)
+        if verb == "get":
+            return 200, copy.deepcopy(current), {}
+        details = {"name": name, "group": crd.group, "kind": crd.plural}
+        if verb == "delete":
+            options = req.body if isinstance(req.body, dict) else {}
+            pre = options.get("preconditions") or {}
+            meta = current["metadata"]
+            for field, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
+                if pre.get(field) and pre[field] != meta[field]:
+                    msg = (
+                        f'Operation cannot be fulfilled on {crd.qualified} "{name}": Precondition failed: '
+                        f"{label} in precondition: {pre[field]}, {label} in object meta: {meta[field]}"
+                    )
+                    return 409, status_object(409, msg, details=details), {}
+            del self._custom[key]
+            gone = copy.deepcopy(current)
+            gone["metadata"]["resourceVersion"] = self._next_rv()
+            return 200, gone, {}
+        return self._update_custom(crd, current, name, req)
+
+    def _admit(self, crd: _Crd, body: Any, name: str) -> tuple[dict[str, Any] | None, tuple[int, Any, dict[str, str]]]:
+        """The object as it would be stored (schema-pruned), or None and the error answer."""
+        if not isinstance(body, dict) or not isinstance(body.get("metadata", {}), dict):
+            return None, (400, status_object(400, "the body of the request was in an unknown format"), {})
+        if body.get("apiVersion") != crd.api_version or body.get("kind") != crd.kind:
+            msg = (
+                f"the API version in the data ({body.get('apiVersion')}) and kind ({body.get('kind')}) do not match "
+                f"the expected {crd.api_version}, {crd.kind}"
+            )
+            return None, (400, status_object(400, msg, "BadRequest"), {})
+        errors = _label_errors(body.get("metadata", {}).get("labels") or {})
+        pruned = _check_schema(crd.schema, body, "", errors) if crd.schema else copy.deepcopy(body)
+        if errors:
+            causes = ", ".join(e.lstrip(".") for e in errors)
+            msg = (
+                f'{crd.kind}.{crd.group} "{name}" is invalid: {causes}'
+                if name
+                else f"{crd.kind}.{crd.group} is invalid: {causes}"
+            )
+            details = {"name": name, "group": crd.group, "kind": crd.kind}
+            return None, (422, status_object(422, msg, details=details), {})
+        obj = copy.deepcopy(pruned)
+        obj["apiVersion"], obj["kind"] = crd.api_version, crd.kind
+        obj["metadata"] = copy.deepcopy(body.get("metadata") or {})
+        return obj, (0, None, {})
+
+    def _create_custom(self, crd: _Crd, ns: str, req: Request) -> tuple[int, Any, dict[str, str]]:
+        body = req.body
+        meta = body.get("metadata") if isinstance(body, dict) else None
+        name = (meta.get("name") or "") if isinstance(meta, dict) else ""
+        if isinstance(meta, dict) and not name and meta.get("generateName"):
+            name = meta["generateName"] + uuid.uuid4().hex[:5]
+        if not name or len(name) > 253 or not _NAME.match(name):
+            msg = (
+                f'{crd.kind}.{crd.group} "{name}" is invalid: metadata.name: Invalid value: "{name}": a lowercase '
+                "RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start "
+                "and end with an alphanumeric character"
+            )
+            return 422, status_object(422, msg, details={"name": name, "group": crd.group, "kind": crd.kind}), {}
+        obj, error = self._admit(crd, body, name)
+        if obj is None:
+            return error
+        if (crd.group, crd.plural, ns, name) in self._custom:
+            msg = f'{crd.qualified} "{name}" already exists'
+            details = {"name": name, "group": crd.group, "kind": crd.plural}
+            return 409, status_object(409, msg, "AlreadyExists", details), {}
+        meta = {k: v for k, v in obj["metadata"].items() if k in ("labels", "annotations", "finalizers")}
+        meta["name"] = name
+        if ns:
+            meta["namespace"] = ns
+        meta["uid"] = str(uuid.uuid4())
+        meta["resourceVersion"] = self._next_rv()
+        meta["generation"] = 1
+        meta["creationTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        obj["metadata"] = meta
+        self._custom[(crd.group, crd.plural, ns, name)] = obj
+        return 201, copy.deepcopy(obj), {}
+
+    def _update_custom(
+        self, crd: _Crd, current: dict[str, Any], name: str, req: Request
+    ) -> tuple[int, Any, dict[str, str]]:
+        obj, error = self._admit(crd, req.body, name)
+        if obj is None:
+            return error
+        meta, old = obj["metadata"], current["metadata"]
+        details = {"name": name, "group": crd.group, "kind": crd.plural}
+        if meta.get("name", name) != name:
+            msg = f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
+            return 400, status_object(400, msg), {}
+        if not meta.get("resourceVersion"):
+            msg = (
+                f'{crd.kind}.{crd.group} "{name}" is invalid: metadata.resourceVersion: Invalid value: 0x0: '
+                "must be specified for an update"
+            )
+            return 422, status_object(422, msg, details={"name": name, "group": crd.group, "kind": crd.kind}), {}
+        if meta.get("uid") and meta["uid"] != old["uid"]:
+            msg = (
+                f'Operation cannot be fulfilled on {crd.qualified} "{name}": Precondition failed: '
+                f"UID in precondition: {meta['uid']}, UID in object meta: {old['uid']}"
+            )
+            return 409, status_object(409, msg, details=details), {}
+        if meta["resourceVersion"] != old["resourceVersion"]:
+            msg = (
+                f'Operation cannot be fulfilled on {crd.qualified} "{name}": the object has been modified; '
+                "please apply your changes to the latest version and try again"
+            )
+            return 409, status_object(409, msg, details=details), {}
+        kept = {k: v for k, v in old.items() if k not in ("labels", "annotations", "resourceVersion", "generation")}
+        for field in ("labels", "annotations"):
+            if meta.get(field):
+                kept[field] = meta[field]
+        kept["generation"] = old.get("generation", 1) + (1 if obj.get("spec") != current.get("spec") else 0)
+        kept["resourceVersion"] = self._next_rv()
+        obj["metadata"] = kept
+        self._custom[(crd.group, crd.plural, old.get("namespace", ""), name)] = obj
+        return 200, copy.deepcopy(obj), {}
+
+    def _list_custom(self, crd: _Crd, ns: str, req: Request) -> tuple[int, Any, dict[str, str]]:
+        text = self._query(req, "labelSelector")
+        terms = _label_selector(text)
+        if terms is None:
+            return 400, status_object(400, f"unable to parse requirement: invalid label selector: {text!r}"), {}
+        wanted: list[tuple[str, str]] = []
+        for term in self._query(req, "fieldSelector").split(","):
+            if not term:
+                continue
+            key, _, value = term.replace("==", "=").partition("=")
+            if key not in ("metadata.name", "metadata.namespace"):
+                return (
+                    400,
+                    status_object(
+                        400, f'"{key}" is not a known field selector: only "metadata.name", "metadata.namespace"'
+                    ),
+                    {},
+                )
+            wanted.append((key, value))
+        items = [
+            copy.deepcopy(obj) for (group, res, obj_ns, _name), obj in sorted(self._custom.items())
+            if (group, res) == (crd.group, crd.plural) and ns in ("", obj_ns)
+            and self._matches(obj, "", wanted) and _selected(obj, terms)
+        ]  # fmt: skip
+        meta = {"resourceVersion": str(self._rv), "continue": ""}
+        return 200, {"apiVersion": crd.api_version, "kind": crd.list_kind, "metadata": meta, "items": items}, {}
+
     # ---- watch history (called with the lock held) ----
 
     def _record(self, kind: str, resource: str, obj: dict[str, Any]) -> None:
@@ -935,6 +1330,11 @@ class K8sServer:
                 return self._not_allowed(req)
             items = [copy.deepcopy(e) for e in self._events if e["metadata"]["namespace"] == ns]
             return 200, {"kind": "EventList", "apiVersion": "v1", "metadata": {}, "items": items}, {}
+        m = _CUSTOM.match(req.path)
+        if m and (m.group(1), m.group(2), m.group(4)) in self._crds:
+            crd = self._crds[(m.group(1), m.group(2), m.group(4))]
+            ns, name = urllib.parse.unquote(m.group(3) or ""), urllib.parse.unquote(m.group(5) or "")
+            return self._custom_resource(crd, ns, name, req)
         return 404, status_object(404, "the server could not find the requested resource"), {}
 
     def _create_event(self, ns: str, req: Request) -> tuple[int, Any, dict[str, str]]:

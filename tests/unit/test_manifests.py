@@ -49,6 +49,12 @@ EXPECTED_RULES = {
     ("k8s.cni.cncf.io", "network-attachment-definitions"): {"get", "list", "watch"},  # list + watch: its NAD cache
     ("", "events"): {"create"},
 }
+# Cluster-wide IPAM's store on the Kubernetes API (multiplane.ipam.cluster.kube), a role of its own in
+# rbac-ipam.yaml: tests/unit/test_cluster_kube.py records the store's requests and checks the same.
+EXPECTED_IPAM_RULES = {
+    ("ipam.multiplane.io", "ipblocks"): {"create", "get", "list", "delete"},
+    ("ipam.multiplane.io", "ipclaims"): {"create", "get", "list", "delete"},
+}
 
 
 def load(path: Path) -> list[dict[str, Any]]:
@@ -113,6 +119,7 @@ def test_manifests_are_found() -> None:
     names = {str(p.relative_to(K8S)) for p in ALL_MANIFESTS}
     assert {"crd.yaml", "rbac.yaml", "daemonset.yaml", "daemonset-thick.yaml"} <= names
     assert {"openshift/scc.yaml", "openshift/daemonset.yaml", "openshift/rbac.yaml"} <= names
+    assert {"crd-ipam.yaml", "rbac-ipam.yaml", "openshift/rbac-ipam.yaml"} <= names
     assert "openshift/daemonset-thick.yaml" in names
 
 
@@ -132,6 +139,9 @@ def test_every_document_has_the_required_fields(path: Path) -> None:
     [
         (K8S / "crd.yaml", ["CustomResourceDefinition"]),
         (K8S / "rbac.yaml", ["ServiceAccount", "ClusterRole", "ClusterRoleBinding"]),
+        (K8S / "crd-ipam.yaml", ["CustomResourceDefinition", "CustomResourceDefinition"]),
+        (K8S / "rbac-ipam.yaml", ["ClusterRole", "ClusterRoleBinding"]),
+        (OPENSHIFT / "rbac-ipam.yaml", ["ClusterRole", "ClusterRoleBinding"]),
         (K8S / "daemonset.yaml", ["DaemonSet"]),
         (K8S / "daemonset-thick.yaml", ["ConfigMap", "DaemonSet"]),
         (OPENSHIFT / "namespace.yaml", ["Namespace"]),
@@ -227,6 +237,76 @@ def test_binding_ties_the_role_to_the_service_account(variant: str) -> None:
     """The ClusterRoleBinding names the ClusterRole and the ServiceAccount of the same file."""
     path = VARIANTS[variant] / "rbac.yaml"
     sa, role, binding = one(path, "ServiceAccount"), one(path, "ClusterRole"), one(path, "ClusterRoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": sa["metadata"]["namespace"]}
+    ]
+
+
+# ---- cluster-wide IPAM: its CRDs and its role ------------------------------------------------------
+
+
+def _structural(schema: dict[str, Any], where: str) -> None:
+    """A structural schema (apiextensions.k8s.io/v1 requires one): every node has a type, objects list properties."""
+    assert isinstance(schema.get("type"), str), f"{where}: no type"
+    for name, sub in schema.get("properties", {}).items():
+        _structural(sub, f"{where}.{name}")
+    if schema["type"] == "array":
+        _structural(schema["items"], f"{where}[]")
+
+
+def test_ipam_crds_are_what_the_store_requests() -> None:
+    """crd-ipam.yaml defines, cluster-scoped and structural, the two resources kube.py reads and writes, with the
+    spec fields it stores (required where it always writes them) and printer columns that exist."""
+    from multiplane.ipam.cluster import kube
+
+    crds = {d["spec"]["names"]["plural"]: d for d in load(K8S / "crd-ipam.yaml")}
+    assert set(crds) == {kube.BLOCKS, kube.CLAIMS}
+    fields = {
+        kube.BLOCKS: ("IPBlock", {"pool", "cidr", "node"}, {"claimed"}),
+        kube.CLAIMS: ("IPClaim", {"pool", "ip", "node", "container", "ifname"}, {"pod", "claimed"}),
+    }
+    for plural, crd in crds.items():
+        kind, required, optional = fields[plural]
+        spec = crd["spec"]
+        assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
+        assert crd["metadata"]["name"] == f"{plural}.{kube.GROUP}" and spec["group"] == kube.GROUP
+        assert spec["scope"] == "Cluster" and spec["names"]["kind"] == kind
+        assert spec["names"]["singular"] == plural[:-1] and spec["names"]["listKind"] == f"{kind}List"
+        (version,) = spec["versions"]
+        assert (version["name"], version["served"], version["storage"]) == (kube.VERSION, True, True)
+        schema = version["schema"]["openAPIV3Schema"]
+        _structural(schema, plural)
+        assert "x-kubernetes-preserve-unknown-fields" not in str(schema)
+        spec_schema = schema["properties"]["spec"]
+        assert set(spec_schema["properties"]) == required | optional
+        assert set(spec_schema["required"]) == required
+        assert all(p["type"] == "string" for p in spec_schema["properties"].values())
+        assert spec_schema["properties"]["claimed"]["format"] == "date-time"
+        for column in version["additionalPrinterColumns"]:
+            path = column["jsonPath"]
+            assert path == ".metadata.creationTimestamp" or path.removeprefix(".spec.") in spec_schema["properties"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_ipam_role_grants_exactly_the_store_verbs(variant: str) -> None:
+    """rbac-ipam.yaml's ClusterRole allows create/get/list/delete of IPBlocks and IPClaims, nothing else (no
+    update, patch or watch: claims are never changed), and binds it to rbac.yaml's service account."""
+    path = VARIANTS[variant] / "rbac-ipam.yaml"
+    role, binding = one(path, "ClusterRole"), one(path, "ClusterRoleBinding")
+    granted: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        assert "resourceNames" not in rule and "nonResourceURLs" not in rule
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted.setdefault((group, resource), set()).update(rule["verbs"])
+    assert granted == EXPECTED_IPAM_RULES
+    assert role["metadata"]["name"] != one(VARIANTS[variant] / "rbac.yaml", "ClusterRole")["metadata"]["name"]
+    sa = one(VARIANTS[variant] / "rbac.yaml", "ServiceAccount")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "ClusterRole",

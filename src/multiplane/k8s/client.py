@@ -7,9 +7,13 @@
 * POST /api/v1/namespaces/{ns}/events               (a pod's Events; one try, short timeout)
 * list and watch of a collection (PODS_PATH with fieldSelector spec.nodeName=<node>, NADS_PATH),
   for the daemon's caches; not used by the per-call plugin
+* custom resources by path (`custom_path`): GET, list (labelSelector), POST (409 AlreadyExists),
+  PUT with the object's resourceVersion (409 Conflict when stale), DELETE with preconditions
+  (uid, resourceVersion: 409 Conflict on a mismatch); cluster-wide IPAM's store (ipam/cluster/kube.py)
 
 packaging/k8s/rbac.yaml grants these requests (tests/integration/test_meta_events_add.py checks it
-against the requests of a real ADD/DEL and of the daemon's caches).
+against the requests of a real ADD/DEL and of the daemon's caches); packaging/k8s/rbac-ipam.yaml
+those of cluster-wide IPAM's store (tests/unit/test_cluster_kube.py).
 
 Why not a client library: each CNI call is a fresh process; lightkube (~118 ms of
 imports here) and kubernetes (~198 ms) cost more than the rest of an ADD, and we need
@@ -33,7 +37,7 @@ import time
 import urllib.parse
 
 from multiplane.errors import InvalidConfig
-from multiplane.k8s.errors import ApiError, Gone, NotFound
+from multiplane.k8s.errors import AlreadyExists, ApiError, Conflict, Gone, NotFound
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -43,11 +47,14 @@ if TYPE_CHECKING:
 __all__ = [
     "NADS_PATH",
     "PODS_PATH",
+    "AlreadyExists",
     "ApiError",
+    "Conflict",
     "Gone",
     "KubeClient",
     "KubeConfig",
     "NotFound",
+    "custom_path",
     "in_cluster_config",
     "load_kubeconfig",
 ]
@@ -680,15 +687,61 @@ class KubeClient:
             "POST", path, f'events in namespace "{namespace}"', body=event, retry=False, timeout=timeout
         )
 
+    # ---- custom resources (cluster-wide IPAM's store) -----------------------------------------
+    #
+    # `path` comes from custom_path(). Every call is retried like any request (connection
+    # errors, 429, 5xx, within the budget), so a write the server applied but whose answer was
+    # lost is sent again: a repeated create answers AlreadyExists, a repeated PUT or a DELETE
+    # with a resourceVersion precondition answers Conflict, a repeated DELETE NotFound. The
+    # caller reads the object again and decides, as it must for any other writer's change.
+
+    def get_object(self, path: str) -> dict[str, Any]:
+        """GET one object; NotFound when there is none."""
+        return self.request("GET", path, _what(path))
+
+    def create_object(self, collection: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST `body` (with metadata.name) into `collection`: the stored object; AlreadyExists if the name is taken."""
+        name = (body.get("metadata") or {}).get("name", "") if isinstance(body, dict) else ""
+        return self.request("POST", collection, _what(f"{collection}/{name}"), body=body)
+
+    def replace_object(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """PUT `body`, whose metadata.resourceVersion is the version it was read at: the updated object.
+
+        Conflict when the object changed since (a stale resourceVersion) or its uid is not
+        the body's; NotFound when it is gone.
+        """
+        return self.request("PUT", path, _what(path), body=body)
+
+    def delete_object(self, path: str, uid: str = "", resource_version: str = "") -> Any:
+        """DELETE one object, only if it still has this `uid` and `resource_version` (each when given).
+
+        The preconditions travel in the DeleteOptions body; a mismatch raises Conflict and
+        nothing is deleted. NotFound when it is gone. The answer (the deleted object or a
+        Status) is returned as the server sent it.
+        """
+        preconditions: dict[str, str] = {}
+        if uid:
+            preconditions["uid"] = uid
+        if resource_version:
+            preconditions["resourceVersion"] = resource_version
+        body: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1"}
+        if preconditions:
+            body["preconditions"] = preconditions
+        return self.request("DELETE", path, _what(path), body=body)
+
     # ---- list and watch (for caches: the node daemon) ------------------------------------
 
-    def list_objects(self, path: str, field_selector: str = "") -> tuple[list[dict[str, Any]], str]:
+    def list_objects(
+        self, path: str, field_selector: str = "", label_selector: str = ""
+    ) -> tuple[list[dict[str, Any]], str]:
         """GET a collection (e.g. PODS_PATH, NADS_PATH): its items and the list's resourceVersion to watch from.
 
-        `field_selector` ("spec.nodeName=node-1") is URL-encoded into the query. Retried like
-        any GET; a 410 raises Gone.
+        `field_selector` ("spec.nodeName=node-1") and `label_selector` ("app=x,tier!=db") are
+        URL-encoded into the query. Retried like any GET; a 410 raises Gone.
         """
         query = {"fieldSelector": field_selector} if field_selector else {}
+        if label_selector:
+            query["labelSelector"] = label_selector
         data = self.request("GET", _with_query(path, query), f"list {path}")
         meta = data.get("metadata") if isinstance(data, dict) else None
         items = data.get("items") if isinstance(data, dict) else None
@@ -795,9 +848,44 @@ def _error(status: int, data: Any, what: str, server: str) -> ApiError:
         return NotFound(f"{what} not found", 404, message)
     if status == 410:
         return Gone(f"{what}: the resourceVersion is too old (410 Gone)", 410, message)
+    if status == 409:  # the message stays as before; the class says which 409 it is
+        reason = data.get("reason") if isinstance(data, dict) else None
+        cls = AlreadyExists if reason == "AlreadyExists" else Conflict
+        return cls(f"Kubernetes API error 409 for {what}", 409, message)
     if status == 0:
         return ApiError(f"cannot reach the Kubernetes API at {server} for {what}", 0, message)
     return ApiError(f"Kubernetes API error {status} for {what}", status, message)
+
+
+def custom_path(group: str, version: str, plural: str, name: str = "", namespace: str = "") -> str:
+    """The API path of a custom resource collection (no `name`) or object, cluster-scoped unless `namespace`.
+
+    `name` must be a DNS-1123 subdomain and `namespace` a label (InvalidConfig otherwise);
+    `group`, `version` and `plural` are the code's own constants.
+    """
+    path = f"/apis/{group}/{version}"
+    if namespace:
+        path += f"/namespaces/{_segment(namespace, name or plural)}"
+    path += f"/{plural}"
+    if name:
+        path += f"/{_segment(name, namespace or plural, subdomain=True)}"
+    return path
+
+
+def _what(path: str) -> str:
+    """How an error names a custom resource object: `ipblocks.ipam.example.io "name"` (kubectl's way)."""
+    parts = path.strip("/").split("/")
+    if len(parts) < 4 or parts[0] != "apis":
+        return path
+    group, rest = parts[1], parts[3:]
+    namespace = ""
+    if rest[0] == "namespaces" and len(rest) >= 3:
+        namespace, rest = rest[1], rest[2:]
+    qualified = f"{rest[0]}.{group}"
+    name = urllib.parse.unquote(rest[1]) if len(rest) > 1 else ""
+    if not name:
+        return f"{qualified} in namespace {namespace!r}" if namespace else qualified
+    return f'{qualified} "{namespace}/{name}"' if namespace else f'{qualified} "{name}"'
 
 
 def _with_query(path: str, query: dict[str, str]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from multiplane.errors import CniError
 
-__all__ = ["ApiError", "Gone", "NotFound"]
+__all__ = ["AlreadyExists", "ApiError", "Conflict", "Gone", "NotFound"]
 
 
 class ApiError(CniError):
@@ -25,3 +25,15 @@ class Gone(ApiError):
     Raised for an HTTP 410 answer and for a watch stream's ERROR event carrying a 410 Status,
     which is how the real API server reports a too-old resourceVersion to a watch.
     """
+
+
+class Conflict(ApiError):
+    """409 (reason Conflict): a precondition failed: the resourceVersion (or uid) given is not the object's.
+
+    An update (PUT) with a stale resourceVersion, or a DELETE whose preconditions name another
+    uid or resourceVersion: read the object again and decide anew.
+    """
+
+
+class AlreadyExists(ApiError):
+    """409 (reason AlreadyExists): a create (POST) named an object that exists already; nothing was written."""
