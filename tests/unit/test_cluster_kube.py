@@ -303,6 +303,8 @@ def test_blocks_and_ips_list_only_their_pool(api: K8sServer) -> None:
     assert list(s.ips(long_pool)) == ["10.1.0.100"] and s.ips(POOL) == {}
     lists = [r for r in api.requests_for("GET") if "labelSelector" in r.query]
     assert lists and all(r.status == 200 for r in lists)
+    # Linearizable lists (store.py): no resourceVersion, which would let the API server answer from its cache.
+    assert all("resourceVersion" not in r.query for r in lists)
 
 
 def test_a_foreign_object_under_our_name_is_an_error(api: K8sServer) -> None:

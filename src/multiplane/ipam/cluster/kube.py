@@ -16,7 +16,9 @@
 * `blocks(pool)` / `ips(pool)` list with the label selector ipam.multiplane.io/pool=<value>
   (`label_value(pool)`), and keep the objects whose spec.pool is the pool: a label value is
   limited to 63 characters of [-A-Za-z0-9_.], so a long or unusual pool name is shortened
-  with a hash and two pools could (improbably) share one value; the spec decides.
+  with a hash and two pools could (improbably) share one value; the spec decides. The list
+  carries no resourceVersion, so the API server reads etcd with a quorum read: linearizable,
+  as store.py requires (resourceVersion=0 would be answered from its watch cache).
 * An object under our name that is not a well-formed claim of that key (someone's kubectl, a
   hash collision) raises StoreError: nothing is handed out on a guess.
 * The API unreachable, or answering 5xx/429 until the client's retry budget is spent, raises
