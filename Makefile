@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # Debian's interpreter: the runtime tree carries it (and its bytecode must match the venv's).
 BASE_PYTHON ?= /usr/bin/python3
-APT_PACKAGES := containernetworking-plugins iproute2 busybox-static python3-venv python3-dev make gcc libc6-dev golang-go golang-github-appc-cni-dev openssl procps containerd runc podman
+APT_PACKAGES := containernetworking-plugins iproute2 busybox-static python3-venv python3-dev make gcc libc6-dev golang-go golang-github-appc-cni-dev openssl procps containerd runc podman etcd-server etcd-client
 
 .PHONY: help setup test test-unit demo clean binary
 

@@ -48,12 +48,20 @@ DYNLOAD_SKIP = re.compile(
 # Besides multiplane, from the venv's site-packages: what CNI calls use (pyroute2, PyYAML),
 # pydantic with its dependencies for `multiplane validate`, and prometheus_client (pure Python,
 # no dependencies) for the node daemon's /metrics. The last two are never imported by a CNI call
-# (tests/unit/test_import_budget.py).
+# (tests/unit/test_import_budget.py). etcd3gw and its dependencies (requests and its four, and
+# futurist, debtcollector, wrapt, pbr, which etcd3gw imports at its own import) serve the etcd
+# store of cluster-wide IPAM, imported on its first request only (docs/decisions/0011).
 PACKAGES = (
     "pyroute2", "yaml", "_yaml",
     "pydantic", "pydantic_core", "annotated_types", "typing_inspection", "typing_extensions",
     "prometheus_client",
+    "etcd3gw", "requests", "urllib3", "idna", "charset_normalizer", "certifi",
+    "futurist", "debtcollector", "wrapt", "pbr",
+    # debtcollector reads its own version from its metadata when it is imported: its dist-info too
+    *[d for d in os.listdir(sysconfig.get_paths()["purelib"]) if re.fullmatch(r"debtcollector-[^-]+\.dist-info", d)],
 )  # fmt: skip
+if not any(name.startswith("debtcollector-") for name in PACKAGES):
+    raise SystemExit("build_runtime: debtcollector's dist-info is missing from the venv (make setup installs it)")
 PTH = "lib/python3.11\nlib/python3.11/lib-dynload\nsite-packages\n"
 BOOT = '''"""Started by the launcher: argv[1] is the name the runtime executed, then its arguments."""
 import sys
