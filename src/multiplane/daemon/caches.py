@@ -305,7 +305,7 @@ class Caches:
 
     def _failed(self, cache: _Cache, error: str) -> None:
         """Record a failure; the log hears of it when it differs from the one before (no line per retry)."""
-        if self._log is not None and error != cache.last_error:
+        if self._log is not None and error != cache.last_error and not self._stop.is_set():
             self._log.error(f"caches: {cache.name}: {error}; serving the last known objects, listing again")
         cache.failed(error)
 
