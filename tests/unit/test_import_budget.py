@@ -16,6 +16,8 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 # Never on a CNI call: the operator tools' pydantic, pyroute2's heavy parts, asyncio, a YAML
 # parser or an HTTP stack where the call has no use for them.
 NEVER = {"pydantic", "multiplane.tools", "asyncio", "pyroute2.iproute", "pyroute2.ndb", "pyroute2.ipdb", "ctypes"}
+# ...nor the etcd client and its HTTP stack (cluster-wide IPAM's store, only when a block is claimed).
+NEVER |= {"etcd3gw", "requests", "urllib3", "multiplane.ipam.cluster"}
 
 
 def modules_after(personality: str, env: dict[str, str], stdin: bytes) -> set[str]:
@@ -124,9 +126,10 @@ def test_meta_del_without_cache_budget_local(tmp_path: Path) -> None:
     assert sorted(loaded & {"http.client", "ssl", "email", "yaml", "multiplane.k8s.client"}) == []
 
 
-# The daemon's packages: the runtime tree carries prometheus_client (packaging/build_runtime.py),
-# so a call could load it there; the calls above run without site-packages, where it cannot.
-DAEMON_ONLY = ("prometheus_client", "multiplane.daemon")
+# The daemon's packages and cluster-wide IPAM's etcd client: the runtime tree carries them
+# (packaging/build_runtime.py), so a call could load them there; the calls above run without
+# site-packages, where they cannot.
+DAEMON_ONLY = ("prometheus_client", "multiplane.daemon", "etcd3gw", "requests", "urllib3", "multiplane.ipam.cluster")
 
 
 def test_no_call_loads_the_daemon_or_prometheus_client(tmp_path: Path) -> None:
