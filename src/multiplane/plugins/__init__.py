@@ -20,6 +20,12 @@ def _host_local() -> Plugin:
     return HostLocal()
 
 
+def _cluster_ipam() -> Plugin:
+    from multiplane.plugins.cluster_ipam import ClusterIpam
+
+    return ClusterIpam()
+
+
 def _macvlan() -> Plugin:
     from multiplane.plugins.macvlan import Macvlan
 
@@ -35,6 +41,7 @@ def _meta() -> Plugin:
 REGISTRY: dict[str, Callable[[], Plugin]] = {
     "multiplane": _meta,
     "multiplane-host-local": _host_local,
+    "multiplane-cluster-ipam": _cluster_ipam,
     "multiplane-macvlan": _macvlan,
 }
 

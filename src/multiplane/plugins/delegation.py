@@ -1,7 +1,7 @@
 """Run a delegated plugin: built-in types as Python calls, every other type by exec from the search path.
 
 Used by macvlan for its IPAM and by the meta-plugin for every delegate. Built-in types
-(`macvlan`, `host-local` and their `multiplane-` names) go through the same skel code path
+(`macvlan`, `host-local` and their `multiplane-` names, and `multiplane-cluster-ipam`) go through the same skel code path
 the standalone binaries use (same environment checks, version gates and errors), so one
 pod attachment costs one process start; host-local's on-disk state is the reference's, so
 running ours for `host-local` is invisible to the node. Anything else is found in the
@@ -33,6 +33,7 @@ BUILTINS = {
     "host-local": "multiplane-host-local",
     "multiplane-macvlan": "multiplane-macvlan",
     "multiplane-host-local": "multiplane-host-local",
+    "multiplane-cluster-ipam": "multiplane-cluster-ipam",  # has no reference twin: only the multiplane name
 }
 _METHODS = {"DEL": "delete", "CHECK": "check", "GC": "gc", "STATUS": "status"}
 

@@ -1,0 +1,427 @@
+"""Cluster-wide IPAM (`multiplane-cluster-ipam`): one range shared by every node, blocks owned per node.
+
+The design and its invariants are docs/decisions/0010-cluster-ipam.md; this module wires
+its parts (ipam/cluster: config, blocks, local, and the etcd or Kubernetes store) into the
+CNI commands, and follows the decision's steps to the letter:
+
+* ADD: replay the pending-release journal (best effort: a store that is down is noticed in
+  the log, not in the answer); then per pool, under the local lock, the next address of an
+  owned block. Only when every owned block is full: list the pool's blocks (adopting
+  blocks the store says are ours, dropping those it gives to nobody or to another node),
+  claim a free one, **then list again** and back off if another node holds an overlapping
+  block, list the single claims and keep them out of the block (`foreign`), then allocate.
+  A requested address (`IP=` in CNI_ARGS, `args.cni.ips`, `runtimeConfig.ips`) follows
+  `blocks.admit_request`: inside an owned block it is taken locally; inside another
+  node's block refused; inside none **claimed, then checked** against a fresh list.
+* DEL: release this container's interface locally, journal the single claims, retire
+  empty blocks (journal first, then the store); the store being down leaves the releases
+  journalled and DEL succeeds.
+* GC (CNI 1.1): release every address of this configuration's pools whose
+  (container, ifname) is not in `cni.dev/valid-attachments`, then as DEL.
+* CHECK: the interface still holds addresses of these pools, and every address of
+  `prevResult` inside them.
+* STATUS: ok when the local record can be locked and read. The store is not asked: a node
+  keeps allocating from its blocks while the store is down (invariant I2), so an
+  unreachable store does not make the plugin unavailable.
+
+The store is built lazily, on the first call that needs it: an ADD served from an owned
+block imports neither the store modules' clients nor opens a connection. etcd when the
+configuration names it (`etcd` or the flat `etcd_host`), else the Kubernetes API
+(`kubernetes.kubeconfig`, else the pod's service account).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from multiplane.errors import CniError, InvalidConfig
+from multiplane.ipam.cluster import config as cluster_config
+from multiplane.ipam.cluster.blocks import admit_request, block_str, free_blocks, overlapping, parse_block
+from multiplane.ipam.cluster.local import LocalState
+from multiplane.ipam.cluster.store import StoreError, StoreUnavailable
+from multiplane.spec.gojson import field
+from multiplane.spec.result import DNS, IPConfig, Result
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from multiplane.ipam.cluster.blocks import Block
+    from multiplane.ipam.cluster.config import ClusterIpamConf, PoolConf
+    from multiplane.ipam.cluster.local import Record
+    from multiplane.ipam.cluster.store import Store
+    from multiplane.skel import Request
+
+__all__ = ["ClusterIpam"]
+
+_ROUNDS = 8  # allocate / claim-a-block rounds before giving up (other processes of this node take addresses too)
+
+
+def _log() -> Any:
+    from multiplane import logs
+
+    return logs.get()
+
+
+class _Stores:
+    """The store of one call, built on first use; `where` names it for error messages."""
+
+    def __init__(self, conf: ClusterIpamConf) -> None:
+        self.conf = conf
+        self._store: Store | None = None
+        if conf.etcd is not None:
+            self.where = f"etcd at {', '.join(conf.etcd.endpoints)}"
+        elif conf.kubeconfig:
+            self.where = f"the Kubernetes API of {conf.kubeconfig}"
+        else:
+            self.where = "the Kubernetes API (in-cluster service account)"
+
+    def get(self) -> Store:
+        if self._store is None:
+            self._store = self._open()
+        return self._store
+
+    def _open(self) -> Store:
+        etcd = self.conf.etcd
+        if etcd is not None:
+            if etcd.username or etcd.password:
+                raise InvalidConfig(
+                    "ipam.etcd: username/password authentication is not supported; use TLS certificates"
+                )
+            from multiplane.ipam.cluster.etcd import EtcdStore
+
+            return EtcdStore(etcd.endpoints, cert=etcd.cert_file, key=etcd.key_file, ca=etcd.ca_file)
+        from multiplane.ipam.cluster.kube import KubeStore
+        from multiplane.k8s.client import KubeClient, in_cluster_config, load_kubeconfig
+
+        if self.conf.kubeconfig:
+            cfg = load_kubeconfig(self.conf.kubeconfig)
+        else:
+            found = in_cluster_config()
+            if found is None:
+                raise InvalidConfig(
+                    "cluster IPAM needs a store: set ipam.etcd, or ipam.kubernetes.kubeconfig, "
+                    "or run where KUBERNETES_SERVICE_HOST/PORT name the API (in-cluster)"
+                )
+            cfg = found
+        self.where = f"the Kubernetes API at {cfg.server}"
+        return KubeStore(KubeClient(cfg))
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+def _pod(cni_args: str) -> str:
+    """ "namespace/name" from K8S_POD_NAMESPACE/K8S_POD_NAME in CNI_ARGS (for people and the reconciler), else ""."""
+    pairs = dict(p.split("=", 1) for p in cni_args.split(";") if "=" in p)
+    ns, name = pairs.get("K8S_POD_NAMESPACE", ""), pairs.get("K8S_POD_NAME", "")
+    return f"{ns}/{name}" if ns and name else ""
+
+
+def _holders(store_blocks: dict[str, dict[str, Any]]) -> dict[Block, str]:
+    return {parse_block(key): str(owner.get("node", "")) for key, owner in store_blocks.items()}
+
+
+def _valid_attachments(conf: dict[str, Any]) -> set[tuple[str, str]]:
+    """GC's keep-list: `cni.dev/valid-attachments` (null or missing: nothing is kept, as libcni means it)."""
+    raw = conf.get("cni.dev/valid-attachments", conf.get("cni.dev/attachments"))
+    keep: set[tuple[str, str]] = set()
+    for item in raw or []:
+        if isinstance(item, dict):
+            cid, ifname = field(item, "containerID"), field(item, "ifname")
+            if isinstance(cid, str) and isinstance(ifname, str):
+                keep.add((cid.strip(), ifname))
+    return keep
+
+
+class _Call:
+    """One ADD/DEL/GC: the configuration, the local record, the lazily built store."""
+
+    def __init__(self, req: Request) -> None:
+        self.req = req
+        self.conf = cluster_config.load(req.conf.raw, req.conf.name, req.conf.cni_version, req.args.args)
+        self.state = LocalState(self.conf.data_dir)
+        self.stores = _Stores(self.conf)
+        self.node = self.conf.node_name
+        self.cid, self.ifname = req.args.container_id, req.args.ifname
+        self.pod = _pod(req.args.args)
+
+    # ---- the journal ----
+
+    def replay(self) -> list[str]:
+        """Send the journal's releases to the store; best effort. What could not be sent, as texts (for the log)."""
+        with self.state.locked() as record:
+            entries = [dict(e) for e in record.pending]
+        if not entries:
+            return []
+        try:
+            store = self.stores.get()
+        except CniError as exc:
+            return [f"{len(entries)} release(s) stay journalled: {exc}"]
+        for entry in entries:
+            try:
+                if entry["op"] == "release_block":
+                    store.release_block(entry["pool"], entry["block"], self.node)
+                else:
+                    store.release_ip(entry["pool"], entry["ip"], entry["container"], entry["ifname"])
+            except StoreError as exc:
+                return [f"releases stay journalled ({self.stores.where}): {exc.msg}"]
+            # Released, or no longer ours (the store is the authority either way): drop the entry.
+            with self.state.locked() as record:
+                record.confirm(entry)
+        return []
+
+    def _replay_logged(self, what: str) -> None:
+        for problem in self.replay():
+            _log().warning(f"cluster-ipam {what}: {problem}")
+
+    # ---- ADD ----
+
+    def _need_store(self, pool: PoolConf, why: str) -> Store:
+        try:
+            return self.stores.get()
+        except StoreUnavailable as exc:
+            raise self._unavailable(pool, why, exc) from exc
+
+    def _unavailable(self, pool: PoolConf, why: str, exc: StoreUnavailable) -> StoreUnavailable:
+        return StoreUnavailable(
+            f"cluster-ipam: pool {pool.name} {why}, but the store ({self.stores.where}) is unreachable: {exc.msg}"
+        )
+
+    def _auto(self, pool: PoolConf) -> str:
+        """The next address of an owned block, claiming a block when they are all full."""
+        rng = pool.range
+        for _ in range(_ROUNDS):
+            with self.state.locked() as record:
+                ip = record.allocate(pool.name, rng, self.cid, self.ifname, self.pod)
+                if ip is not None:
+                    return ip
+                avoid = record.pending_blocks(pool.name)
+            try:
+                if not self._claim_block(pool, avoid):
+                    raise CniError(f"cluster-ipam: no free block left in pool {pool.name} ({rng}): the range is full")
+            except StoreUnavailable as exc:
+                raise self._unavailable(pool, "needs a new block (its owned blocks are full)", exc) from exc
+        raise CniError(f"cluster-ipam: pool {pool.name}: no address after {_ROUNDS} block claims (heavy contention)")
+
+    def _claim_block(self, pool: PoolConf, avoid: set[Block]) -> bool:
+        """Claim one free block of `pool` (claim, then list; back off on overlap); False if none is free.
+
+        True also when the list only gave back blocks the record had lost (adopted): the caller
+        tries to allocate again either way.
+        """
+        store = self._need_store(pool, "needs a new block (its owned blocks are full)")
+        listed = store.blocks(pool.name)
+        singles = store.ips(pool.name)
+        with self.state.locked() as record:
+            changes = record.check_ownership(pool.name, listed, self.node)
+            if changes["adopted"]:
+                record.set_foreign(pool.name, singles)
+        for kind in ("adopted", "lost", "missing"):
+            if changes[kind]:
+                _log().warning(
+                    f"cluster-ipam: pool {pool.name}: blocks {kind} after reading the store: {changes[kind]}"
+                )
+        if changes["adopted"]:
+            return True
+        claimed = [parse_block(key) for key in listed]
+        for candidate in free_blocks(pool.range, pool.block_prefix, self.node, claimed, avoid):
+            key = block_str(candidate)
+            holder = store.claim_block(pool.name, key, {"node": self.node})
+            if holder.get("node") != self.node:
+                continue  # another node won this one: move on to the next candidate
+            after = store.blocks(pool.name)
+            others = [b for b, owner in _holders(after).items() if owner != self.node]
+            if overlapping(candidate, others):
+                store.release_block(pool.name, key, self.node)
+                continue
+            singles = store.ips(pool.name)
+            with self.state.locked() as record:
+                record.add_block(pool.name, candidate)
+                record.set_foreign(pool.name, singles)
+            _log().info(f"cluster-ipam: node {self.node} claimed block {key} of pool {pool.name}")
+            return True
+        return False
+
+    def _requested(self, pool: PoolConf, addr: Any) -> str:
+        """A requested address by decision 0010's rule; CniError when it cannot be had."""
+        rng, value, ip = pool.range, int(addr), str(addr)
+        with self.state.locked() as record:
+            rec = record.pool(pool.name)
+            decision, _block, owner = admit_request(rng, value, self.node, dict.fromkeys(rec.owned(), self.node))
+            if decision == "local":
+                return self._take_local(record, pool, value)
+        if decision == "unusable":
+            raise CniError(f"cluster-ipam: requested IP address {ip} cannot be handed out in pool {pool.name} ({rng})")
+        why = f"needs the store for requested address {ip}"
+        try:
+            store = self._need_store(pool, why)
+            decision, _block, owner = admit_request(rng, value, self.node, _holders(store.blocks(pool.name)))
+            if decision == "refused":
+                raise CniError(
+                    f"cluster-ipam: requested IP address {ip} lies in block {block_str(_block)} of node {owner}"
+                )  # type: ignore[arg-type]
+            if decision == "local":
+                raise CniError(
+                    f"cluster-ipam: requested IP address {ip} lies in a block this node is claiming; try again"
+                )
+            holder = {"node": self.node, "container": self.cid, "ifname": self.ifname, "pod": self.pod}
+            got = store.claim_ip(pool.name, ip, holder)
+            if got.get("container") != self.cid or got.get("ifname") != self.ifname:
+                raise CniError(
+                    f"cluster-ipam: requested IP address {ip} is held by {got.get('pod') or got.get('container')} "
+                    f"on node {got.get('node')}"
+                )
+            decision, _block, owner = admit_request(rng, value, self.node, _holders(store.blocks(pool.name)))
+            if decision != "claim":
+                store.release_ip(pool.name, ip, self.cid, self.ifname)
+                raise CniError(f"cluster-ipam: requested IP address {ip} was taken into a block of node {owner}")
+        except StoreUnavailable as exc:
+            raise self._unavailable(pool, why, exc) from exc
+        with self.state.locked() as record:
+            record.record_single(pool.name, ip, self.cid, self.ifname, self.pod)
+        return ip
+
+    def _take_local(self, record: Record, pool: PoolConf, value: int) -> str:
+        ip = record.allocate(pool.name, pool.range, self.cid, self.ifname, self.pod, requested=value)
+        if ip is None:
+            raise CniError(f"cluster-ipam: requested IP address {ipaddress.ip_address(value)} is in use")
+        return ip
+
+    def add(self) -> Result:
+        self._replay_logged("ADD")
+        conf = self.conf
+        with self.state.locked() as record:
+            held = record.held_by(self.cid, self.ifname)
+        mine = {p.name for p in conf.pools}
+        for pool_name, ip in held:
+            if pool_name in mine:
+                raise CniError(f"{ip} has been allocated to {self.cid}, duplicate allocation is not allowed")
+        requested = list(dict.fromkeys(conf.requested))
+        result = Result(conf.cni_version, routes=list(conf.routes), dns=DNS())
+        done: list[tuple[str, str]] = []
+        try:
+            for pool in conf.pools:
+                rng = pool.range
+                want = next(
+                    (a for a in requested if a.version == rng.version and rng.first <= int(a) <= rng.last), None
+                )
+                if want is not None:
+                    requested.remove(want)
+                    ip = self._requested(pool, want)
+                else:
+                    ip = self._auto(pool)
+                done.append((pool.name, ip))
+                iface = ipaddress.ip_interface(f"{ip}/{rng.prefix}")
+                result.ips.append(IPConfig(iface, pool.gateway))
+            if requested:
+                raise CniError(
+                    f"cluster-ipam: requested IP addresses not in any range: {' '.join(str(a) for a in requested)}"
+                )
+        except BaseException:
+            self._undo(done)
+            raise
+        finally:
+            self.stores.close()
+        return result
+
+    def _undo(self, done: list[tuple[str, str]]) -> None:
+        """A failed ADD gives back what it took (single claims through the journal, best effort)."""
+        if not done:
+            return
+        with self.state.locked() as record:
+            for pool_name, ip in done:
+                holder = record.pool(pool_name).addresses.pop(ip, None)
+                if holder is not None and holder.get("single"):
+                    record.pending.append(
+                        {"op": "release_ip", "pool": pool_name, "ip": ip, "container": self.cid, "ifname": self.ifname}
+                    )
+        self._replay_logged("ADD rollback")
+
+    # ---- DEL and GC ----
+
+    def _retire(self, record: Record) -> None:
+        for pool in self.conf.pools:
+            record.retire_empty_blocks(pool.name, pool.range)
+
+    def delete(self) -> None:
+        with self.state.locked() as record:
+            mine = {p.name for p in self.conf.pools}
+            for pool_name, ip in record.held_by(self.cid, self.ifname):
+                if pool_name in mine:
+                    holder = record.pools[pool_name].addresses.pop(ip)
+                    if holder.get("single"):
+                        record.pending.append(
+                            {
+                                "op": "release_ip",
+                                "pool": pool_name,
+                                "ip": ip,
+                                "container": self.cid,
+                                "ifname": self.ifname,
+                            }
+                        )
+            self._retire(record)
+        try:
+            self._replay_logged("DEL")
+        finally:
+            self.stores.close()
+
+    def gc(self) -> None:
+        keep = _valid_attachments(self.req.conf.raw)
+        with self.state.locked() as record:
+            for pool in self.conf.pools:
+                addresses = record.pool(pool.name).addresses
+                for ip, holder in list(addresses.items()):
+                    cid, ifname = holder.get("container", ""), holder.get("ifname", "")
+                    if (cid, ifname) in keep:
+                        continue
+                    del addresses[ip]
+                    if holder.get("single"):
+                        record.pending.append(
+                            {"op": "release_ip", "pool": pool.name, "ip": ip, "container": cid, "ifname": ifname}
+                        )
+            self._retire(record)
+        try:
+            self._replay_logged("GC")
+        finally:
+            self.stores.close()
+
+
+class ClusterIpam:
+    """The cluster-wide IPAM plugin (CNI personality `multiplane-cluster-ipam`)."""
+
+    name = "multiplane-cluster-ipam"
+
+    def add(self, req: Request) -> Result:
+        return _Call(req).add()
+
+    def delete(self, req: Request) -> None:
+        _Call(req).delete()
+
+    def gc(self, req: Request) -> None:
+        _Call(req).gc()
+
+    def check(self, req: Request) -> None:
+        conf = cluster_config.load(req.conf.raw, req.conf.name, req.conf.cni_version, req.args.args)
+        cid, ifname = req.args.container_id, req.args.ifname
+        mine = {p.name for p in conf.pools}
+        with LocalState(conf.data_dir).locked() as record:
+            held = {ipaddress.ip_address(ip) for pool, ip in record.held_by(cid, ifname) if pool in mine}
+        if not held:
+            raise CniError(f"cluster-ipam: Failed to find address added by container {cid}")
+        prev = req.conf.get("prevResult")
+        if isinstance(prev, dict):
+            for ipc in Result.parse(prev, req.conf.cni_version).ips:
+                addr = ipc.address.ip
+                inside = any(
+                    p.range.version == addr.version and p.range.first <= int(addr) <= p.range.last for p in conf.pools
+                )
+                if inside and addr not in held:
+                    raise CniError(f"cluster-ipam: address {addr} from prevResult is not held by container {cid}")
+
+    def status(self, req: Request) -> None:
+        conf = cluster_config.load(req.conf.raw, req.conf.name, req.conf.cni_version, req.args.args)
+        with LocalState(conf.data_dir).locked():
+            pass  # the lock taken and the record read (IOFailure, TryAgainLater otherwise)
