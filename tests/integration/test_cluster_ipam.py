@@ -6,7 +6,7 @@ CNI_* in the environment and the network config on stdin. A "node" is a `nodeNam
 pool of its own (`network_name` mp-<random>). The store is read back by the test through
 the same store classes the plugin uses; store traffic is counted on the server side (etcd's
 revision, which every successful write moves by one; the test API server's request log).
-No root needed: IPAM touches no namespace.
+No root needed except for the macvlan test (real namespaces, marked `root`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ from multiplane.ipam.cluster.kube import KubeStore
 from multiplane.k8s.client import KubeClient, load_kubeconfig
 from tests import cni
 from tests.etcd_cluster import EtcdCluster, EtcdError
+from tests.integration.meta_helpers import addrs, links_by_name
 from tests.k8s_server import K8sServer
+from tests.topology import Topology
 
 BIN = os.path.join(cni.BIN_DIR, "multiplane-cluster-ipam")
 CRDS = Path(__file__).resolve().parents[2] / "packaging" / "k8s" / "crd-ipam.yaml"
@@ -389,3 +391,30 @@ def test_requested_address_check_gc_status(backend: Backend, tmp_path: Path, net
     assert backend.reader().ips(pool) == {}  # the single claim went back to the store
     assert a.call("DEL", "mp-auto").ok
     assert a.pool(pool)["addresses"] == {}
+
+
+@pytest.mark.root
+def test_macvlan_runs_cluster_ipam_in_process_for_two_nodes(
+    backend: Backend, tmp_path: Path, net: str, topo: Topology
+) -> None:
+    """multiplane-macvlan with `ipam.type` multiplane-cluster-ipam (a built-in: no IPAM process, none in CNI_PATH):
+    two pods of two nodes on one LAN get different addresses of the shared range, on their links; DEL gives them back."""
+    pool = f"{net}-10.66.0.0-24"
+    assert not [d for d in topo.cni_path.split(":") if os.path.exists(os.path.join(d, "multiplane-cluster-ipam"))]
+    a, b = (Node(tmp_path, f"mp-node-{n}", _ipam(backend, net, range="10.66.0.0/24")) for n in "ab")
+    seen = []
+    for node, pod in ((a, topo.pods[0]), (b, topo.pods[1])):
+        conf = {"cniVersion": "1.0.0", "name": "mp-net", "type": "multiplane-macvlan", "master": topo.master}
+        conf["ipam"] = node.conf["ipam"]
+        inv = topo.cni("multiplane-macvlan", "ADD", conf, pod, container_id=f"mp-{node.name}")
+        assert inv.ok, f"{inv.stdout} {inv.stderr}"
+        (ipc,) = inv.json["ips"]
+        assert ipc["address"] in addrs(links_by_name(pod)["net1"]), ipc
+        assert list(node.pool(pool)["addresses"]) == [ipc["address"].split("/")[0]]
+        seen.append(ipc["address"])
+        node.conf = conf  # for the DEL below
+    assert len(set(seen)) == 2
+    for node, pod in ((a, topo.pods[0]), (b, topo.pods[1])):
+        assert topo.cni("multiplane-macvlan", "DEL", node.conf, pod, container_id=f"mp-{node.name}").ok
+        assert node.pool(pool)["addresses"] == {}
+        assert "net1" not in links_by_name(pod)
