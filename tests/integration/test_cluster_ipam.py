@@ -418,3 +418,81 @@ def test_macvlan_runs_cluster_ipam_in_process_for_two_nodes(
         assert topo.cni("multiplane-macvlan", "DEL", node.conf, pod, container_id=f"mp-{node.name}").ok
         assert node.pool(pool)["addresses"] == {}
         assert "net1" not in links_by_name(pod)
+
+
+def test_a_claim_that_overlaps_another_nodes_block_is_given_back(
+    api_server: K8sServer, tmp_path: Path, net: str
+) -> None:
+    """Claim, then list (decision 0010, I1.1), with configurations that disagree on blockSize: while node b
+    creates its /29, another node's /28 over it appears; b must not use its /29, gives it back, and takes a
+    block outside the /28. (Kubernetes store: the API server's request hook plays the other node.)"""
+    from multiplane.ipam.cluster.kube import BLOCKS, GROUP, NODE_LABEL, POOL_LABEL, label_value, object_name
+
+    api_server.start()
+    pool = f"{net}-10.82.0.0-24"
+    b = Node(tmp_path, "mp-node-b", _ipam(KubeBackend(api_server, ""), net, range="10.82.0.0/24", blockSize=29))
+    b.conf["ipam"]["kubernetes"] = {"kubeconfig": api_server.kubeconfig(tmp_path / "mp-kubeconfig")}
+    raced: list[str] = []
+
+    def other_node_first(req: Any) -> None:
+        if raced or req.method != "POST" or not req.path.endswith("/ipblocks"):
+            return
+        cidr = json.loads(req.raw_body)["spec"]["cidr"]
+        wide = str(ipaddress.ip_network(cidr).supernet(new_prefix=28))
+        raced.append(wide)
+        labels = {POOL_LABEL: label_value(pool), NODE_LABEL: label_value("mp-other")}
+        meta = {"name": object_name(pool, wide), "labels": labels}
+        spec = {"pool": pool, "cidr": wide, "node": "mp-other", "claimed": "2026-01-01T00:00:00Z"}
+        api_server.put_custom_object(BLOCKS, {"apiVersion": f"{GROUP}/v1alpha1", "metadata": meta, "spec": spec})
+
+    api_server.on_request = other_node_first
+    try:
+        ip = b.add("mp-c1")
+    finally:
+        api_server.on_request = None
+    (wide,) = raced
+    assert not _inside(ip, wide)
+    state = b.state()
+    assert state["pending"] == []
+    (owned,) = state["pools"][pool]["blocks"]
+    assert not ipaddress.ip_network(owned).overlaps(ipaddress.ip_network(wide))
+    store = KubeStore(KubeClient(load_kubeconfig(b.conf["ipam"]["kubernetes"]["kubeconfig"])))
+    try:
+        assert store.blocks(pool) == {wide: {"node": "mp-other"}, owned: {"node": "mp-node-b"}}
+    finally:
+        store.close()
+
+
+def test_a_requested_address_claimed_while_a_block_over_it_appears_is_given_back(
+    api_server: K8sServer, tmp_path: Path, net: str
+) -> None:
+    """Claim, then check (decision 0010, I1.3): node a claims IP=10.83.0.50 singly; meanwhile another node's
+    block over it is created. a must refuse the address and release its claim."""
+    from multiplane.ipam.cluster.kube import BLOCKS, GROUP, NODE_LABEL, POOL_LABEL, label_value, object_name
+
+    api_server.start()
+    pool = f"{net}-10.83.0.0-24"
+    kubeconfig = api_server.kubeconfig(tmp_path / "mp-kubeconfig")
+    a = Node(tmp_path, "mp-node-a", _ipam(KubeBackend(api_server, kubeconfig), net, range="10.83.0.0/24"))
+    wide = "10.83.0.48/28"
+
+    def other_node_block(req: Any) -> None:
+        if req.method == "POST" and req.path.endswith("/ipclaims"):
+            labels = {POOL_LABEL: label_value(pool), NODE_LABEL: label_value("mp-other")}
+            meta = {"name": object_name(pool, wide), "labels": labels}
+            spec = {"pool": pool, "cidr": wide, "node": "mp-other", "claimed": "2026-01-01T00:00:00Z"}
+            api_server.put_custom_object(BLOCKS, {"apiVersion": f"{GROUP}/v1alpha1", "metadata": meta, "spec": spec})
+
+    api_server.on_request = other_node_block
+    try:
+        err = a.call("ADD", "mp-c1", args="IgnoreUnknown=1;IP=10.83.0.50").error()
+    finally:
+        api_server.on_request = None
+    assert "mp-other" in err["msg"], err
+    store = KubeBackend(api_server, kubeconfig)
+    try:
+        assert store.reader().ips(pool) == {}
+    finally:
+        store.close()
+    assert a.state()["pending"] == []
+    assert a.pool(pool)["addresses"] == {}

@@ -173,6 +173,10 @@ class _Call:
                 record.confirm(entry)
         return []
 
+    def _journal(self, entry: dict[str, str]) -> None:
+        with self.state.locked() as record:
+            record.pending.append(entry)
+
     def _replay_logged(self, what: str) -> None:
         for problem in self.replay():
             _log().warning(f"cluster-ipam {what}: {problem}")
@@ -235,7 +239,10 @@ class _Call:
             after = store.blocks(pool.name)
             others = [b for b, owner in _holders(after).items() if owner != self.node]
             if overlapping(candidate, others):
-                store.release_block(pool.name, key, self.node)
+                # Not used, given back through the journal: `adopt` never takes a journalled block,
+                # so a release the store does not take now cannot turn into ownership later.
+                self._journal({"op": "release_block", "pool": pool.name, "block": key})
+                self._replay_logged("ADD")
                 continue
             singles = store.ips(pool.name)
             with self.state.locked() as record:
@@ -258,11 +265,11 @@ class _Call:
         why = f"needs the store for requested address {ip}"
         try:
             store = self._need_store(pool, why)
-            decision, _block, owner = admit_request(rng, value, self.node, _holders(store.blocks(pool.name)))
-            if decision == "refused":
+            decision, block, owner = admit_request(rng, value, self.node, _holders(store.blocks(pool.name)))
+            if decision == "refused" and block is not None:
                 raise CniError(
-                    f"cluster-ipam: requested IP address {ip} lies in block {block_str(_block)} of node {owner}"
-                )  # type: ignore[arg-type]
+                    f"cluster-ipam: requested IP address {ip} lies in block {block_str(block)} of node {owner}"
+                )
             if decision == "local":
                 raise CniError(
                     f"cluster-ipam: requested IP address {ip} lies in a block this node is claiming; try again"
@@ -274,9 +281,16 @@ class _Call:
                     f"cluster-ipam: requested IP address {ip} is held by {got.get('pod') or got.get('container')} "
                     f"on node {got.get('node')}"
                 )
-            decision, _block, owner = admit_request(rng, value, self.node, _holders(store.blocks(pool.name)))
+            # Claimed: from here on, a failure gives the claim back through the journal.
+            entry = {"op": "release_ip", "pool": pool.name, "ip": ip, "container": self.cid, "ifname": self.ifname}
+            try:
+                decision, block, owner = admit_request(rng, value, self.node, _holders(store.blocks(pool.name)))
+            except StoreError:
+                self._journal(entry)
+                raise
             if decision != "claim":
-                store.release_ip(pool.name, ip, self.cid, self.ifname)
+                self._journal(entry)
+                self._replay_logged("ADD")
                 raise CniError(f"cluster-ipam: requested IP address {ip} was taken into a block of node {owner}")
         except StoreUnavailable as exc:
             raise self._unavailable(pool, why, exc) from exc
