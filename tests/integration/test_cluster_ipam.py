@@ -15,6 +15,8 @@ import base64
 import ipaddress
 import json
 import os
+import subprocess
+import sys
 import threading
 import urllib.request
 import uuid
@@ -496,3 +498,41 @@ def test_a_requested_address_claimed_while_a_block_over_it_appears_is_given_back
         store.close()
     assert a.state()["pending"] == []
     assert a.pool(pool)["addresses"] == {}
+
+
+_IMPORTS_PROBE = """
+import io, json, os, sys
+from multiplane import frontdoor
+from multiplane.invoke import run_call
+env = dict(os.environ, CNI_COMMAND="ADD", CNI_CONTAINERID=sys.argv[1], CNI_NETNS="/var/run/netns/mp-none",
+           CNI_IFNAME="net1", CNI_PATH="/usr/lib/cni")
+status, out = run_call("multiplane-cluster-ipam", env, sys.stdin.buffer.read(), sys.stderr, frontdoor.FrontDoor())
+loaded = [m for m in ("etcd3gw", "requests", "multiplane.ipam.cluster.etcd", "multiplane.ipam.cluster.kube",
+                      "multiplane.k8s.client") if m in sys.modules]
+print(json.dumps({"status": status, "out": out.decode(), "loaded": loaded}))
+"""
+
+
+def test_an_add_from_an_owned_block_loads_no_store_client(backend: Backend, tmp_path: Path, net: str) -> None:
+    """The warm path (decision 0011): no etcd3gw/requests, no store module, no Kubernetes client."""
+    node = Node(tmp_path, "mp-node-w", _ipam(backend, net, range="10.84.0.0/24"))
+    node.add("mp-warm")  # claims the block
+
+    def probe(cid: str) -> dict[str, Any]:
+        proc = subprocess.run(
+            [sys.executable, "-c", _IMPORTS_PROBE, cid],
+            input=json.dumps(node.conf).encode(),
+            capture_output=True,
+            check=True,
+            timeout=30,
+            env=dict(os.environ, **ENV),
+        )
+        report: dict[str, Any] = json.loads(proc.stdout)
+        assert report["status"] == 0, report
+        return report
+
+    assert probe("mp-c1")["loaded"] == []
+    # the probe sees a store client when one is used: an ADD that must claim (a fresh node)
+    node.data_dir = str(tmp_path / "mp-node-fresh")
+    node.conf["ipam"]["dataDir"] = node.data_dir
+    assert probe("mp-c2")["loaded"] != []
