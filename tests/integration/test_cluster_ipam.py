@@ -31,7 +31,7 @@ from multiplane.ipam.cluster.kube import KubeStore
 from multiplane.k8s.client import KubeClient, load_kubeconfig
 from tests import cni
 from tests.etcd_cluster import EtcdCluster, EtcdError
-from tests.integration.meta_helpers import addrs, links_by_name
+from tests.integration.meta_helpers import MetaNode, addrs, links_by_name
 from tests.k8s_server import K8sServer
 from tests.topology import Topology
 
@@ -536,3 +536,38 @@ def test_an_add_from_an_owned_block_loads_no_store_client(backend: Backend, tmp_
     node.data_dir = str(tmp_path / "mp-node-fresh")
     node.conf["ipam"]["dataDir"] = node.data_dir
     assert probe("mp-c2")["loaded"] != []
+
+
+@pytest.mark.root
+def test_the_meta_plugin_attaches_pods_of_two_nodes_from_one_shared_range(
+    backend: Backend, tmp_path: Path, net: str, topo: Topology, cnidriver: str
+) -> None:
+    """A NAD of multiplane-macvlan with `ipam.type` multiplane-cluster-ipam, through the meta-plugin on two
+    nodes (libcni driver, local NAD files): different addresses of the shared range on net1; DEL frees them."""
+    pool = f"{net}-10.66.0.0-24"
+    nodes = []
+    try:
+        for n, pod in enumerate(topo.pods[:2]):
+            meta = MetaNode(tmp_path / f"mp-meta-{n}", cnidriver, topo.bin_dir)
+            nodes.append(meta)
+            ipam = Node(tmp_path, f"mp-node-{n}", _ipam(backend, net, range="10.66.0.0/24")).conf["ipam"]
+            conf = {"cniVersion": "1.0.0", "name": "mp-shared", "type": "multiplane-macvlan", "master": topo.master}
+            meta.add_nad("mp-shared", {**conf, "mode": "bridge", "ipam": ipam}, "mp-app")
+            add = meta.run("add", pod, f"mp-ctr-{n}", networks="mp-shared")
+            assert add.ok, f"{add.stdout} {add.stderr} {meta.log_text()}"
+        seen = []
+        for n, pod in enumerate(topo.pods[:2]):
+            (addr,) = addrs(links_by_name(pod)["net1"])
+            assert ipaddress.ip_interface(addr).network == ipaddress.ip_network("10.66.0.0/24")
+            held = Node(tmp_path, f"mp-node-{n}", {}).pool(pool)["addresses"]
+            assert list(held) == [addr.split("/")[0]]
+            seen.append(addr)
+        assert len(set(seen)) == 2
+        for n, pod in enumerate(topo.pods[:2]):
+            inv = nodes[n].run("del", pod, f"mp-ctr-{n}", networks="mp-shared")
+            assert inv.ok, f"{inv.stdout} {inv.stderr}"
+            assert "net1" not in links_by_name(pod)
+            assert Node(tmp_path, f"mp-node-{n}", {}).pool(pool)["addresses"] == {}
+    finally:
+        for meta in nodes:
+            meta.close()
