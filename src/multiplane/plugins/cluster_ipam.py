@@ -5,7 +5,8 @@ its parts (ipam/cluster: config, blocks, local, and the etcd or Kubernetes store
 CNI commands, and follows the decision's steps to the letter:
 
 * ADD: replay the pending-release journal (best effort: a store that is down is noticed in
-  the log, not in the answer); then per pool, under the local lock, the next address of an
+  the log, not in the answer; after a failed replay ADDs skip it for REPLAY_PAUSE seconds,
+  so an ADD from an owned block does not wait for an unreachable store); then per pool, under the local lock, the next address of an
   owned block. Only when every owned block is full: list the pool's blocks (adopting
   blocks the store says are ours, dropping those it gives to nobody or to another node),
   claim a free one, **then list again** and back off if another node holds an overlapping
@@ -33,6 +34,8 @@ configuration names it (`etcd` or the flat `etcd_host`), else the Kubernetes API
 from __future__ import annotations
 
 import ipaddress
+import os
+import time
 
 from multiplane.errors import CniError, InvalidConfig
 from multiplane.ipam.cluster import config as cluster_config
@@ -54,7 +57,25 @@ if TYPE_CHECKING:
 
 __all__ = ["ClusterIpam"]
 
+REPLAY_PAUSE = 30.0  # seconds an ADD skips the journal's replay after a replay failed (DEL and GC always try)
+_REPLAY_FAILED = "replay-failed"  # in dataDir; its mtime is when
 _ROUNDS = 8  # allocate / claim-a-block rounds before giving up (other processes of this node take addresses too)
+
+
+def _note_replay(data_dir: str, failed: bool) -> None:
+    """Remember (by a file's mtime) that the last replay could not reach the store; forget it once one worked."""
+    path = os.path.join(data_dir, _REPLAY_FAILED)
+    try:
+        if failed:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                os.utime(fd)
+            finally:
+                os.close(fd)
+        elif os.path.lexists(path):
+            os.unlink(path)
+    except OSError as exc:  # only an optimisation: never fail a call for it
+        _log().warning(f"cluster-ipam: {path}: {exc.strerror}")
 
 
 def _log() -> Any:
@@ -178,8 +199,21 @@ class _Call:
             record.pending.append(entry)
 
     def _replay_logged(self, what: str) -> None:
-        for problem in self.replay():
+        problems = self.replay()
+        for problem in problems:
             _log().warning(f"cluster-ipam {what}: {problem}")
+        _note_replay(self.conf.data_dir, failed=bool(problems))
+
+    def _replay_first(self) -> None:
+        """ADD's replay: skipped for REPLAY_PAUSE seconds after one failed, so that while the store is
+        down an ADD served from an owned block does not wait for it (the Kubernetes client retries
+        an unreachable API for its whole retry budget). DEL and GC always try."""
+        try:
+            failed_at = os.stat(os.path.join(self.conf.data_dir, _REPLAY_FAILED)).st_mtime
+        except OSError:
+            failed_at = 0.0
+        if time.time() - failed_at >= REPLAY_PAUSE:
+            self._replay_logged("ADD")
 
     # ---- ADD ----
 
@@ -305,7 +339,7 @@ class _Call:
         return ip
 
     def add(self) -> Result:
-        self._replay_logged("ADD")
+        self._replay_first()
         conf = self.conf
         with self.state.locked() as record:
             held = record.held_by(self.cid, self.ifname)
