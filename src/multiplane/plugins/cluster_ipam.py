@@ -6,8 +6,8 @@ CNI commands, and follows the decision's steps to the letter:
 
 * ADD: replay the pending-release journal (best effort: a store that is down is noticed in
   the log, not in the answer; after a failed replay ADDs skip it for REPLAY_PAUSE seconds,
-  so an ADD from an owned block does not wait for an unreachable store); then per pool, under the local lock, the next address of an
-  owned block. Only when every owned block is full: list the pool's blocks (adopting
+  so an ADD from an owned block does not wait for an unreachable store); then per pool,
+  under the local lock, the next address of an owned block. Only when every owned block is full: list the pool's blocks (adopting
   blocks the store says are ours, dropping those it gives to nobody or to another node),
   claim a free one, **then list again** and back off if another node holds an overlapping
   block, list the single claims and keep them out of the block (`foreign`), then allocate.
@@ -26,7 +26,7 @@ CNI commands, and follows the decision's steps to the letter:
   unreachable store does not make the plugin unavailable.
 
 The store is built lazily, on the first call that needs it: an ADD served from an owned
-block imports neither the store modules' clients nor opens a connection. etcd when the
+block imports no store client and opens no connection. etcd when the
 configuration names it (`etcd` or the flat `etcd_host`), else the Kubernetes API
 (`kubernetes.kubeconfig`, else the pod's service account).
 """
