@@ -483,3 +483,18 @@ def test_killing_a_writer_midway_leaves_a_readable_record(tmp_path):
             addresses = rec.pools[POOL].addresses
             assert set(addresses) <= {f"10.30.0.{i}" for i in range(1, 16)}
         assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+
+
+def test_adopt_never_takes_back_a_block_that_overlaps_another_nodes(tmp_path):
+    """A crash between a claim and the list after it, with configs that disagree on blockSize: the store says the
+    /28 is ours, but another node holds a /29 inside it. It is journalled for release, not owned again."""
+    state = LocalState(str(tmp_path))
+    listed = {
+        "10.30.0.32/28": {"node": "mp-n"},
+        "10.30.0.40/29": {"node": "mp-other"},
+        "10.30.0.48/28": {"node": "mp-n"},
+    }
+    with state.locked() as rec:
+        assert rec.adopt(POOL, listed, "mp-n") == ["10.30.0.48/28"]
+        assert "10.30.0.32/28" not in rec.pools[POOL].blocks
+        assert {e["block"] for e in rec.pending if e["op"] == "release_block"} == {"10.30.0.32/28"}

@@ -44,7 +44,7 @@ from contextlib import contextmanager
 
 from multiplane.errors import IOFailure, TryAgainLater
 from multiplane.fsutil import sweep_temporaries, write_atomic
-from multiplane.ipam.cluster.blocks import block_str, ip_str, next_address, parse_block, releasable
+from multiplane.ipam.cluster.blocks import block_str, ip_str, next_address, overlapping, parse_block, releasable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -134,12 +134,21 @@ class Record:
             rec.blocks[key] = inside
 
     def adopt(self, pool: str, store_blocks: dict[str, dict[str, Any]], node: str) -> list[str]:
-        """Own the blocks the store says `node` holds that the record lost (a crash after the claim)."""
+        """Own the blocks the store says `node` holds that the record lost (a crash after the claim).
+
+        A block that overlaps another node's block (configurations that disagree on blockSize,
+        and a crash between the claim and the list after it) is not taken back: its release is
+        journalled instead, as the claim's own path would have done (decision 0010, I1.1).
+        """
         rec = self.pool(pool)
         pending = {block_str(b) for b in self.pending_blocks(pool)}
+        others = [parse_block(k) for k, o in store_blocks.items() if o.get("node") != node]
         adopted = []
         for key, owner in store_blocks.items():
             if owner.get("node") == node and key not in rec.blocks and key not in pending:
+                if overlapping(parse_block(key), others):
+                    self.pending.append({"op": "release_block", "pool": pool, "block": key})
+                    continue
                 rec.blocks[key] = set()
                 adopted.append(key)
         return adopted
