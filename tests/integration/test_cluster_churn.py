@@ -128,8 +128,10 @@ class Cluster:
     def records(self) -> dict[str, dict[str, Any]]:
         return {n.name: n.record() for n in self.nodes}
 
-    def check(self, store: bool = True, exact: bool = True) -> dict[str, dict[str, Any]]:
-        """The invariants; `store`: read the store too (it is up); `exact`: records hold exactly `held`."""
+    def check(self, store: bool = True, exact: bool = True, ownership: bool = True) -> dict[str, dict[str, Any]]:
+        """The invariants; `store`: read the store too (it is up); `exact`: records hold exactly `held`;
+        `ownership`: each recorded block is the node's in the store (only between batches: a block is
+        claimed in the store before it is recorded, and dropped from the record before it is released)."""
         ctx = self.ctx()
         with self.lock:
             held = dict(self.held)
@@ -161,7 +163,7 @@ class Cluster:
                     assert not a.overlaps(b), f"store blocks {a} ({na}) and {b} ({nb}) overlap [{ctx}]"
             for name, state in records.items():
                 rec = state["pools"].get(self.pool, {"blocks": {}})
-                for b in rec["blocks"]:
+                for b in rec["blocks"] if ownership else ():
                     owner = blocks.get(b, {}).get("node")
                     assert owner == name, f"{name} records block {b}, the store says {owner} owns it [{ctx}]"
             assert self.reader.ips(self.pool) == {}, ctx
@@ -218,6 +220,39 @@ def test_four_uts_nodes_fifty_concurrent_adds_then_churn_with_an_etcd_member_kil
     owners = {o["node"] for o in c.reader.blocks(c.pool).values()}
     assert owners == {f"mp-node{i}" for i in range(1, 5)}, owners  # each UTS namespace's host name is its node
 
+    stop = threading.Event()
+    failures: list[BaseException] = []
+    checks = [0]
+
+    def watch() -> None:  # while calls run: no address in two records or two results, no overlapping blocks
+        while not stop.is_set():
+            try:
+                c.check(exact=False, ownership=False)
+                checks[0] += 1
+            except BaseException as exc:  # noqa: BLE001 - reported by the test's thread
+                failures.append(exc)
+                return
+            stop.wait(0.3)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        _churn(c, rng)
+    finally:
+        stop.set()
+        watcher.join()
+    if failures:
+        raise failures[0]
+    assert checks[0] > 0
+
+    c.run([(n, "DEL", cid) for n in c.nodes for cid in c.mine(n)])
+    left = _all_released(c)
+    records = c.records()
+    assert sorted(left) == sorted(b for r in records.values() for b in r["pools"].get(c.pool, {"blocks": {}})["blocks"])
+
+
+def _churn(c: Cluster, rng: random.Random) -> None:
+    """MP_CHURN_OPS random DEL/ADD in batches of 8 concurrent calls, the leader SIGKILLed at 1/3, back at 2/3."""
     killed = -1
     done = 0
     while done < OPS:
@@ -242,11 +277,6 @@ def test_four_uts_nodes_fifty_concurrent_adds_then_churn_with_an_etcd_member_kil
         done += len(batch)
         c.check()
     assert killed == -2, "the etcd member was never killed and restarted"
-
-    c.run([(n, "DEL", cid) for n in c.nodes for cid in c.mine(n)])
-    left = _all_released(c)
-    records = c.records()
-    assert sorted(left) == sorted(b for r in records.values() for b in r["pools"].get(c.pool, {"blocks": {}})["blocks"])
 
 
 def test_whole_store_down_owned_blocks_serve_claims_fail_11_dels_replayed(make_cluster: Any) -> None:
@@ -326,6 +356,7 @@ def test_sigkill_of_the_plugin_at_random_moments_then_del_leaves_nothing_held(ma
     seed = _seed()
     c: Cluster = make_cluster("10.82.0.0/24", seed, blockSize=29)
     killed_adds: dict[str, int] = {n.name: 0 for n in c.nodes}
+    landed = {"ADD": 0, "DEL": 0}  # SIGKILLs that reached a running plugin
     steps = max(12, OPS // 6)
 
     def walk(node: UtsNode, rng: random.Random) -> None:
@@ -340,8 +371,10 @@ def test_sigkill_of_the_plugin_at_random_moments_then_del_leaves_nothing_held(ma
                 time.sleep(rng.uniform(0, 0.25))
                 if proc.poll() is None:
                     os.kill(proc.pid, signal.SIGKILL)
-                    if cmd == "ADD":
-                        killed_adds[node.name] += 1
+                    with c.lock:
+                        landed[cmd] += 1
+                        if cmd == "ADD":
+                            killed_adds[node.name] += 1
                 proc.wait(timeout=30)
                 c.delete(node, cid)  # the runtime's DEL after a failed or lost call
             elif cmd == "ADD":
@@ -358,9 +391,11 @@ def test_sigkill_of_the_plugin_at_random_moments_then_del_leaves_nothing_held(ma
         for f in futures:
             f.result()
     c.check()
+    assert landed["ADD"] + landed["DEL"] >= 3, (landed, c.ctx())
     c.run([(n, "DEL", cid) for n in c.nodes for cid in c.mine(n)])
     left = _all_released(c)
     records = c.records()
+    print(f"SIGKILLs landed: {landed}; store blocks {sorted(left.items())} [{c.ctx()}]")
     for name, state in records.items():
         recorded = set(state["pools"].get(c.pool, {"blocks": {}})["blocks"])
         orphans = {b for b, o in left.items() if o["node"] == name} - recorded
