@@ -44,6 +44,9 @@ certificate generated at start by the `openssl` command-line tool) to a
   ``resourceVersion`` (a mismatch → 409 Conflict "Precondition failed: UID in precondition: …",
   nothing deleted); `access` applies (403). No watch of custom resources (405). Tests play another
   writer with `put_custom_object` / `delete_custom_object` and read with `custom_objects`
+* ``GET  /api/v1/nodes/{name}`` → a ``v1 Node`` (404 when there is none), ``GET /api/v1/nodes`` → a
+  ``NodeList``, ``POST /api/v1/nodes`` creates (409 AlreadyExists), ``DELETE /api/v1/nodes/{name}``;
+  tests add and remove nodes with `add_node` / `delete_node` (minimal shape: metadata, a Ready condition)
 * ``POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews``   → ``status.allowed`` from `access`, a set of
   allowed ``(verb, resource, subresource)`` (None, the default: everything is allowed)
 * anything missing → 404 ``Status`` (reason NotFound, the API server's message and ``details``)
@@ -113,6 +116,7 @@ _POD = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)(/status)?$")
 _NAD = re.compile(rf"^/apis/{re.escape(NAD_GROUP)}/v1/namespaces/([^/]+)/{NAD_RESOURCE}/([^/]+)$")
 _EVENTS = re.compile(r"^/api/v1/namespaces/([^/]+)/events$")
 _POD_LIST = re.compile(r"^/api/v1(?:/namespaces/([^/]+))?/pods$")
+_NODE = re.compile(r"^/api/v1/nodes(?:/([^/]+))?$")
 _NAD_LIST = re.compile(rf"^/apis/{re.escape(NAD_GROUP)}/v1(?:/namespaces/([^/]+))?/{NAD_RESOURCE}$")
 _ACCESS_REVIEW = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 _CUSTOM = re.compile(r"^/apis/([^/]+)/([^/]+)(?:/namespaces/([^/]+))?/([^/]+)(?:/([^/]+))?$")
@@ -445,6 +449,7 @@ class _Watch:
 
 _KINDS = {
     "pods": ("v1", "Pod"),
+    "nodes": ("v1", "Node"),
     NAD_RESOURCE: (f"{NAD_GROUP}/v1", "NetworkAttachmentDefinition"),
 }
 
@@ -627,6 +632,7 @@ class K8sServer:
         self.watch_timeout = 30.0  # seconds a watch lasts without timeoutSeconds
         self._pods: dict[tuple[str, str], dict[str, Any]] = {}
         self._nads: dict[tuple[str, str], dict[str, Any]] = {}
+        self._nodes: dict[str, dict[str, Any]] = {}
         self._events: list[dict[str, Any]] = []
         self._crds: dict[tuple[str, str, str], _Crd] = {}  # (group, version, plural) → what add_crds() serves
         self._custom: dict[tuple[str, str, str, str], dict[str, Any]] = {}  # (group, plural, ns, name) → object
@@ -867,6 +873,62 @@ class K8sServer:
             pod["metadata"]["resourceVersion"] = self._next_rv()
             self._record("MODIFIED", "pods", pod)
             return copy.deepcopy(pod)
+
+    def _new_node(self, name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+        meta: dict[str, Any] = {
+            "name": name,
+            "uid": str(uuid.uuid4()),
+            "resourceVersion": self._next_rv(),
+            "creationTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "labels": {"kubernetes.io/hostname": name, **(labels or {})},
+        }
+        return {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": meta,
+            "spec": {},
+            "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]},
+        }
+
+    def add_node(self, name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+        """Create (or replace, with a new uid) a Ready Node; return a copy of it."""
+        with self._lock:
+            node = self._new_node(name, labels)
+            self._replace("nodes", self._nodes, name, node)
+            return copy.deepcopy(node)
+
+    def delete_node(self, name: str) -> None:
+        with self._lock:
+            self._delete("nodes", self._nodes, name)
+
+    def _node_route(self, name: str, req: Request) -> tuple[int, Any, dict[str, str]]:
+        if not name:
+            if req.method == "GET":
+                items = [copy.deepcopy(n) for _, n in sorted(self._nodes.items())]
+                meta = {"resourceVersion": str(self._rv)}
+                return 200, {"kind": "NodeList", "apiVersion": "v1", "metadata": meta, "items": items}, {}
+            if req.method != "POST":
+                return self._not_allowed(req)
+            body = req.body
+            meta = body.get("metadata") if isinstance(body, dict) else None
+            name = meta.get("name") if isinstance(meta, dict) else None
+            if not isinstance(name, str) or not name:
+                return 422, status_object(422, "Node is invalid: metadata.name: Required value: name is required"), {}
+            if name in self._nodes:
+                details = {"name": name, "kind": "nodes"}
+                return 409, status_object(409, f'nodes "{name}" already exists', "AlreadyExists", details), {}
+            node = self._new_node(name, meta.get("labels"))
+            self._replace("nodes", self._nodes, name, node)
+            return 201, copy.deepcopy(node), {}
+        if name not in self._nodes:
+            return self._not_found("nodes", "", name)
+        if req.method == "GET":
+            return 200, copy.deepcopy(self._nodes[name]), {}
+        if req.method == "DELETE":
+            gone = copy.deepcopy(self._nodes[name])
+            self._delete("nodes", self._nodes, name)
+            return 200, gone, {}
+        return self._not_allowed(req)
 
     def delete_pod(self, namespace: str, name: str) -> None:
         with self._lock:
@@ -1294,6 +1356,9 @@ class K8sServer:
         m = _POD_LIST.match(req.path)
         if m:
             return self._list_pods(urllib.parse.unquote(m.group(1) or ""), req)
+        m = _NODE.match(req.path)
+        if m:
+            return self._node_route(urllib.parse.unquote(m.group(1) or ""), req)
         m = _NAD_LIST.match(req.path)
         if m:
             return self._collection(NAD_RESOURCE, urllib.parse.unquote(m.group(1) or ""), req)

@@ -30,6 +30,7 @@ usage: multiplane --version
        multiplane validate [FILE|-] check NADs, network configs, conflists and selection annotations
        multiplane daemon [flags]    serve CNI calls on a unix socket (thick mode; `multiplane daemon --help`)
        multiplane doctor [--json]   check this node: configs, plugins, master NICs, the API and RBAC, the runtime
+       multiplane ipam show [RANGE] --config FILE | ipam reconcile --config FILE [flags]  cluster-wide IPAM's store
 plugins: {plugins}
 """
 
@@ -125,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         from multiplane.daemon.run import main as daemon_main
 
         return daemon_main(rest[1:])
+    if rest and rest[0] == "ipam":
+        from multiplane.tools.ipam import main as ipam_main
+
+        return ipam_main(rest[1:])
     if rest and rest[0] in ("validate", "doctor"):
         # Operator tools: they may import what serves them best (pydantic), never on a CNI call.
         if rest[0] == "validate":
