@@ -46,7 +46,8 @@ certificate generated at start by the `openssl` command-line tool) to a
   writer with `put_custom_object` / `delete_custom_object` and read with `custom_objects`
 * ``GET  /api/v1/nodes/{name}`` → a ``v1 Node`` (404 when there is none), ``GET /api/v1/nodes`` → a
   ``NodeList``, ``POST /api/v1/nodes`` creates (409 AlreadyExists), ``DELETE /api/v1/nodes/{name}``;
-  tests add and remove nodes with `add_node` / `delete_node` (minimal shape: metadata, a Ready condition)
+  tests add and remove nodes with `add_node` / `delete_node` (minimal shape: metadata, a Ready condition);
+  `access` applies (403)
 * ``POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews``   → ``status.allowed`` from `access`, a set of
   allowed ``(verb, resource, subresource)`` (None, the default: everything is allowed)
 * anything missing → 404 ``Status`` (reason NotFound, the API server's message and ``details``)
@@ -902,6 +903,11 @@ class K8sServer:
             self._delete("nodes", self._nodes, name)
 
     def _node_route(self, name: str, req: Request) -> tuple[int, Any, dict[str, str]]:
+        verbs = {"GET": "get" if name else "list", "POST": "create", "DELETE": "delete"}
+        verb = verbs.get(req.method, "")
+        if verb and not self._allowed(verb, "nodes"):
+            msg = f'nodes is forbidden: User "system:serviceaccount:kube-system:multiplane" cannot {verb} resource "nodes" in API group "" at the cluster scope'
+            return 403, status_object(403, msg, details={"kind": "nodes"}), {}
         if not name:
             if req.method == "GET":
                 items = [copy.deepcopy(n) for _, n in sorted(self._nodes.items())]

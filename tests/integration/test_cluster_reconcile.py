@@ -103,7 +103,13 @@ def test_a_node_deleted_for_good_is_freed_only_after_the_grace(env: Env) -> None
     assert env.reconcile() == []  # seen twice, but not yet `grace` apart
     assert {blk for blk, n in env.blocks().items() if n == "mp-n-gone"} == blocks_a
     time.sleep(GRACE + 0.1)
-    actions = env.reconcile()
+    # with only what rbac-ipam-reconciler.yaml grants (the test server checks nodes and custom resources)
+    env.api.access = {(v, r, "") for r in ("ipblocks", "ipclaims") for v in ("get", "list", "delete")}
+    env.api.access |= {("get", "nodes", ""), ("get", "pods", "")}
+    try:
+        actions = env.reconcile()
+    finally:
+        env.api.access = None
     assert _freed(actions) == blocks_a | {single}
     assert env.blocks() == dict.fromkeys(blocks_b, "mp-n-stays")
     assert env.ips() == {}
@@ -127,6 +133,23 @@ def test_an_alive_pod_keeps_its_address_and_a_gone_pod_loses_it(env: Env) -> Non
     time.sleep(GRACE + 0.1)
     assert env.reconcile() == []  # still alive: never due
     assert set(env.ips()) == {alive}
+
+
+def test_an_unanswered_lookup_frees_nothing(env: Env) -> None:
+    """A 403 on nodes (no RBAC for the reconciler): the run fails, nothing is freed, no sighting is recorded."""
+    a = env.node("mp-n-unknown")
+    a.add("mp-c-u1")
+    before = env.blocks()
+    env.api.delete_node("mp-n-unknown")
+    env.api.access = {(v, r, "") for r in ("ipblocks", "ipclaims") for v in ("get", "list", "delete")}
+    try:
+        for _ in range(2):
+            proc = env.ipam_cmd("reconcile", "--grace", "0", "--state", env.state)
+            assert proc.returncode == 1 and "nodes" in proc.stderr, proc.stderr
+    finally:
+        env.api.access = None
+    assert env.blocks() == before
+    assert not Path(env.state).exists()
 
 
 def test_a_node_back_before_the_grace_keeps_everything(env: Env) -> None:

@@ -766,3 +766,42 @@ def test_thick_service_account_may_list_and_watch_for_the_caches(variant: str) -
     group, _, plural = client_nad_route()
     for key in (("", "pods"), (group, plural)):
         assert {"list", "watch"} <= granted.get(key, set()), key
+
+
+# The reconciler (`multiplane ipam reconcile`, multiplane.ipam.cluster.reconcile): its own service account and
+# role in rbac-ipam-reconciler.yaml; tests/integration/test_cluster_reconcile.py runs it with only these allowed.
+EXPECTED_RECONCILER_RULES = {
+    ("", "nodes"): {"get"},
+    ("", "pods"): {"get"},
+    ("ipam.multiplane.io", "ipblocks"): {"get", "list", "delete"},
+    ("ipam.multiplane.io", "ipclaims"): {"get", "list", "delete"},
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_ipam_reconciler_role_is_its_own_and_grants_exactly_its_calls(variant: str) -> None:
+    """rbac-ipam-reconciler.yaml: a service account, a ClusterRole with get on nodes and pods and get/list/delete of
+    the claims (never create), bound to that account only; the nodes' roles gain nothing."""
+    path = VARIANTS[variant] / "rbac-ipam-reconciler.yaml"
+    assert [d["kind"] for d in load(path)] == ["ServiceAccount", "ClusterRole", "ClusterRoleBinding"]
+    sa, role, binding = one(path, "ServiceAccount"), one(path, "ClusterRole"), one(path, "ClusterRoleBinding")
+    granted: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        assert "resourceNames" not in rule and "nonResourceURLs" not in rule
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted.setdefault((group, resource), set()).update(rule["verbs"])
+    assert granted == EXPECTED_RECONCILER_RULES
+    others = {one(VARIANTS[variant] / n, "ClusterRole")["metadata"]["name"] for n in ("rbac.yaml", "rbac-ipam.yaml")}
+    assert role["metadata"]["name"] not in others
+    nodes_sa = one(VARIANTS[variant] / "rbac.yaml", "ServiceAccount")
+    assert sa["metadata"]["name"] != nodes_sa["metadata"]["name"]
+    assert sa["metadata"]["namespace"] == nodes_sa["metadata"]["namespace"]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": sa["metadata"]["namespace"]}
+    ]
