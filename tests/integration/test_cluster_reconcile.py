@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from multiplane.ipam.cluster import reconcile
 from multiplane.k8s.client import KubeClient, load_kubeconfig
@@ -245,5 +246,12 @@ def test_show_lists_what_the_plugin_allocated(env: Env) -> None:
     text = env.ipam_cmd("show", env.pool)
     assert text.returncode == 0, text.stderr
     assert "mp-ns/mp-pinned" in text.stdout and by_node["mp-n-s1"] in text.stdout
+    # the same from a NetworkAttachmentDefinition manifest (YAML, the config in spec.config)
+    conf = env.config.read_text()
+    nad = {"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition", "metadata": {"name": "mp-nad"}}
+    env.config.write_text(yaml.safe_dump({**nad, "spec": {"config": conf}}))
+    from_nad = env.ipam_cmd("show", "--json")
+    assert from_nad.returncode == 0, from_nad.stderr
+    assert json.loads(from_nad.stdout)["pools"] == [pool]
     missing = env.ipam_cmd("show", "mp-no-such-pool")
     assert missing.returncode == 1 and "no pool" in missing.stderr
