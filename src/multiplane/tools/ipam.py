@@ -20,7 +20,7 @@ import json
 import sys
 
 from multiplane.errors import CniError, InvalidConfig
-from multiplane.ipam.cluster.blocks import ip_str, parse_block
+from multiplane.ipam.cluster.blocks import Range, ip_str, parse_block
 from multiplane.ipam.cluster.config import TYPE, load
 
 TYPE_CHECKING = False
@@ -110,14 +110,13 @@ def open_stores(confs: list[ClusterIpamConf], only: str = "") -> list[tuple[Stor
 
 
 def _usable_in(pool: PoolConf, block: str) -> int:
+    """Usable addresses of the pool inside `block` (counted by runs, so a wide IPv6 block costs no more)."""
     version, network, prefix = parse_block(block)
-    rng, last = pool.range, network | ((1 << (pool.range.bits - prefix)) - 1)
-    count, value = 0, network
-    while True:
-        found = rng.next_usable(value, last)
-        if found is None:
-            return count
-        count, value = count + 1, found + 1
+    rng = pool.range
+    first, last = max(rng.first, network), min(rng.last, network | ((1 << (rng.bits - prefix)) - 1))
+    if first > last:
+        return 0
+    return Range(version, rng.network, rng.prefix, first, last, rng.excludes, rng.gateway).size()
 
 
 def _slots(pool: PoolConf) -> int:
