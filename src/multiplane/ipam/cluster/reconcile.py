@@ -23,7 +23,7 @@ node has been gone.
 Where the first sighting is kept: with a state file (`--state`), a run records when it first
 saw each holder missing and releases what an earlier run already saw missing at least
 `grace` ago (a CronJob with a volume; a run in between that sees the holder present clears
-the record). Without one, a single run looks, waits `grace`, and looks again (a CronJob with
+the record, so runs should come more often than `grace`). Without one, a single run looks, waits `grace`, and looks again (a CronJob with
 no volume: `activeDeadlineSeconds` must allow for the wait).
 
 Releases are the store's compare-and-delete (`release_block` with the recorded owner node,
