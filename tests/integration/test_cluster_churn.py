@@ -406,7 +406,8 @@ def test_sigkill_of_the_plugin_at_random_moments_then_del_leaves_nothing_held(ma
 def test_sigkill_during_block_claims_leaves_blocks_the_node_adopts_and_gives_back(make_cluster: Any) -> None:
     """blockSize 32 on a /26: every ADD claims a block in the store, so a SIGKILL at a random moment (0-300 ms)
     often lands between the claim and the record. Each node then DELs the container again; the store may now
-    give the node blocks its record does not know (nobody allocates from them). Three completed ADDs per node
+    give the node blocks its record does not know (nobody allocates from them); one such block per node is also
+    claimed directly in the store, so the case is there in every run. Three completed ADDs per node
     make it read the pool's blocks (its own are full): it adopts them; after every DEL the store holds exactly
     the blocks the records hold, at most one spare per node: nothing is held by nobody, without a reconciler."""
     seed = _seed()
@@ -427,6 +428,10 @@ def test_sigkill_during_block_claims_leaves_blocks_the_node_adopts_and_gives_bac
         futures = [pool.submit(walk, n, random.Random(f"{seed}-{n.name}")) for n in c.nodes]
         for f in futures:
             f.result()
+    for n in c.nodes:  # and one for sure each: what a kill right after the claim leaves
+        taken = c.reader.blocks(c.pool)
+        key = next(k for k in (f"10.83.0.{i}/32" for i in range(62, 1, -1)) if k not in taken)
+        assert c.reader.claim_block(c.pool, key, {"node": n.name}) == {"node": n.name}
     records = c.check()
     store_blocks = c.reader.blocks(c.pool)
     for name, state in records.items():
@@ -436,7 +441,7 @@ def test_sigkill_during_block_claims_leaves_blocks_the_node_adopts_and_gives_bac
     records = c.check()
     for name, state in records.items():
         recorded = set(state["pools"][c.pool]["blocks"])
-        assert orphaned[name] <= recorded, (name, orphaned[name], recorded, c.ctx())
+        assert orphaned[name] and orphaned[name] <= recorded, (name, orphaned[name], recorded, c.ctx())
     c.run([(n, "DEL", cid) for n in c.nodes for cid in c.mine(n)])
     left = _all_released(c)
     records = c.records()
