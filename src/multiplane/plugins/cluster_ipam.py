@@ -42,7 +42,7 @@ from multiplane.ipam.cluster import config as cluster_config
 from multiplane.ipam.cluster.blocks import admit_request, block_str, free_blocks, overlapping, parse_block
 from multiplane.ipam.cluster.local import LocalState
 from multiplane.ipam.cluster.store import StoreError, StoreUnavailable
-from multiplane.spec.gojson import field
+from multiplane.spec.gc import valid_attachments
 from multiplane.spec.result import DNS, IPConfig, Result
 
 TYPE_CHECKING = False
@@ -143,18 +143,6 @@ def _pod(cni_args: str) -> str:
 
 def _holders(store_blocks: dict[str, dict[str, Any]]) -> dict[Block, str]:
     return {parse_block(key): str(owner.get("node", "")) for key, owner in store_blocks.items()}
-
-
-def _valid_attachments(conf: dict[str, Any]) -> set[tuple[str, str]]:
-    """GC's keep-list: `cni.dev/valid-attachments` (null or missing: nothing is kept, as libcni means it)."""
-    raw = conf.get("cni.dev/valid-attachments", conf.get("cni.dev/attachments"))
-    keep: set[tuple[str, str]] = set()
-    for item in raw or []:
-        if isinstance(item, dict):
-            cid, ifname = field(item, "containerID"), field(item, "ifname")
-            if isinstance(cid, str) and isinstance(ifname, str):
-                keep.add((cid.strip(), ifname))
-    return keep
 
 
 class _Call:
@@ -417,7 +405,7 @@ class _Call:
             self.stores.close()
 
     def gc(self) -> None:
-        keep = _valid_attachments(self.req.conf.raw)
+        keep = valid_attachments(self.req.conf.raw) or set()  # neither key: nothing is kept
         with self.state.locked() as record:
             for pool in self.conf.pools:
                 addresses = record.pool(pool.name).addresses

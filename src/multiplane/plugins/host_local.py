@@ -24,7 +24,6 @@ from multiplane.errors import CniError, NotAvailable
 from multiplane.ipam import config as ipam_config
 from multiplane.ipam.allocator import allocate, capacity
 from multiplane.ipam.disk import DiskStore
-from multiplane.spec.gojson import field
 from multiplane.spec.result import DNS, Result
 
 TYPE_CHECKING = False
@@ -48,27 +47,17 @@ def _load(req: Request) -> ipam_config.IpamConf:
 
 
 def _valid_attachments(conf: dict[str, Any]) -> set[tuple[str, str]]:
-    """The GC keep-list: `cni.dev/valid-attachments`, else the legacy `cni.dev/attachments`.
+    """The GC keep-list (spec/gc.py). Neither key (what `cnitool gc` sends after deleting every
+    cached attachment) is read as empty, and logged: libcni's stated intent is "everything
+    should be GC'ed"."""
+    from multiplane.spec.gc import valid_attachments
 
-    null means an empty list (libcni's GCArgs{ValidAttachments: nil}). Neither key (what
-    `cnitool gc` sends after deleting every cached attachment) is read as empty too, and
-    logged, because libcni's stated intent is "everything should be GC'ed".
-    """
-    if "cni.dev/valid-attachments" in conf:
-        raw = conf["cni.dev/valid-attachments"]
-    elif "cni.dev/attachments" in conf:
-        raw = conf["cni.dev/attachments"]
-    else:
+    keep = valid_attachments(conf)
+    if keep is None:
         from multiplane import logs
 
         logs.get().warning("host-local GC: no cni.dev/valid-attachments given; releasing every allocation")
-        raw = []
-    keep: set[tuple[str, str]] = set()
-    for item in raw or []:
-        if isinstance(item, dict):
-            cid, ifname = field(item, "containerID"), field(item, "ifname")
-            if isinstance(cid, str) and isinstance(ifname, str):
-                keep.add((cid.strip(), ifname))
+        return set()
     return keep
 
 

@@ -382,15 +382,14 @@ def _failure_message(exc: CniError) -> str:
 
 
 def _valid_attachments(raw: dict[str, Any]) -> set[tuple[str, str]]:
-    if "cni.dev/valid-attachments" in raw:
-        items = raw["cni.dev/valid-attachments"]
-    elif "cni.dev/attachments" in raw:
-        items = raw["cni.dev/attachments"]
-    else:
+    from multiplane.spec.gc import valid_attachments
+
+    keep = valid_attachments(raw)
+    if keep is None:
         # Unlike host-local, the meta-plugin refuses: reading "absent" as "nothing is valid"
         # would tear down every pod's secondary networks on the node.
         raise InvalidConfig("GC needs cni.dev/valid-attachments: refusing to treat every attachment as stale")
-    return {(str(i.get("containerID", "")), str(i.get("ifname", ""))) for i in items or [] if isinstance(i, dict)}
+    return keep
 
 
 def _result(d: Delegate) -> Result:
