@@ -50,7 +50,7 @@ from multiplane.errors import DecodingFailure, InvalidConfig
 from multiplane.ipam.cluster.blocks import Range, ip_str
 from multiplane.spec import version as versions
 from multiplane.spec.args import parse_cni_args
-from multiplane.spec.gojson import field as get, parse_ip_maybe_cidr
+from multiplane.spec.gojson import field as get, parse_ip, parse_ip_maybe_cidr
 from multiplane.spec.result import Route
 
 TYPE_CHECKING = False
@@ -133,13 +133,7 @@ def _sloppy_ip(text: str) -> IPAddress | None:
         if any(p > 255 for p in parts):
             return None
         text = ".".join(str(p) for p in parts)
-    try:
-        addr = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return addr.ipv4_mapped
-    return addr
+    return parse_ip(text)
 
 
 def _sloppy_cidr(text: str) -> tuple[IPAddress, int] | None:
