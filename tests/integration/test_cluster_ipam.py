@@ -21,6 +21,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -62,28 +63,28 @@ def api_server() -> Iterator[K8sServer]:
         yield api
 
 
-class Backend:
+class Backend(ABC):
     """One store as the tests see it: the IPAM keys that choose it, a reader, its write count, down and up."""
 
     name = ""
 
-    def ipam(self) -> dict[str, Any]:
-        raise NotImplementedError
+    @abstractmethod
+    def ipam(self) -> dict[str, Any]: ...
 
-    def reader(self) -> Any:
-        raise NotImplementedError
+    @abstractmethod
+    def reader(self) -> Any: ...
 
-    def writes(self) -> int:
-        raise NotImplementedError
+    @abstractmethod
+    def writes(self) -> int: ...
 
-    def down(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def down(self) -> None: ...
 
-    def up(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def up(self) -> None: ...
 
-    def close(self) -> None:
-        pass
+    @abstractmethod
+    def close(self) -> None: ...
 
 
 class EtcdBackend(Backend):
