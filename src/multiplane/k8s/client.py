@@ -450,6 +450,12 @@ class KubeClient:
         for conn in list(self._open):  # list(): one step under the GIL while the owner adds or drops
             conn.shutdown()
 
+    def _tls_error(self, what: str, exc: ssl.SSLError) -> ApiError:
+        """A TLS failure (a certificate problem does not go away by retrying), counted for on_error."""
+        self._check_aborted(what)
+        self._failed(0)
+        return ApiError(f"TLS error talking to the Kubernetes API at {self.cfg.server} for {what}", 0, str(exc))
+
     def _check_aborted(self, what: str) -> None:
         if self._aborted:
             raise ApiError(f"{what}: the client was aborted (shutting down)", 0)
@@ -616,11 +622,7 @@ class KubeClient:
                 status, data = self._once(method, path, payload, timeout, content_type)
             except ssl.SSLError as exc:
                 # A certificate problem does not go away by retrying: fail now.
-                self._check_aborted(what)
-                self._failed(0)
-                raise ApiError(
-                    f"TLS error talking to the Kubernetes API at {self.cfg.server} for {what}", 0, str(exc)
-                ) from exc
+                raise self._tls_error(what, exc) from exc
             except (OSError, BadHttpResponse) as exc:
                 status, data = 0, {"message": f"{type(exc).__name__}: {exc}"}
             if 200 <= status < 300:
@@ -799,11 +801,7 @@ class KubeClient:
             try:
                 resp = self._start(target)
             except ssl.SSLError as exc:
-                self._check_aborted(what)
-                self._failed(0)
-                raise ApiError(
-                    f"TLS error talking to the Kubernetes API at {self.cfg.server} for {what}", 0, str(exc)
-                ) from exc
+                raise self._tls_error(what, exc) from exc
             except (OSError, BadHttpResponse) as exc:
                 self._check_aborted(what)
                 self._failed(0)
