@@ -9,7 +9,7 @@ APT_PACKAGES := containernetworking-plugins iproute2 busybox-static python3-venv
 .PHONY: help setup test test-unit demo clean binary
 
 help:
-	@echo "make demo   - the seed scenario with dist/multiplane: a node, a LAN host, two pods with eth0 + net1"
+	@echo "make demo   - the seed scenario with dist/multiplane: a node, a LAN host, two pods with eth0 + net1; then three nodes sharing its range through cluster-wide IPAM (etcd)"
 	@echo "make test   - install what the tests need, build dist/multiplane, then run the whole suite (as root)"
 	@echo "make binary - build dist/multiplane (static launcher + the runtime tree: interpreter, libraries, multiplane)"
 	@echo "make fuzz   - the fuzz suite (tests/fuzz) with MP_FUZZ_EXAMPLES=$(MP_FUZZ_EXAMPLES) random examples per test (as root)"

@@ -8,6 +8,9 @@ namespaces. The container runtime is a small libcni program (tests/cnidriver, bu
 with Debian's Go and libcni), run inside the node namespace exactly as containerd would
 run plugins. The cluster network is Debian's `bridge` plugin; the extra network is the
 seed's `macvlan-conf` NAD and annotation, read unchanged from cni/.
+
+Part two (demo_cluster.py, run after part one succeeded): three nodes on one LAN sharing the
+seed's range through `multiplane-cluster-ipam`, with etcd as the store.
 """
 
 from __future__ import annotations
@@ -48,14 +51,24 @@ def build_driver(workdir: str) -> str:
 class Node:
     """The node: CNI config dir, plugin dir, state (an overlay over /var/lib, so the host's stays untouched)."""
 
-    def __init__(self, workdir: str, driver: str) -> None:
-        self.workdir, self.driver = workdir, driver
+    def __init__(
+        self,
+        workdir: str,
+        driver: str,
+        *,
+        netns: str = NODE,
+        hostname: str = "",
+        pod_dir: str = os.path.join(ROOT, "cni", "pods"),
+        pod_subnet: str = "10.244.0.0/24",
+    ) -> None:
+        """`hostname`: run each CNI call in a UTS namespace of its own with this host name (the node's name)."""
+        self.workdir, self.driver, self.netns, self.hostname, self.pod_dir = workdir, driver, netns, hostname, pod_dir
         self.net_d, self.bin, self.upper, self.work = (
             os.path.join(workdir, d) for d in ("net.d", "bin", "upper", "work")
         )
         for d in (self.net_d, self.bin, self.upper, self.work):
             os.makedirs(d)
-        for name in ("multiplane", "multiplane-macvlan", "multiplane-host-local"):
+        for name in ("multiplane", "multiplane-macvlan", "multiplane-host-local", "multiplane-cluster-ipam"):
             os.symlink(BINARY, os.path.join(self.bin, name))
         cluster = {
             "cniVersion": "1.0.0",
@@ -66,12 +79,16 @@ class Node:
                     "bridge": "mp-demo-cbr0",
                     "isGateway": True,
                     "ipMasq": False,
-                    "ipam": {"type": "host-local", "subnet": "10.244.0.0/24", "routes": [{"dst": "10.244.0.0/16"}]},
+                    "ipam": {"type": "host-local", "subnet": pod_subnet, "routes": [{"dst": "10.244.0.0/16"}]},
                 }
             ],
         }
         with open(os.path.join(self.net_d, "10-cluster.conflist"), "w") as fh:
             json.dump(cluster, fh, indent=2)
+        self.use_nads(os.path.join(ROOT, "cni", "nads"))
+
+    def use_nads(self, nad_dir: str) -> None:
+        """(Re)write the runtime's config 00-multiplane.conflist: multiplane, reading its NADs from `nad_dir`."""
         meta = {
             "cniVersion": "1.0.0",
             "name": "multiplane-cni-network",
@@ -80,8 +97,8 @@ class Node:
                     "type": "multiplane",
                     "clusterNetwork": os.path.join(self.net_d, "10-cluster.conflist"),
                     "binDir": self.bin,
-                    "localNADDir": os.path.join(ROOT, "cni", "nads"),
-                    "localPodDir": os.path.join(ROOT, "cni", "pods"),
+                    "localNADDir": nad_dir,
+                    "localPodDir": self.pod_dir,
                     "logLevel": "error",
                 }
             ],
@@ -91,8 +108,12 @@ class Node:
 
     def cni(self, command: str, pod_ns: str, pod_name: str) -> subprocess.CompletedProcess[str]:
         mount = f"mount -t overlay overlay -o lowerdir=/var/lib,upperdir={self.upper},workdir={self.work} /var/lib"
+        unshare = ["unshare", "--mount", "--propagation", "private"]
+        if self.hostname:  # the node's name, as the plugins see it (cluster-wide IPAM's default nodeName)
+            mount += f" && hostname {self.hostname}"
+            unshare.append("--uts")
         script = f'{mount} && exec "$@"'
-        argv = ["ip", "netns", "exec", NODE, "unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"]
+        argv = ["ip", "netns", "exec", self.netns, *unshare, "sh", "-c", script, "sh"]
         argv += [self.driver, command, "multiplane-cni-network", f"/var/run/netns/{pod_ns}"]
         env = {
             "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
@@ -202,13 +223,22 @@ def main() -> int:
     workdir = tempfile.mkdtemp(prefix="mp-demo-")
     started = time.monotonic()
     try:
-        status = run(workdir)
+        try:
+            status = run(workdir)
+        finally:
+            cleanup()
+        if status == 0:  # part two: three nodes sharing the seed's range through cluster-wide IPAM
+            import demo_cluster
+
+            try:
+                status = demo_cluster.run(os.path.join(workdir, "cluster"), os.path.join(workdir, "go", "cnidriver"))
+            finally:
+                demo_cluster.cleanup()
     finally:
-        cleanup()
         shutil.rmtree(workdir, ignore_errors=True)
     say(
         "Done",
-        f"{'Success' if status == 0 else 'FAILED'} in {time.monotonic() - started:.1f} s; the demo namespaces and files are gone.",
+        f"{'Success' if status == 0 else 'FAILED'} in {time.monotonic() - started:.1f} s; the demo namespaces, files and etcd are gone.",
     )
     return status
 

@@ -306,7 +306,15 @@ def test_integration_scenarios_through_the_binary(binary: Path) -> None:
 
 
 def test_the_readme_demo_runs_and_cleans_up(binary: Path) -> None:
-    """`make demo`'s script plays the seed scenario successfully, well within 3 minutes, and leaves no namespace."""
+    """`make demo`'s script plays the seed scenario successfully, well within 3 minutes, and leaves no namespace.
+
+    Part two (three nodes, cluster-wide IPAM over etcd): host-local gives two nodes' pods the same address; the
+    cluster IPAM gives the three nodes' pods three addresses of the seed's range, each inside a block that
+    `multiplane ipam show` lists for that pod's node; the pods ping each other across nodes; after DEL no
+    node's record holds an address; etcd is stopped and its data gone.
+    """
+    import ipaddress
+    import re
     import time
 
     started = time.monotonic()
@@ -321,6 +329,31 @@ def test_the_readme_demo_runs_and_cleans_up(binary: Path) -> None:
     assert time.monotonic() - started < 180
     assert "pod web-2 -> pod web-1 (192.168.174.200): reachable" in proc.stdout
     assert "mp-demo" not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+
+    part_two = proc.stdout[proc.stdout.index("Part two: three nodes") :]
+    twice = re.search(r"host-local: web-1 on mp-demo-node1 got ([\d.]+), web-2 on mp-demo-node2 got ([\d.]+)", part_two)
+    assert twice is not None and twice.group(1) == twice.group(2), part_two
+    added = {node: ip for _pod, node, ip in re.findall(r"ADD (web-\d) on (mp-demo-node\d): net1 ([\d.]+)", part_two)}
+    assert sorted(added) == ["mp-demo-node1", "mp-demo-node2", "mp-demo-node3"], part_two
+    assert len(set(added.values())) == 3, added
+    seed_range = (ipaddress.ip_address("192.168.174.200"), ipaddress.ip_address("192.168.174.216"))
+    assert all(seed_range[0] <= ipaddress.ip_address(ip) <= seed_range[1] for ip in added.values()), added
+    pinged = re.findall(r"-> pod web-\d \((mp-demo-node\d), ([\d.]+)\): reachable", part_two)
+    assert sorted(pinged) == sorted(added.items()), part_two
+    shown = part_two[part_two.index("Who holds what") : part_two.index("Teardown")]
+    blocks = re.findall(r"block\s+(\S+)\s+node (mp-demo-node\d)", shown)
+    for node, ip in added.items():
+        owned = [ipaddress.ip_network(b) for b, owner in blocks if owner == node]
+        assert any(ipaddress.ip_address(ip) in b for b in owned), (node, ip, shown)
+    for node in added:
+        assert f"{node}'s record holds: no address" in part_two, part_two
+    assert not [d for d in os.listdir("/dev/shm") if d.startswith("mp-demo-etcd-")]
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                assert b"mp-demo-etcd-" not in fh.read(), f"etcd {pid} still runs"
+        except OSError:
+            continue
 
 
 def test_binary_installs_itself_into_a_node_root(binary: Path, tmp_path: Path) -> None:
