@@ -1,8 +1,10 @@
 """multiplane-cluster-ipam configuration: Whereabouts' documented examples parse as Whereabouts documents them.
 
-The examples are Whereabouts' README / doc/extended-configuration.md / pkg/config tests
-re-expressed (keys and meanings, 10.x or their documentation addresses); each row says
-what Whereabouts documents for it and checks our reading gives the same pool of addresses.
+The documented examples come from tests/whereabouts_examples.py (shared with the integration
+test that runs the plugin on them, tests/integration/test_cluster_whereabouts_examples.py);
+the rows of `test_whereabouts_config_tests_bounds` re-express Whereabouts' pkg/config tests.
+Each test says what Whereabouts documents and checks our reading gives the same pool of
+addresses.
 """
 
 from __future__ import annotations
@@ -14,11 +16,18 @@ import pytest
 from multiplane.errors import InvalidConfig, InvalidEnvironment
 from multiplane.ipam.cluster import config as cfg
 from multiplane.ipam.cluster.blocks import block_of, next_address
+from tests.whereabouts_examples import BY_ID, EXAMPLES
 
 
 def load(ipam: dict, cni_version: str = "0.3.0", cni_args: str = "", **top) -> cfg.ClusterIpamConf:
     conf = {"cniVersion": cni_version, "name": "mp-net", "type": "macvlan", "ipam": ipam, **top}
     return cfg.load(conf, "mp-net", cni_version, cni_args)
+
+
+def example(example_id: str) -> cfg.ClusterIpamConf:
+    """A documented example's network config, as Whereabouts' README shows it, parsed."""
+    conf = BY_ID[example_id].conf
+    return cfg.load(conf, conf["name"], conf["cniVersion"])
 
 
 def usable(pool: cfg.PoolConf) -> list[str]:
@@ -37,12 +46,22 @@ def first_handed_out(pool: cfg.PoolConf) -> str:
 # ---- Whereabouts' documented examples ----------------------------------------------------
 
 
+@pytest.mark.parametrize("example_id", [e.id for e in EXAMPLES])
+def test_every_documented_example_parses_into_one_pool_per_range(example_id):
+    """Every example of the shared list parses as shown (Whereabouts' `type` kept): one pool per range, in order."""
+    ipam = BY_ID[example_id].ipam
+    ranges = ([ipam["range"]] if "range" in ipam else []) + [r["range"] for r in ipam.get("ipRanges", [])]
+    conf = example(example_id)
+    assert len(conf.pools) == len(ranges) >= 1
+    for pool, text in zip(conf.pools, ranges, strict=True):
+        cidr = text.rpartition("-")[2] if "-" in text else text
+        assert pool.range.subnet_str() == str(ipaddress.ip_network(cidr, strict=False))
+
+
 def test_readme_main_example_excludes_network_broadcast_and_the_exclude_list():
     """README: range 192.168.2.225/28 allocates inside .224/28 without network and broadcast;
     exclude 192.168.2.229/30 (the whole /30, .228-.231) and 192.168.2.236/32."""
-    conf = load(
-        {"type": "whereabouts", "range": "192.168.2.225/28", "exclude": ["192.168.2.229/30", "192.168.2.236/32"]}
-    )
+    conf = example("README.md#example-ipam-config")
     (pool,) = conf.pools
     assert pool.range.subnet_str() == "192.168.2.224/28"
     assert usable(pool) == [f"192.168.2.{i}" for i in (225, 226, 227, 232, 233, 234, 235, 237, 238)]
@@ -52,21 +71,27 @@ def test_readme_main_example_excludes_network_broadcast_and_the_exclude_list():
 
 def test_readme_exclude_first_sixteen_then_first_assigned_is_dot_16():
     """README: in 192.168.2.0/24 with 192.168.2.0/28 excluded, the first address assigned is .16."""
-    (pool,) = load({"range": "10.2.2.0/24", "exclude": ["10.2.2.0/28"], "blockSize": 28}).pools
-    assert first_handed_out(pool) == "10.2.2.16"
+    (pool,) = example("README.md#introduction").pools
+    assert pool.block_prefix == 28
+    assert first_handed_out(pool) == "192.168.2.16"
 
 
 def test_readme_nad_example_and_flat_file_style_config_need_no_store_keys():
     """The NAD example has only `range` (the kubeconfig comes from a flat file there): we parse it,
     and use the Kubernetes API found the usual way."""
-    conf = load({"type": "whereabouts", "range": "192.168.2.225/28"})
-    assert [p.range.subnet_str() for p in conf.pools] == ["192.168.2.224/28"]
-    assert conf.kubeconfig == "" and conf.etcd is None
+    for example_id in (
+        "README.md#an-example-configuration-using-a-networkattachmentdefinition",
+        "doc/extended-configuration.md#example-flat-file-configuration",
+        "doc/proposals/named-networks.md#design",
+    ):
+        conf = example(example_id)
+        assert [p.range.subnet_str() for p in conf.pools] == ["192.168.2.224/28"]
+        assert conf.kubeconfig == "" and conf.etcd is None
 
 
 def test_readme_ipv6_example_keeps_the_gateway_and_never_hands_it_out():
     """README: range 2001::0/116 with gateway 2001::f:1 (which lies outside the /116: returned only)."""
-    conf = load({"type": "whereabouts", "range": "2001::0/116", "gateway": "2001::f:1"})
+    conf = example("README.md#example-ipv6-config")
     (pool,) = conf.pools
     assert str(pool.gateway) == "2001::f:1"
     assert pool.range.gateway is None
@@ -80,40 +105,24 @@ def test_readme_ipv6_example_keeps_the_gateway_and_never_hands_it_out():
 
 
 def test_readme_ip_ranges_multiple_addresses_and_range_comes_first():
-    conf = load(
-        {
-            "type": "whereabouts",
-            "ipRanges": [{"range": "192.168.10.1/24"}, {"range": "176.168.10.1/16"}],
-            "range": "abcd::1/64",
-        }
-    )
+    conf = example("README.md#example-ipam-config-for-assigning-multiple-ip-addresses(with-range)")
     assert [p.range.subnet_str() for p in conf.pools] == ["abcd::/64", "192.168.10.0/24", "176.168.0.0/16"]
     assert [p.block_prefix for p in conf.pools] == [120, 28, 28]
 
 
 def test_readme_dual_stack():
-    conf = load({"type": "whereabouts", "ipRanges": [{"range": "192.168.10.1/24"}, {"range": "abcd::1/64"}]})
+    conf = example("README.md#example-dualstack-config")
     assert [p.range.version for p in conf.pools] == [4, 6]
     assert first_handed_out(conf.pools[0]) == "192.168.10.1"
 
 
 def test_readme_range_end_syntax():
-    (pool,) = load({"range": "192.168.2.225-192.168.2.230/28"}).pools
+    (pool,) = example("README.md#range-end-syntax").pools
     assert usable(pool) == [f"192.168.2.{i}" for i in range(225, 231)]
 
 
 def test_extended_configuration_etcd_example_maps_etcd_host_and_ignores_logging_keys():
-    conf = load(
-        {
-            "type": "whereabouts",
-            "etcd_host": "example-etcd-cluster-client.cluster.local:2379",
-            "range": "192.168.2.225/28",
-            "exclude": ["192.168.2.229/30", "192.168.2.236/32"],
-            "log_file": "/tmp/whereabouts.log",
-            "log_level": "debug",
-            "gateway": "192.168.2.1",
-        }
-    )
+    conf = example("doc/extended-configuration.md#example-etcd-datastore-configuration")
     assert conf.etcd is not None
     assert conf.etcd.endpoints == ["http://example-etcd-cluster-client.cluster.local:2379"]
     # a gateway outside the range is returned, and excludes nothing
