@@ -31,6 +31,7 @@ from multiplane.daemon.server import Server
 from multiplane.k8s.client import NAD_PATH
 from multiplane.plugins.meta.config import MetaConf
 from multiplane.spec.netconf import NetConf
+from multiplane.tools import ipam as ipam_tool
 
 PACKAGING = Path(__file__).resolve().parents[2] / "packaging"
 K8S = PACKAGING / "k8s"
@@ -121,6 +122,7 @@ def test_manifests_are_found() -> None:
     assert {"openshift/scc.yaml", "openshift/daemonset.yaml", "openshift/rbac.yaml"} <= names
     assert {"crd-ipam.yaml", "rbac-ipam.yaml", "openshift/rbac-ipam.yaml"} <= names
     assert "openshift/daemonset-thick.yaml" in names
+    assert {"cronjob-ipam-reconcile.yaml", "openshift/cronjob-ipam-reconcile.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", ALL_MANIFESTS, ids=lambda p: str(p.relative_to(K8S)))
@@ -150,6 +152,8 @@ def test_every_document_has_the_required_fields(path: Path) -> None:
         (OPENSHIFT / "daemonset.yaml", ["DaemonSet"]),
         (OPENSHIFT / "daemonset-thick.yaml", ["SecurityContextConstraints", "ConfigMap", "DaemonSet"]),
         (OPENSHIFT / "crd-v1beta1.yaml", ["CustomResourceDefinition"]),
+        (K8S / "cronjob-ipam-reconcile.yaml", ["ConfigMap", "CronJob"]),
+        (OPENSHIFT / "cronjob-ipam-reconcile.yaml", ["ConfigMap", "CronJob"]),
     ],
     ids=lambda v: str(v.relative_to(K8S)) if isinstance(v, Path) else "-".join(v),
 )
@@ -166,6 +170,7 @@ def test_files_hold_the_expected_kinds(path: Path, kinds: list[str]) -> None:
         "ClusterRoleBinding": ("rbac.authorization.k8s.io/v1",),
         "DaemonSet": ("apps/v1",),
         "SecurityContextConstraints": ("security.openshift.io/v1",),
+        "CronJob": ("batch/v1", "batch/v1beta1"),  # v1beta1: OpenShift 3.11 (Kubernetes 1.11)
     }
     for doc in docs:
         assert doc["apiVersion"] in versions[doc["kind"]]
@@ -805,3 +810,156 @@ def test_ipam_reconciler_role_is_its_own_and_grants_exactly_its_calls(variant: s
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": sa["metadata"]["namespace"]}
     ]
+
+
+# ---- the reconciler's CronJob -------------------------------------------------------------------
+
+
+CRONJOB = "cronjob-ipam-reconcile.yaml"
+# what OpenShift's default `restricted` SCC admits (3.11 and 4.x): the CronJob's pod runs under it
+RESTRICTED_SCC_VOLUMES = {"configMap", "downwardAPI", "emptyDir", "persistentVolumeClaim", "projected", "secret"}
+
+
+def cronjob(variant: str) -> dict[str, Any]:
+    return one(VARIANTS[variant] / CRONJOB, "CronJob")
+
+
+def job_pod(cj: dict[str, Any]) -> dict[str, Any]:
+    """The pod spec of the CronJob's jobs."""
+    return dict(cj["spec"]["jobTemplate"]["spec"]["template"]["spec"])
+
+
+def reconcile_container(cj: dict[str, Any]) -> dict[str, Any]:
+    (c,) = job_pod(cj)["containers"]
+    return dict(c)
+
+
+def reconcile_args(cj: dict[str, Any]) -> argparse.Namespace:
+    """The container's args through `multiplane ipam`'s own parser; a flag `ipam reconcile` does not know fails."""
+    c = reconcile_container(cj)
+    assert c["command"] == [BINARY_IN_IMAGE] and c["args"][:2] == ["ipam", "reconcile"], (c["command"], c["args"])
+    parser = ipam_tool._parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    known = set(sub.choices["reconcile"]._option_string_actions)
+    for token in c["args"][2:]:
+        assert token.startswith("--") and token.split("=", 1)[0] in known, f"`ipam reconcile` has no flag {token}"
+    try:
+        return parser.parse_args(c["args"][1:])
+    except SystemExit as exc:
+        pytest.fail(f"`multiplane ipam` rejects {c['args']}: exit {exc.code}")
+
+
+def minutes_between_runs(schedule: str) -> int:
+    """The shortest gap, in minutes, between two runs of a schedule that runs every hour ("M * * * *", "*/N ...")."""
+    minute, *rest = schedule.split()
+    assert rest == ["*", "*", "*", "*"], f"a schedule this test can read runs every hour: {schedule!r}"
+    if minute.startswith("*/"):
+        step = int(minute[2:])
+        assert 60 % step == 0, schedule  # else the gap across the hour is shorter
+        return step
+    runs = sorted(int(m) for m in minute.split(","))
+    return min(b - a for a, b in zip(runs, [*runs[1:], runs[0] + 60], strict=True))
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_reconcile_cronjob_runs_the_reconciler_with_flags_it_accepts(variant: str) -> None:
+    """`multiplane ipam reconcile` from the DaemonSets' image, with flags its parser accepts: the in-cluster API (no
+    --kubeconfig), no --state (the pod may run on any node: look, wait the grace, look), changes for real."""
+    cj = cronjob(variant)
+    c = reconcile_container(cj)
+    assert (c["image"], c["imagePullPolicy"]) == (IMAGE, "IfNotPresent")
+    args = reconcile_args(cj)
+    assert args.command == "reconcile"
+    assert args.state == "" and args.kubeconfig == "" and not args.dry_run
+    assert args.grace >= 300, "a node re-created by kubelet must not lose its blocks"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_reconcile_cronjob_never_overlaps_and_outlives_the_grace(variant: str) -> None:
+    """Forbid; a run's deadline exceeds the grace it may wait (plus time for its looks); runs do not queue up."""
+    cj = cronjob(variant)
+    spec, job = cj["spec"], cj["spec"]["jobTemplate"]["spec"]
+    grace = reconcile_args(cj).grace
+    assert spec["concurrencyPolicy"] == "Forbid"
+    deadline = job["activeDeadlineSeconds"]
+    assert deadline >= grace + 300, (deadline, grace)
+    assert minutes_between_runs(spec["schedule"]) * 60 > deadline
+    assert 0 < spec["startingDeadlineSeconds"] < minutes_between_runs(spec["schedule"]) * 60
+    # one pod per run: a failed run is a failed Job with its log, and the deadline bounds that one pod
+    assert job["backoffLimit"] == 0 and job_pod(cj)["restartPolicy"] == "Never"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_reconcile_cronjob_runs_as_the_reconciler_account(variant: str) -> None:
+    """The service account of rbac-ipam-reconciler.yaml, in its namespace; the ConfigMap beside the CronJob."""
+    sa = one(VARIANTS[variant] / "rbac-ipam-reconciler.yaml", "ServiceAccount")
+    cj = cronjob(variant)
+    assert job_pod(cj)["serviceAccountName"] == sa["metadata"]["name"] == "multiplane-ipam-reconciler"
+    assert cj["metadata"]["namespace"] == sa["metadata"]["namespace"]
+    assert one(VARIANTS[variant] / CRONJOB, "ConfigMap")["metadata"]["namespace"] == sa["metadata"]["namespace"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_reconcile_cronjob_config_is_what_the_reconciler_reads(variant: str, tmp_path: Path) -> None:
+    """--config is a key of the ConfigMap mounted in the pod, and the reconciler's own loader finds cluster IPAM
+    sections in it that use this pod's service account (no node file named: no kubernetes.kubeconfig)."""
+    cj = cronjob(variant)
+    pod, c = job_pod(cj), reconcile_container(cj)
+    path = reconcile_args(cj).config
+    mounts = [m for m in c["volumeMounts"] if path.startswith(m["mountPath"].rstrip("/") + "/")]
+    assert len(mounts) == 1, f"--config {path} is on no single volume mount"
+    volume = next(v for v in pod["volumes"] if v["name"] == mounts[0]["name"])
+    configmap = one(VARIANTS[variant] / CRONJOB, "ConfigMap")
+    assert volume["configMap"]["name"] == configmap["metadata"]["name"]
+    key = path[len(mounts[0]["mountPath"].rstrip("/")) + 1 :]
+    assert key in configmap["data"], f"the ConfigMap has no key {key}"
+    copy = tmp_path / key
+    copy.write_text(configmap["data"][key])
+    confs = ipam_tool.load_confs(str(copy))
+    assert confs
+    for conf in confs:
+        assert conf.kubeconfig == "", "a node's kubeconfig is not in the reconciler's pod: leave it out"
+        assert conf.etcd is None, "an etcd store needs its client certificates mounted, which this pod does not do"
+        assert conf.pools
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_reconcile_cronjob_needs_no_privilege(variant: str) -> None:
+    """No host namespace, no hostPath, no capability, read-only root, not root; the runtime unpacks into /tmp, an
+    emptyDir, as in the DaemonSets; on OpenShift the restricted SCC admits the pod (it picks the user)."""
+    cj = cronjob(variant)
+    pod, c = job_pod(cj), reconcile_container(cj)
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        assert not pod.get(key), key
+    kinds = {next(k for k in v if k != "name") for v in pod["volumes"]}
+    assert kinds <= RESTRICTED_SCC_VOLUMES, kinds
+    sc = c["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"] == {"drop": ["ALL"]} and not sc.get("privileged")
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    if variant == "openshift":  # MustRunAsRange: a fixed user outside the project's range is refused
+        assert "runAsUser" not in pod["securityContext"] and "runAsUser" not in sc
+    else:  # the image (FROM scratch) names no user, so runAsNonRoot needs one
+        assert pod["securityContext"]["runAsUser"] > 0
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    tmp = [m for m in c["volumeMounts"] if m["mountPath"] == "/tmp"]
+    assert len(tmp) == 1 and "emptyDir" in volumes[tmp[0]["name"]]
+    assert {"name": "MULTIPLANE_UNPACK_DIR", "value": "/tmp/multiplane"} in c["env"]
+    assert all(m.get("readOnly") for m in c["volumeMounts"] if m["mountPath"] != "/tmp")
+
+
+def test_reconcile_cronjob_variants_run_the_same_container() -> None:
+    """Both variants run the same container, volumes and ConfigMap, on the same schedule; OpenShift 3.11 serves
+    CronJob as batch/v1beta1 only."""
+    k8s, osh = cronjob("kubernetes"), cronjob("openshift")
+    assert (k8s["apiVersion"], osh["apiVersion"]) == ("batch/v1", "batch/v1beta1")
+    assert reconcile_container(k8s) == reconcile_container(osh)
+    assert job_pod(k8s)["volumes"] == job_pod(osh)["volumes"]
+    assert {k: v for k, v in k8s["spec"].items() if k != "jobTemplate"} == {
+        k: v for k, v in osh["spec"].items() if k != "jobTemplate"
+    }
+    assert (
+        k8s["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"]
+        == (osh["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"])
+    )
+    assert one(K8S / CRONJOB, "ConfigMap")["data"] == one(OPENSHIFT / CRONJOB, "ConfigMap")["data"]
