@@ -81,10 +81,10 @@ and, for reference, the Python entry points of the project venv.
  m) the goals of issue 13 (l, in this run): warm ADD through the node daemon within 1.5x Go
     host-local ADD (the one-shot ratio is reported beside it), under 10 etcd writes per 100 ADDs.
 
-MP_BENCH_ONLY=cipam runs the install and section l alone (no driver, no pods, about a minute
-with the default samples) and prints issue 13's goals and section 11; it writes a report only
-where MP_BENCH_DOC says, never over docs/benchmarks.md (a full run's):
-`MP_BENCH_ONLY=cipam MP_BENCH_SAMPLES=5 .venv/bin/python tests/bench/bench.py` (root, after
+MP_BENCH_ONLY=cipam runs the install and section l alone (no driver, no pods; about 30 s with
+the default samples) and prints issue 13's goals and section 11; it writes a report only where
+MP_BENCH_DOC says, never over docs/benchmarks.md (a full run's): `MP_BENCH_ONLY=cipam make bench`,
+or `MP_BENCH_ONLY=cipam MP_BENCH_SAMPLES=5 .venv/bin/python tests/bench/bench.py` (root, after
 `make binary`).
 
 Scenarios of a section are interleaved round by round, so a burst of background load hits
