@@ -17,6 +17,14 @@ than to the request, and the meta-plugin and the delegate runner ask for them he
   (`KUBERNETES_SERVICE_HOST`). The one-shot process's own; in the daemon, none: whether the
   daemon talks to a cluster is its own configuration's choice, and the daemon's environment
   never leaks into a request.
+* `cluster_config()`: the in-cluster API a call without a `kubeconfig` talks to (cluster-wide
+  IPAM's Kubernetes store): one-shot, the service account named by `cluster_env()`; in the
+  daemon, the daemon's own cluster (or none).
+* `node_name()`: the node's name for cluster-wide IPAM when its config has no `nodeName`: the
+  host name one-shot; the daemon's `nodeName` (the kubelet's, in the DaemonSet) in the daemon.
+* `look_after(conf)`: cluster-wide IPAM hands the configuration of each call to the front
+  door; the one-shot process ignores it, the daemon's housekeeping replays that node's
+  journal, claims blocks ahead of need and reconciles its pools (daemon/ipam.py).
 * `note`: how the call got here, for its log ("" or e.g. why the daemon was not used).
 * `delegate_env`: variables added to every external plugin's environment. The daemon adds
   MULTIPLANE_DAEMON=off: a delegate that itself runs a multiplane program (the reference
@@ -61,6 +69,21 @@ class FrontDoor:
     def cluster_env(self) -> Mapping[str, str]:
         """The environment that may name an in-cluster API server (KUBERNETES_SERVICE_HOST)."""
         return os.environ
+
+    def cluster_config(self) -> Any | None:
+        """The in-cluster API's KubeConfig for a call with no `kubeconfig` of its own, or None."""
+        from multiplane.k8s.client import in_cluster_config
+
+        return in_cluster_config(dict(self.cluster_env()))
+
+    def node_name(self) -> str:
+        """This node's name for a call that does not set one: the host name, lower-cased (kubelet's default)."""
+        import socket
+
+        return socket.gethostname().strip().lower()
+
+    def look_after(self, conf: Any) -> None:
+        """A cluster-wide IPAM configuration this node used (the daemon keeps its background work going)."""
 
     def close_later(self, closeable: Any) -> None:
         """Close something whose close is slow but whose result nobody waits for.

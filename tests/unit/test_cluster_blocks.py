@@ -261,14 +261,31 @@ def test_releasable_blocks_are_empty_and_one_spare_is_kept(case, data):
     owned = list(bl.blocks(rng, prefix))[:4]
     usable = sorted(v for b in owned for v in range(b[1], last_of(b) + 1) if rng.usable(v))
     used = set(data.draw(st.lists(st.sampled_from(usable), max_size=8))) if usable else set()
-    out = bl.releasable(rng, owned, used)
+    keep_below = data.draw(st.sampled_from([1, bl.low_mark(prefix, rng.version)]))
+    out = bl.releasable(rng, owned, used, keep_below)
     for block in out:
         assert not [v for v in used if block[1] <= v <= last_of(block)]
     kept = [b for b in owned if b not in out]
-    if owned:
-        assert any(bl.next_address(rng, [b], used) is not None for b in kept) or not [
-            b for b in owned if not [v for v in used if b[1] <= v <= last_of(b)]
-        ]
+    empty = [b for b in owned if not [v for v in used if b[1] <= v <= last_of(b)]]
+    free_kept = sum(1 for b in kept for v in range(b[1], last_of(b) + 1) if rng.usable(v) and v not in used)
+    busy_free = sum(
+        1 for b in owned if b not in empty for v in range(b[1], last_of(b) + 1) if rng.usable(v) and v not in used
+    )
+    if empty:
+        # at most one empty block stays, and it stays exactly when the busy blocks are short of free addresses
+        assert len([b for b in kept if b in empty]) == (1 if busy_free < keep_below else 0)
+    assert free_kept >= min(keep_below, busy_free + (1 if empty else 0)) or not owned
+
+
+@FAST
+@given(ranges(), st.data())
+def test_free_count_counts_usable_untaken_addresses_up_to_enough(case, data):
+    rng, prefix = case
+    owned = list(bl.blocks(rng, prefix))[:3]
+    usable = sorted(v for b in owned for v in range(b[1], last_of(b) + 1) if rng.usable(v))
+    taken = set(data.draw(st.lists(st.sampled_from(usable), max_size=10))) if usable else set()
+    enough = data.draw(st.integers(1, 40))
+    assert bl.free_count(rng, owned, taken, enough) == min(enough, len([v for v in usable if v not in taken]))
 
 
 def test_requested_address_rule_in_every_interleaving_with_a_block_claim():

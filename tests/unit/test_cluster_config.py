@@ -10,6 +10,7 @@ addresses.
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 import pytest
 
@@ -193,9 +194,22 @@ def test_block_size_defaults_and_settings(ipam, block):
 
 
 def test_node_name_defaults_to_the_lower_cased_host_name(monkeypatch):
-    monkeypatch.setattr(cfg.socket, "gethostname", lambda: "MP-Node-7")
+    monkeypatch.setattr(socket, "gethostname", lambda: "MP-Node-7")
     assert load({"range": "10.7.0.0/24"}).node_name == "mp-node-7"
     assert load({"range": "10.7.0.0/24", "nodeName": "mp-n2"}).node_name == "mp-n2"
+
+
+def test_node_name_defaults_to_the_daemons_node_name_under_the_daemon(monkeypatch):
+    from multiplane import frontdoor
+    from multiplane.daemon.config import DaemonConfig
+    from multiplane.daemon.server import DaemonFrontDoor
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "mp-host-name")
+    front = DaemonFrontDoor(DaemonConfig({"nodeName": "mp-kubelet-name"}), None)
+    with frontdoor.serving(front):
+        assert load({"range": "10.7.0.0/24"}).node_name == "mp-kubelet-name"
+        assert load({"range": "10.7.0.0/24", "nodeName": "mp-n2"}).node_name == "mp-n2"
+    assert load({"range": "10.7.0.0/24"}).node_name == "mp-host-name"
 
 
 def test_etcd_object_with_tls_files_and_defaults():

@@ -232,6 +232,15 @@ class Caches:
         """The NetworkAttachmentDefinition from the cache (the caller's own copy), or None: not synced, not in it."""
         return self._caches[NAD_CACHE].get(namespace, name)
 
+    def nads(self) -> list[dict[str, Any]]:
+        """Every NetworkAttachmentDefinition in the cache (none before the first list)."""
+        cache = self._caches[NAD_CACHE]
+        if not cache.synced.is_set():
+            return []
+        with cache.lock:
+            texts = [text for _, text in cache.objects.values()]
+        return [json.loads(t) for t in texts]
+
     def state(self) -> dict[str, dict[str, Any]]:
         """Per cache ("pods", "networkattachmentdefinitions"): its state for health and metrics.
 

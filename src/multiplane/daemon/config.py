@@ -16,6 +16,10 @@ Keys of the file (all optional; docs/daemon.md is the reference):
     metricsAddress  host:port for /healthz and /metrics; "" = off                      ""
     logFile         the daemon's own log ("" = stderr)                                  ""
     logLevel        debug, verbose, error, panic                                        "error"
+    ipamInterval    seconds between rounds of cluster-wide IPAM's journal replay and
+                    block claims ahead of need (daemon/ipam.py); 0 = off                10
+    ipamReconcileInterval  seconds between the reconciler's looks (with a cluster); 0 = off  300
+    ipamReconcileGrace     seconds a node or pod must be seen gone before its claims are freed  600
 
 A request's own config (`logFile`, `logLevel`, `kubeconfig`, …) still governs that request;
 these keys are the daemon's. Unknown keys are refused: a typo must not silently keep a default.
@@ -59,6 +63,9 @@ class DaemonConfig:
         "metricsAddress": ("metrics_address", str, ""),
         "logFile": ("log_file", str, ""),
         "logLevel": ("log_level", str, "error"),
+        "ipamInterval": ("ipam_interval", float, 10.0),
+        "ipamReconcileInterval": ("ipam_reconcile_interval", float, 300.0),
+        "ipamReconcileGrace": ("ipam_reconcile_grace", float, 600.0),
     }
 
     def __init__(self, values: Mapping[str, Any] | None = None) -> None:
@@ -80,6 +87,9 @@ class DaemonConfig:
         self.metrics_address: str
         self.log_file: str
         self.log_level: str
+        self.ipam_interval: float
+        self.ipam_reconcile_interval: float
+        self.ipam_reconcile_grace: float
         self._check()
         if not self.node_name:
             # kubelet's default node name: the host name, lower-cased.
@@ -100,6 +110,12 @@ class DaemonConfig:
             raise ConfigError(f"maxQueued must be 0..100000, got {self.max_queued}")
         if not 0 < self.queue_timeout <= 3600:
             raise ConfigError(f"queueTimeout must be a number of seconds in (0, 3600], got {self.queue_timeout}")
+        for key in ("ipamInterval", "ipamReconcileInterval"):
+            value = getattr(self, self.KEYS[key][0])
+            if not 0 <= value <= 86400:
+                raise ConfigError(f"{key} must be 0 (off) or a number of seconds up to 86400, got {value}")
+        if not 0 <= self.ipam_reconcile_grace <= 30 * 86400:
+            raise ConfigError(f"ipamReconcileGrace must be 0..2592000 seconds, got {self.ipam_reconcile_grace}")
         if self.log_level.lower() not in LEVELS:
             raise ConfigError(f"logLevel must be one of {', '.join(LEVELS)}, got {self.log_level!r}")
         self.log_level = self.log_level.lower()

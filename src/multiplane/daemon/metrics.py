@@ -19,6 +19,10 @@ global one, so two daemons in one test process do not share counts):
     multiplane_api_errors_total{kind}                failed API requests: unreachable, unauthorized,
                                                      forbidden, not_found, conflict, gone, throttled,
                                                      server_error, other
+    multiplane_ipam_background_total{task,result}    rounds of cluster-wide IPAM's background work
+                                                     (daemon/ipam.py): task replay, claim-ahead or
+                                                     reconcile; result ok or error
+    multiplane_ipam_reconciler_freed_total           blocks and single claims the reconciler freed
     process_*, python_info, python_gc_*              prometheus_client's standard collectors
 
 `command` is the CNI command (ADD, DEL, CHECK, STATUS, GC, VERSION); anything else counts as
@@ -72,6 +76,7 @@ __all__ = ["API_ERROR_KINDS", "BUCKETS", "COMMANDS", "RESULTS", "Metrics", "Stat
 
 COMMANDS = ("ADD", "DEL", "CHECK", "STATUS", "GC", "VERSION")
 RESULTS = ("ok", "error", "rejected")
+IPAM_TASKS = ("replay", "claim-ahead", "reconcile")
 # A built-in ADD takes a few milliseconds, one with API requests and exec'd delegates tens to
 # hundreds, a call stuck on a slow API server seconds; runtimes give up after a minute or two.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
@@ -127,7 +132,21 @@ class Metrics:
             ("cache", "outcome"),
             registry=self.registry,
         )
+        self.ipam_rounds = Counter(
+            "multiplane_ipam_background",
+            "Rounds of cluster-wide IPAM's background work, by task (replay, claim-ahead, reconcile) and result.",
+            ("task", "result"),
+            registry=self.registry,
+        )
+        self.ipam_freed_total = Counter(
+            "multiplane_ipam_reconciler_freed",
+            "Blocks and single claims the reconciler freed (holders gone past the grace).",
+            registry=self.registry,
+        )
         # Every series a dashboard or an alert names exists from the start, at 0.
+        for task in IPAM_TASKS:
+            for result in ("ok", "error"):
+                self.ipam_rounds.labels(task, result)
         for command in COMMANDS:
             for result in RESULTS:
                 self.requests.labels(command, result)
@@ -169,6 +188,14 @@ class Metrics:
     def cache_lookup(self, cache: str, hit: bool) -> None:
         """Count one lookup in `cache`: served from it (`hit`) or not."""
         self.cache_lookups.labels(cache, "hit" if hit else "miss").inc()
+
+    def ipam_round(self, task: str, result: str) -> None:
+        """One round of a cluster-wide IPAM background task (daemon/ipam.py), `ok` or `error`."""
+        self.ipam_rounds.labels(task, result).inc()
+
+    def ipam_freed(self, count: int) -> None:
+        """The reconciler freed `count` claims."""
+        self.ipam_freed_total.inc(count)
 
     def render(self) -> tuple[bytes, str]:
         """(exposition text, its content type): what GET /metrics answers."""

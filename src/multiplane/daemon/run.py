@@ -94,7 +94,19 @@ def main(argv: list[str]) -> int:
     metrics = Metrics(cache_state=lambda: cluster.caches.state() if cluster is not None else {})
     if kube_cfg is not None:
         cluster = _Cluster(kube_cfg, cfg.node_name, metrics, log)
-    front = DaemonFrontDoor(cfg, cluster.source if cluster is not None else None)
+    from multiplane.daemon.ipam import Housekeeper
+
+    housekeeper = Housekeeper(
+        cfg.ipam_interval,
+        cfg.ipam_reconcile_interval,
+        cfg.ipam_reconcile_grace,
+        log,
+        metrics,
+        kube_client=cluster.make_client if cluster is not None else None,
+        nads=cluster.caches.nads if cluster is not None else None,
+    )
+    front = DaemonFrontDoor(cfg, cluster.source if cluster is not None else None, kube_cfg, housekeeper)
+    housekeeper.front = front
     server = Server(cfg, front, log, metrics)
     try:
         server.bind()
@@ -120,6 +132,7 @@ def main(argv: list[str]) -> int:
             return 1
     if cluster is not None:
         cluster.caches.start()
+    housekeeper.start()
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -136,6 +149,7 @@ def main(argv: list[str]) -> int:
     try:
         server.serve(stop)
     finally:
+        housekeeper.stop()
         if cluster is not None:
             cluster.caches.stop()
         if status is not None:

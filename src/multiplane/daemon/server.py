@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from multiplane.daemon.config import DaemonConfig
+    from multiplane.daemon.ipam import Housekeeper
     from multiplane.daemon.metrics import Metrics
 
 __all__ = ["DaemonFrontDoor", "Server", "SocketBusy"]
@@ -55,13 +56,22 @@ class DaemonFrontDoor(FrontDoor):
     # that its own caller holds. Its call runs in the delegate's process instead.
     delegate_env = {"MULTIPLANE_DAEMON": "off"}
 
-    def __init__(self, cfg: DaemonConfig, kube: Callable[[], object] | None) -> None:
+    def __init__(
+        self,
+        cfg: DaemonConfig,
+        kube: Callable[[], object] | None,
+        kube_cfg: object | None = None,
+        housekeeper: Housekeeper | None = None,
+    ) -> None:
         super().__init__(
             exec_root=cfg.chroot_dir,
             bin_dirs=(cfg.cni_bin_dir,) if cfg.cni_bin_dir else (),
             note="served by the multiplane daemon",
         )
         self._kube = kube
+        self._kube_cfg = kube_cfg
+        self._housekeeper = housekeeper
+        self._node_name = cfg.node_name
         self._closing: queue.SimpleQueue[Any] = queue.SimpleQueue()
         threading.Thread(target=self._closer, name="mp-closer", daemon=True).start()
 
@@ -86,6 +96,16 @@ class DaemonFrontDoor(FrontDoor):
 
     def cluster_env(self) -> dict[str, str]:
         return {}  # never the daemon's environment: the daemon decided about the cluster itself
+
+    def cluster_config(self) -> object | None:
+        return self._kube_cfg  # the daemon's own cluster (cluster-wide IPAM's Kubernetes store), or none
+
+    def node_name(self) -> str:
+        return self._node_name
+
+    def look_after(self, conf: object) -> None:
+        if self._housekeeper is not None:
+            self._housekeeper.look_after(conf)  # type: ignore[arg-type]
 
 
 class _Request:

@@ -37,9 +37,19 @@ import ipaddress
 import os
 import time
 
+from multiplane import frontdoor
 from multiplane.errors import CniError, InvalidConfig
 from multiplane.ipam.cluster import config as cluster_config
-from multiplane.ipam.cluster.blocks import admit_request, block_str, free_blocks, overlapping, parse_block
+from multiplane.ipam.cluster.config import store_key
+from multiplane.ipam.cluster.blocks import (
+    admit_request,
+    block_str,
+    free_blocks,
+    free_count,
+    low_mark,
+    overlapping,
+    parse_block,
+)
 from multiplane.ipam.cluster.local import LocalState
 from multiplane.ipam.cluster.store import StoreError, StoreUnavailable
 from multiplane.spec.gc import valid_attachments
@@ -55,9 +65,10 @@ if TYPE_CHECKING:
     from multiplane.ipam.cluster.store import Store
     from multiplane.skel import Request
 
-__all__ = ["ClusterIpam"]
+__all__ = ["ClusterIpam", "claim_ahead", "open_stores", "replay_journal"]
 
 REPLAY_PAUSE = 30.0  # seconds an ADD skips the journal's replay after a replay failed (DEL and GC always try)
+REPLAY_WAIT = 10.0  # seconds DEL and GC wait for another call of the node that is sending the journal (ADD: none)
 _REPLAY_FAILED = "replay-failed"  # in dataDir; its mtime is when
 _ROUNDS = 8  # allocate / claim-a-block rounds before giving up (other processes of this node take addresses too)
 
@@ -113,12 +124,12 @@ class _Stores:
 
             return EtcdStore(etcd.endpoints, cert=etcd.cert_file, key=etcd.key_file, ca=etcd.ca_file)
         from multiplane.ipam.cluster.kube import KubeStore
-        from multiplane.k8s.client import KubeClient, in_cluster_config, load_kubeconfig
+        from multiplane.k8s.client import KubeClient, load_kubeconfig
 
         if self.conf.kubeconfig:
             cfg = load_kubeconfig(self.conf.kubeconfig)
         else:
-            found = in_cluster_config()
+            found = frontdoor.current().cluster_config()
             if found is None:
                 raise InvalidConfig(
                     "cluster IPAM needs a store: set ipam.etcd, or ipam.kubernetes.kubeconfig, "
@@ -146,21 +157,35 @@ def _holders(store_blocks: dict[str, dict[str, Any]]) -> dict[Block, str]:
 
 
 class _Call:
-    """One ADD/DEL/GC: the configuration, the local record, the lazily built store."""
+    """One ADD/DEL/GC (or one round of the daemon's housekeeping): the configuration, the local
+    record, the lazily built store."""
 
-    def __init__(self, req: Request) -> None:
-        self.req = req
-        self.conf = cluster_config.load(req.conf.raw, req.conf.name, req.conf.cni_version, req.args.args)
-        self.state = LocalState(self.conf.data_dir)
-        self.stores = _Stores(self.conf)
-        self.node = self.conf.node_name
-        self.cid, self.ifname = req.args.container_id, req.args.ifname
-        self.pod = _pod(req.args.args)
+    def __init__(self, conf: ClusterIpamConf, cid: str = "", ifname: str = "", pod: str = "") -> None:
+        self.conf = conf
+        self.state = LocalState(conf.data_dir)
+        self.stores = _Stores(conf)
+        self.node = conf.node_name
+        self.cid, self.ifname, self.pod = cid, ifname, pod
+
+    @classmethod
+    def of(cls, req: Request) -> _Call:
+        conf = cluster_config.load(req.conf.raw, req.conf.name, req.conf.cni_version, req.args.args)
+        return cls(conf, req.args.container_id, req.args.ifname, _pod(req.args.args))
 
     # ---- the journal ----
 
-    def replay(self) -> list[str]:
-        """Send the journal's releases to the store; best effort. What could not be sent, as texts (for the log)."""
+    def replay(self, wait: float = REPLAY_WAIT) -> list[str] | None:
+        """Send the journal's releases to the store; best effort. What could not be sent, as texts (for the log).
+
+        One sender per node at a time (LocalState.replaying): a call that finds another one
+        sending for `wait` seconds leaves the journal to it (None).
+        """
+        with self.state.replaying(wait) as mine:
+            if not mine:
+                return None
+            return self._send_journal()
+
+    def _send_journal(self) -> list[str]:
         with self.state.locked() as record:
             entries = [dict(e) for e in record.pending]
         if not entries:
@@ -186,8 +211,10 @@ class _Call:
         with self.state.locked() as record:
             record.pending.append(entry)
 
-    def _replay_logged(self, what: str) -> None:
-        problems = self.replay()
+    def _replay_logged(self, what: str, wait: float = REPLAY_WAIT) -> None:
+        problems = self.replay(wait)
+        if problems is None:
+            return  # another call of this node is sending the journal
         for problem in problems:
             _log().warning(f"cluster-ipam {what}: {problem}")
         _note_replay(self.conf.data_dir, failed=bool(problems))
@@ -201,7 +228,7 @@ class _Call:
         except OSError:
             failed_at = 0.0
         if time.time() - failed_at >= REPLAY_PAUSE:
-            self._replay_logged("ADD")
+            self._replay_logged("ADD", wait=0)
 
     # ---- ADD ----
 
@@ -264,7 +291,7 @@ class _Call:
                 # Not used, given back through the journal: `adopt` never takes a journalled block,
                 # so a release the store does not take now cannot turn into ownership later.
                 self._journal({"op": "release_block", "pool": pool.name, "block": key})
-                self._replay_logged("ADD")
+                self._replay_logged("ADD", wait=0)
                 continue
             singles = store.ips(pool.name)
             with self.state.locked() as record:
@@ -312,7 +339,7 @@ class _Call:
                 raise
             if decision != "claim":
                 self._journal(entry)
-                self._replay_logged("ADD")
+                self._replay_logged("ADD", wait=0)
                 raise CniError(f"cluster-ipam: requested IP address {ip} was taken into a block of node {owner}")
         except StoreUnavailable as exc:
             raise self._unavailable(pool, why, exc) from exc
@@ -380,7 +407,7 @@ class _Call:
 
     def _retire(self, record: Record) -> None:
         for pool in self.conf.pools:
-            record.retire_empty_blocks(pool.name, pool.range)
+            record.retire_empty_blocks(pool.name, pool.range, low_mark(pool.block_prefix, pool.range.version))
 
     def delete(self) -> None:
         with self.state.locked() as record:
@@ -404,8 +431,8 @@ class _Call:
         finally:
             self.stores.close()
 
-    def gc(self) -> None:
-        keep = valid_attachments(self.req.conf.raw) or set()  # neither key: nothing is kept
+    def gc(self, raw: dict[str, Any]) -> None:
+        keep = valid_attachments(raw) or set()  # neither key: nothing is kept
         with self.state.locked() as record:
             for pool in self.conf.pools:
                 addresses = record.pool(pool.name).addresses
@@ -425,19 +452,98 @@ class _Call:
             self.stores.close()
 
 
+def open_stores(confs: list[ClusterIpamConf], only: str = "") -> list[tuple[Store, list[PoolConf]]]:
+    """One store per distinct store configuration, with its pools (each once); `only` keeps one range."""
+    grouped: dict[tuple[str, ...], tuple[ClusterIpamConf, list[PoolConf]]] = {}
+    for conf in confs:
+        _, pools = grouped.setdefault(store_key(conf), (conf, []))
+        for pool in conf.pools:
+            if only and only not in (pool.name, pool.range.subnet_str()):
+                continue
+            if all(p.name != pool.name for p in pools):
+                pools.append(pool)
+    if only and not any(pools for _, pools in grouped.values()):
+        names = sorted({p.name for c in confs for p in c.pools})
+        raise InvalidConfig(f"ipam: no pool {only!r} in the configuration (its pools: {', '.join(names)})")
+    return [(_Stores(conf).get(), pools) for conf, pools in grouped.values() if pools]
+
+
+# ---- the node daemon's housekeeping (daemon/ipam.py calls these between CNI calls) ----
+
+
+def replay_journal(conf: ClusterIpamConf) -> list[str]:
+    """Send this node's journalled releases of `conf`'s store now; what could not be sent, as texts.
+
+    The same replay an ADD, DEL or GC starts with; the daemon runs it on a timer, so a release
+    made while the store was down reaches the store soon after it is back, without waiting for
+    the node's next call of this plugin.
+    """
+    call = _Call(conf)
+    try:
+        with call.state.locked() as record:
+            if not record.pending:
+                return []
+        problems = call.replay()
+        if problems is None:
+            return []  # a CNI call of this node is sending it now
+        _note_replay(conf.data_dir, failed=bool(problems))
+        return problems
+    finally:
+        call.stores.close()
+
+
+def claim_ahead(conf: ClusterIpamConf) -> list[str]:
+    """Claim a block for each pool of `conf` whose owned blocks are running out; the blocks' pools.
+
+    Running out: this node owns blocks of the pool and they have fewer free addresses than
+    `low_mark` (half a block). A pool the node owns no block of is left alone: its first block
+    is claimed by the ADD that needs it. DEL keeps one empty block under the same condition
+    (`retire_empty_blocks`), so a block claimed ahead is not released by the next DEL.
+    StoreError (StoreUnavailable when the store is down) reaches the caller.
+    """
+    call = _Call(conf)
+    claimed: list[str] = []
+    try:
+        for pool in conf.pools:
+            mark = low_mark(pool.block_prefix, pool.range.version)
+            with call.state.locked() as record:
+                rec = record.pool(pool.name)
+                owned = rec.owned()
+                if not owned or free_count(pool.range, owned, rec.taken(), mark) >= mark:
+                    continue
+                avoid = record.pending_blocks(pool.name)
+            if call._claim_block(pool, avoid):
+                claimed.append(pool.name)
+    finally:
+        call.stores.close()
+    return claimed
+
+
 class ClusterIpam:
     """The cluster-wide IPAM plugin (CNI personality `multiplane-cluster-ipam`)."""
 
     name = "multiplane-cluster-ipam"
 
     def add(self, req: Request) -> Result:
-        return _Call(req).add()
+        call = _Call.of(req)
+        try:
+            return call.add()
+        finally:
+            frontdoor.current().look_after(call.conf)
 
     def delete(self, req: Request) -> None:
-        _Call(req).delete()
+        call = _Call.of(req)
+        try:
+            call.delete()
+        finally:
+            frontdoor.current().look_after(call.conf)
 
     def gc(self, req: Request) -> None:
-        _Call(req).gc()
+        call = _Call.of(req)
+        try:
+            call.gc(req.conf.raw)
+        finally:
+            frontdoor.current().look_after(call.conf)
 
     def check(self, req: Request) -> None:
         conf = cluster_config.load(req.conf.raw, req.conf.name, req.conf.cni_version, req.args.args)

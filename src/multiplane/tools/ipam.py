@@ -21,7 +21,8 @@ import sys
 
 from multiplane.errors import CniError, InvalidConfig
 from multiplane.ipam.cluster.blocks import Range, ip_str, parse_block
-from multiplane.ipam.cluster.config import TYPE, load
+from multiplane.ipam.cluster.config import TYPE, find_sections, load
+from multiplane.plugins.cluster_ipam import open_stores
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from multiplane.ipam.cluster.config import ClusterIpamConf, PoolConf
     from multiplane.ipam.cluster.store import Store
 
-__all__ = ["find_sections", "main", "show"]
+__all__ = ["main", "show"]
 
 _EXACT_SLOTS = 65536  # count block slots one by one (skipping those without a usable address) up to this many
 
@@ -53,57 +54,11 @@ def _documents(path: str) -> list[Any]:
         raise InvalidConfig(f"ipam: {path} is neither JSON nor YAML: {exc}") from exc
 
 
-def find_sections(doc: Any) -> list[dict[str, Any]]:
-    """Every IPAM section of type multiplane-cluster-ipam in `doc`, NADs' spec.config included, in document order."""
-    found: list[dict[str, Any]] = []
-    if isinstance(doc, dict):
-        if doc.get("type") == TYPE:
-            return [doc]
-        spec = doc.get("spec")
-        if doc.get("kind") == "NetworkAttachmentDefinition" and isinstance(spec, dict):
-            config = spec.get("config")
-            if isinstance(config, str):
-                try:
-                    return find_sections(json.loads(config))
-                except ValueError as exc:
-                    raise InvalidConfig(f"ipam: a NAD's spec.config is not JSON: {exc}") from exc
-        for value in doc.values():
-            found.extend(find_sections(value))
-    elif isinstance(doc, list):
-        for item in doc:
-            found.extend(find_sections(item))
-    return found
-
-
 def load_confs(path: str) -> list[ClusterIpamConf]:
     sections = [s for doc in _documents(path) for s in find_sections(doc)]
     if not sections:
         raise InvalidConfig(f"ipam: {path} holds no IPAM section of type {TYPE}")
     return [load({"ipam": s}, "ipam", "1.1.0") for s in sections]
-
-
-def _store_key(conf: ClusterIpamConf) -> tuple[str, ...]:
-    if conf.etcd is not None:
-        return ("etcd", *conf.etcd.endpoints)
-    return ("kube", conf.kubeconfig)
-
-
-def open_stores(confs: list[ClusterIpamConf], only: str = "") -> list[tuple[Store, list[PoolConf]]]:
-    """One store per distinct store configuration, with its pools (each once); `only` keeps one range."""
-    from multiplane.plugins.cluster_ipam import _Stores
-
-    grouped: dict[tuple[str, ...], tuple[ClusterIpamConf, list[PoolConf]]] = {}
-    for conf in confs:
-        _, pools = grouped.setdefault(_store_key(conf), (conf, []))
-        for pool in conf.pools:
-            if only and only not in (pool.name, pool.range.subnet_str()):
-                continue
-            if all(p.name != pool.name for p in pools):
-                pools.append(pool)
-    if only and not any(pools for _, pools in grouped.values()):
-        names = sorted({p.name for c in confs for p in c.pools})
-        raise InvalidConfig(f"ipam: no pool {only!r} in the configuration (its pools: {', '.join(names)})")
-    return [(_Stores(conf).get(), pools) for conf, pools in grouped.values() if pools]
 
 
 # ---- show ----------------------------------------------------------------------------------------

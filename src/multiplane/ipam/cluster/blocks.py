@@ -38,7 +38,9 @@ __all__ = [
     "block_str",
     "blocks",
     "free_blocks",
+    "free_count",
     "ip_str",
+    "low_mark",
     "next_address",
     "overlapping",
     "parse_block",
@@ -286,11 +288,39 @@ def next_address(
     return None
 
 
-def releasable(rng: Range, owned: Iterable[Block], used: Collection[int]) -> list[Block]:
+def low_mark(block_prefix: int, version: int) -> int:
+    """Free addresses below which a node wants a spare block: half a block's addresses, at least 1.
+
+    The node daemon claims a block ahead of need when its owned blocks have fewer free
+    addresses than this, and `releasable` keeps one empty block under the same condition,
+    so the two never undo each other (decision 0010).
+    """
+    return max(1, (1 << (_bits(version) - block_prefix)) // 2)
+
+
+def free_count(rng: Range, owned: Iterable[Block], taken: Collection[int], enough: int) -> int:
+    """Free usable addresses in the owned blocks of this range's family, counted up to `enough` (then it stops)."""
+    count = 0
+    for block in sorted(b for b in owned if b[0] == rng.version):
+        value, hi = block[1], _last(block)
+        while value <= hi:
+            found = rng.next_usable(value, hi)
+            if found is None:
+                break
+            if found not in taken:
+                count += 1
+                if count >= enough:
+                    return count
+            value = found + 1
+    return count
+
+
+def releasable(rng: Range, owned: Iterable[Block], used: Collection[int], keep_below: int = 1) -> list[Block]:
     """Owned blocks of this range's family with no address in use, keeping one spare.
 
-    One empty block is kept when no other owned block has a free address, so a node at
-    steady churn does not release and re-claim the same block (two writes) on every pod.
+    One empty block is kept when the other owned blocks have fewer than `keep_below` free
+    addresses (1: when they are full; the plugin passes `low_mark`), so a node at steady
+    churn does not release and re-claim the same block (two writes) on every pod.
     `used` counts only this node's addresses: singly claimed ones do not keep a block.
     """
     mine = sorted(b for b in owned if b[0] == rng.version)
@@ -300,7 +330,7 @@ def releasable(rng: Range, owned: Iterable[Block], used: Collection[int]) -> lis
         (busy if any(lo <= v <= hi for v in used) else empty).append(block)
     if not empty:
         return []
-    spare_needed = all(next_address(rng, [b], used) is None for b in busy)
+    spare_needed = free_count(rng, busy, used, keep_below) < keep_below
     return empty[1:] if spare_needed else empty
 
 

@@ -42,9 +42,9 @@ explicitly); if they do not, the allocator's overlap check keeps it safe, only s
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
-import socket
 
 from multiplane.errors import DecodingFailure, InvalidConfig
 from multiplane.ipam.cluster.blocks import Range, ip_str
@@ -59,7 +59,17 @@ if TYPE_CHECKING:
 
     from multiplane.spec.gojson import IPAddress
 
-__all__ = ["DEFAULT_BLOCK_PREFIX", "DEFAULT_DATA_DIR", "TYPE", "ClusterIpamConf", "EtcdConf", "PoolConf", "load"]
+__all__ = [
+    "DEFAULT_BLOCK_PREFIX",
+    "DEFAULT_DATA_DIR",
+    "TYPE",
+    "ClusterIpamConf",
+    "EtcdConf",
+    "PoolConf",
+    "find_sections",
+    "load",
+    "store_key",
+]
 
 TYPE = "multiplane-cluster-ipam"
 DEFAULT_DATA_DIR = "/var/lib/cni/multiplane/cluster-ipam"
@@ -342,7 +352,11 @@ def _requested(conf: dict[str, Any], cni_args: str) -> list[IPAddress]:
 
 
 def _default_node_name() -> str:
-    return socket.gethostname().strip().lower()
+    """The front door's node name: the node daemon's `nodeName` (the kubelet's, from the downward
+    API in the DaemonSet), else the host name, lower-cased (kubelet's default node name)."""
+    from multiplane import frontdoor
+
+    return frontdoor.current().node_name()
 
 
 def load(conf: dict[str, Any], name: str, cni_version: str, cni_args: str = "") -> ClusterIpamConf:
@@ -405,3 +419,32 @@ def load(conf: dict[str, Any], name: str, cni_version: str, cni_args: str = "") 
     out.etcd = _etcd(ipam)
     out.requested = _requested(conf, cni_args)
     return out
+
+
+def find_sections(doc: Any) -> list[dict[str, Any]]:
+    """Every IPAM section of type multiplane-cluster-ipam in `doc`, NADs' spec.config included, in document order."""
+    found: list[dict[str, Any]] = []
+    if isinstance(doc, dict):
+        if doc.get("type") == TYPE:
+            return [doc]
+        spec = doc.get("spec")
+        if doc.get("kind") == "NetworkAttachmentDefinition" and isinstance(spec, dict):
+            config = spec.get("config")
+            if isinstance(config, str):
+                try:
+                    return find_sections(json.loads(config))
+                except ValueError as exc:
+                    raise InvalidConfig(f"ipam: a NAD's spec.config is not JSON: {exc}") from exc
+        for value in doc.values():
+            found.extend(find_sections(value))
+    elif isinstance(doc, list):
+        for item in doc:
+            found.extend(find_sections(item))
+    return found
+
+
+def store_key(conf: ClusterIpamConf) -> tuple[str, ...]:
+    """Which store a configuration uses: ("etcd", endpoints...) or ("kube", kubeconfig)."""
+    if conf.etcd is not None:
+        return ("etcd", *conf.etcd.endpoints)
+    return ("kube", conf.kubeconfig)

@@ -177,12 +177,12 @@ class Record:
             del rec.blocks[key]
         return changes
 
-    def retire_empty_blocks(self, pool: str, rng: Range) -> list[str]:
+    def retire_empty_blocks(self, pool: str, rng: Range, keep_below: int = 1) -> list[str]:
         """Stop owning empty blocks (one spare kept, see blocks.releasable) and journal their release."""
         rec = self.pool(pool)
         used = {_ip_int(ip) for ip, a in rec.addresses.items() if not a.get("single")}
         retired = []
-        for block in releasable(rng, rec.owned(), used):
+        for block in releasable(rng, rec.owned(), used, keep_below):
             key = block_str(block)
             del rec.blocks[key]
             self.pending.append({"op": "release_block", "pool": pool, "block": key})
@@ -333,6 +333,38 @@ class LocalState:
                     write_atomic(self.path, json.dumps(after, indent=1, sort_keys=True).encode(), 0o600)
                 except OSError as exc:
                     raise IOFailure(f"write {self.path}: {exc.strerror}") from exc
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def replaying(self, wait: float) -> Iterator[bool]:
+        """Hold `<dir>/replay.lock` while the journal is sent to the store; yields False if another
+        call of this node kept it for `wait` seconds (that call is sending the journal now).
+
+        One sender at a time, and the sender copies the journal only once it holds this lock:
+        otherwise a second sender holding an old copy could send a release the first one had
+        already sent and confirmed, after this node claimed the same block (or the same
+        container the same address) again, and free what is in use. The record's own lock is
+        not held meanwhile: store requests can be slow, and allocation must not wait for them.
+        """
+        path = os.path.join(self.dir, "replay.lock")
+        try:
+            os.makedirs(self.dir, mode=0o700, exist_ok=True)
+            fd = os.open(path, os.O_CREAT | os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise IOFailure(f"open {path}: {exc.strerror}") from exc
+        try:
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        yield False
+                        return
+                    time.sleep(0.01)
+            yield True
         finally:
             os.close(fd)
 

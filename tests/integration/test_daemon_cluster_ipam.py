@@ -1,0 +1,231 @@
+"""Cluster-wide IPAM's background work in the node daemon (src/multiplane/daemon/ipam.py).
+
+Real parts only: a `multiplane daemon` process (tests/daemon_harness.py), the installed
+`multiplane-cluster-ipam` link as the client of each call (MULTIPLANE_DAEMON=require: a call
+the daemon does not serve fails instead of passing in-process), a real etcd member started
+here (Debian's etcd-server), and the in-repo API server with the CRDs, Nodes, Pods and a NAD
+for the reconciler. Each test works in a pool of its own (`network_name` mp-<random>).
+
+* the journal: a DEL while the store is down leaves its release journalled; once the store is
+  back the daemon sends it without any further CNI call;
+* a block ahead of need: once a node's blocks run low, the daemon claims the next one, so the
+  ADDs after it are served while the store is down (one-shot, the same ADD would fail, 11);
+* the reconciler: the blocks of a node whose Node object is gone are freed by the daemon's
+  reconciler, not before the grace; a live node's block and an alive pod's address are kept;
+  the pools come from a NAD in the daemon's cache (the daemon itself never used them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from multiplane.ipam.cluster.etcd import EtcdStore
+from multiplane.ipam.cluster.kube import KubeStore
+from multiplane.k8s.client import KubeClient, load_kubeconfig
+from tests import cni
+from tests.daemon_harness import Daemon
+from tests.etcd_cluster import EtcdCluster, EtcdError
+from tests.k8s_server import K8sServer
+
+BIN = os.path.join(cni.BIN_DIR, "multiplane-cluster-ipam")
+CRDS = Path(__file__).resolve().parents[2] / "packaging" / "k8s" / "crd-ipam.yaml"
+ONE_SHOT = {"MULTIPLANE_DAEMON": "off"}
+
+
+def wait_for(what: str, check: Any, timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def etcd() -> Iterator[EtcdCluster]:
+    try:
+        cluster = EtcdCluster(size=1).start()
+    except EtcdError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def etcd_up(etcd: EtcdCluster) -> Iterator[EtcdCluster]:
+    if etcd.members[0].proc is None:
+        etcd.restart(0)
+    etcd.wait_healthy(timeout=20)
+    yield etcd
+    if etcd.members[0].proc is None:
+        etcd.restart(0)
+
+
+def daemon_config(tmp_path: Path, **keys: Any) -> str:
+    path = tmp_path / "mp-daemon.json"
+    path.write_text(json.dumps(keys))
+    return str(path)
+
+
+class Node:
+    """A node's calls of the plugin: its name and dataDir in the config; through `env` (a daemon's, or one-shot)."""
+
+    def __init__(self, tmp_path: Path, name: str, ipam: dict[str, Any], env: dict[str, str]) -> None:
+        self.name, self.env = name, env
+        self.data_dir = str(tmp_path / name)
+        self.conf = {
+            "cniVersion": "1.1.0",
+            "name": "mp-net",
+            "type": "mp-main-plugin",
+            "ipam": {"type": "multiplane-cluster-ipam", "nodeName": name, "dataDir": self.data_dir, **ipam},
+        }
+
+    def call(self, command: str, cid: str, args: str | None = None) -> cni.Invocation:
+        return cni.run(BIN, command, self.conf, container_id=cid, ifname="net1", args=args, env=self.env)
+
+    def add(self, cid: str, args: str | None = None) -> str:
+        inv = self.call("ADD", cid, args)
+        assert inv.ok, f"{self.name} ADD {cid}: {inv.stdout} {inv.stderr}"
+        (ipc,) = inv.json["ips"]
+        return ipc["address"].split("/")[0]
+
+    def delete(self, cid: str) -> None:
+        inv = self.call("DEL", cid)
+        assert inv.ok, f"{self.name} DEL {cid}: {inv.stdout} {inv.stderr}"
+
+    def state(self) -> dict[str, Any]:
+        try:
+            return json.loads(Path(self.data_dir, "state.json").read_text())
+        except FileNotFoundError:
+            return {"pools": {}, "pending": []}
+
+
+def test_the_daemon_replays_the_journal_once_the_store_is_back(tmp_path: Path, etcd_up: EtcdCluster) -> None:
+    net = f"mp-{uuid.uuid4().hex[:8]}"
+    pool = f"{net}-10.41.0.0-24"
+    with Daemon(config=daemon_config(tmp_path, ipamInterval=0.3)) as daemon:
+        node = Node(
+            tmp_path,
+            "mp-dn1",
+            {"range": "10.41.0.0/24", "network_name": net, "etcd": {"endpoints": etcd_up.endpoints}},
+            daemon.env,
+        )
+        reader = EtcdStore(etcd_up.endpoints)
+        try:
+            assert node.add("mp-c1", args="IgnoreUnknown=1;IP=10.41.0.200") == "10.41.0.200"
+            assert set(reader.ips(pool)) == {"10.41.0.200"}  # a single claim in the store
+            etcd_up.kill(0)
+            daemon.mark()
+            node.delete("mp-c1")  # the store is down: the release stays in the journal
+            assert [e["op"] for e in node.state()["pending"]] == ["release_ip"]
+            time.sleep(1.5)  # several rounds fail while the store is down: logged once, not per round
+            failing = daemon.log_since_mark().count("ipam replay:")
+            assert failing == 1, daemon.log_since_mark()
+            assert node.state()["pending"] != []
+            etcd_up.restart(0)
+            etcd_up.wait_healthy(timeout=20)
+            # no CNI call from here on: the daemon's own round sends the release
+            wait_for("the journal to be sent", lambda: node.state()["pending"] == [])
+            assert reader.ips(pool) == {}
+            assert "ipam replay: working again" in daemon.log_since_mark()
+        finally:
+            reader.close()
+
+
+def test_the_daemon_claims_a_block_ahead_and_later_adds_need_no_store(tmp_path: Path, etcd_up: EtcdCluster) -> None:
+    net = f"mp-{uuid.uuid4().hex[:8]}"
+    pool = f"{net}-10.42.0.0-24"
+    ipam = {"range": "10.42.0.0/24", "network_name": net, "blockSize": 29, "etcd": {"endpoints": etcd_up.endpoints}}
+    reader = EtcdStore(etcd_up.endpoints)
+    try:
+        # One-shot first, as the contrast: a full block with the store down fails the next ADD (11).
+        alone = Node(tmp_path, "mp-dn-alone", ipam, ONE_SHOT)
+        for i in range(8):  # a /29 away from .0: 8 usable addresses
+            alone.add(f"mp-a{i}")
+        etcd_up.kill(0)
+        inv = alone.call("ADD", "mp-a8")
+        assert not inv.ok and inv.json["code"] == 11, inv.stdout
+        etcd_up.restart(0)
+        etcd_up.wait_healthy(timeout=20)
+        for i in range(8):
+            alone.delete(f"mp-a{i}")
+
+        with Daemon(config=daemon_config(tmp_path, ipamInterval=0.3)) as daemon:
+            node = Node(tmp_path, "mp-dn2", ipam, daemon.env)
+            first = [node.add(f"mp-c{i}") for i in range(5)]  # 3 of 8 left: under half a block
+            mine = lambda: [b for b, o in reader.blocks(pool).items() if o["node"] == "mp-dn2"]  # noqa: E731
+            wait_for("a second block claimed ahead", lambda: len(mine()) == 2)
+            assert len(node.state()["pools"][pool]["blocks"]) == 2
+            assert "claimed a block ahead of need" in daemon.log_text()
+            etcd_up.kill(0)
+            later = [node.add(f"mp-c{i}") for i in range(5, 16)]  # 3 + 8: served with the store down
+            got = first + later
+            assert len(set(got)) == 16
+            etcd_up.restart(0)
+            etcd_up.wait_healthy(timeout=20)
+            for i in range(16):
+                node.delete(f"mp-c{i}")
+            wait_for("the journal to be empty", lambda: node.state()["pending"] == [])
+            assert len(mine()) <= 1  # one spare block at most is kept
+    finally:
+        reader.close()
+
+
+@pytest.fixture
+def api() -> Iterator[K8sServer]:
+    with K8sServer() as server:
+        server.add_crds(str(CRDS))
+        yield server
+
+
+def test_the_daemons_reconciler_frees_a_gone_nodes_blocks_after_the_grace(tmp_path: Path, api: K8sServer) -> None:
+    net = f"mp-{uuid.uuid4().hex[:8]}"
+    pool = f"{net}-10.43.0.0-24"
+    kubeconfig = api.kubeconfig(tmp_path / "mp-kubeconfig")
+    for name in ("mp-dlive", "mp-dgone", "mp-dself"):
+        api.add_node(name)
+    # The NAD is how the daemon knows the pool: the daemon never runs a call of it here.
+    section = {"type": "multiplane-cluster-ipam", "range": "10.43.0.0/24", "network_name": net}
+    api.add_nad("default", "mp-cluster-net", {"cniVersion": "1.0.0", "name": net, "type": "macvlan", "ipam": section})
+    ipam = {"range": "10.43.0.0/24", "network_name": net, "kubernetes": {"kubeconfig": kubeconfig}}
+    live = Node(tmp_path, "mp-dlive", ipam, ONE_SHOT)
+    gone = Node(tmp_path, "mp-dgone", ipam, ONE_SHOT)
+    live.add("mp-l1")
+    gone.add("mp-g1")
+    api.add_pod("default", "mp-alive", node="mp-dgone")
+    assert gone.add("mp-g2", args="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=mp-alive;IP=10.43.0.250")
+    reader = KubeStore(KubeClient(load_kubeconfig(kubeconfig)))
+    owners = lambda: sorted(o["node"] for o in reader.blocks(pool).values())  # noqa: E731
+    try:
+        assert owners() == ["mp-dgone", "mp-dlive"]
+        api.delete_node("mp-dgone")
+        grace = 3.0
+        config = daemon_config(tmp_path, ipamInterval=0, ipamReconcileInterval=0.4, ipamReconcileGrace=grace)
+        with Daemon(config=config, kubeconfig=kubeconfig, node_name="mp-dself", metrics_address="127.0.0.1:0") as d:
+            started = time.monotonic()
+            d.wait_healthy()
+            time.sleep(max(0.0, started + grace * 0.6 - time.monotonic()))
+            assert owners() == ["mp-dgone", "mp-dlive"], "freed before the grace"
+            wait_for("the gone node's block to be freed", lambda: owners() == ["mp-dlive"], timeout=grace + 10)
+            assert time.monotonic() - started >= grace
+            assert set(reader.ips(pool)) == {"10.43.0.250"}  # its pod is alive: kept, though its node is gone
+            assert "freed: block" in d.log_text()
+            assert d.metric("multiplane_ipam_reconciler_freed_total") == 1
+            assert d.metric("multiplane_ipam_background_total", task="reconcile", result="ok") >= 2
+            api.delete_pod("default", "mp-alive")
+            wait_for("the gone pod's address to be freed", lambda: reader.ips(pool) == {}, timeout=grace + 10)
+            assert owners() == ["mp-dlive"]
+    finally:
+        reader.close()
