@@ -265,7 +265,7 @@ def test_requested_addresses_from_cni_args_args_and_runtime_config():
             "ipam.range_end: 10.10.0.3 is before",
         ),
         ({"range": "10.10.0.5-10.10.0.9/24", "range_start": "10.10.0.6"}, "ipam.range_start: 10.10.0.6 contradicts"),
-        ({"range": "10.10.0.0/24", "exclude": ["10.10.0.7"]}, "ipam.exclude[0]: invalid CIDR"),
+        ({"range": "10.10.0.0/24", "exclude": ["10.10.0.7/33"]}, "ipam.exclude[0]: invalid CIDR"),
         ({"range": "10.10.0.0/24", "exclude": "10.10.0.0/28"}, "ipam.exclude: expected a list"),
         (
             {"range": "10.10.0.0/24", "exclude": ["fd00::/120"]},
@@ -312,3 +312,81 @@ def test_missing_ipam_and_routes_returned():
         cfg.load({"name": "mp"}, "mp", "1.0.0")
     conf = load({"range": "10.14.0.0/24", "routes": [{"dst": "0.0.0.0/0"}, {"dst": "10.0.0.0/8", "gw": "10.14.0.1"}]})
     assert [str(r.dst) for r in conf.routes] == ["0.0.0.0/0", "10.0.0.0/8"]
+
+
+# ---- host-local's names, dns, node_slice_size, a bare address in exclude ----
+
+
+def _seed_nad_ipam() -> dict:
+    """The seed's macvlan-conf NAD's IPAM section (cni/nads), with only its type changed."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(__file__).resolve().parents[2] / "cni" / "nads" / "macvlan.yaml"
+    nad = yaml.safe_load(path.read_text())
+    ipam = json.loads(nad["spec"]["config"])["ipam"]
+    assert ipam["type"] == "host-local" and "subnet" in ipam
+    return {**ipam, "type": "multiplane-cluster-ipam"}
+
+
+def test_the_seed_nad_moves_over_by_changing_its_type_alone():
+    conf = load(_seed_nad_ipam(), "1.0.0")
+    (pool,) = conf.pools
+    rng = pool.range
+    assert pool.name == "192.168.174.0-24"
+    assert (str(ipaddress.ip_address(rng.first)), str(ipaddress.ip_address(rng.last))) == (
+        "192.168.174.200",
+        "192.168.174.216",
+    )
+    assert str(pool.gateway) == "192.168.174.2"
+    assert [str(r.dst) for r in conf.routes] == ["0.0.0.0/0"]
+
+
+def test_host_local_range_sets_become_ip_ranges_each_with_its_gateway():
+    conf = load(
+        {
+            "ranges": [
+                [{"subnet": "10.9.0.0/24", "rangeStart": "10.9.0.10", "gateway": "10.9.0.1"}],
+                [{"subnet": "fd00:9::/64", "gateway": "fd00:9::1"}],
+            ]
+        },
+        "1.0.0",
+    )
+    assert [p.name for p in conf.pools] == ["10.9.0.0-24", "fd00:9::-64"]
+    assert [str(p.gateway) for p in conf.pools] == ["10.9.0.1", "fd00:9::1"]
+    assert str(ipaddress.ip_address(conf.pools[0].range.first)) == "10.9.0.10"
+
+
+@pytest.mark.parametrize(
+    "ipam, words",
+    [
+        ({"ranges": [[{"subnet": "10.9.0.0/25"}, {"subnet": "10.9.0.128/25"}]]}, "exactly one range"),
+        ({"ranges": {"subnet": "10.9.0.0/24"}}, "list of range sets"),
+        ({"subnet": "10.9.0.0/24", "range": "10.9.0.0/24"}, "one set of names"),
+        ({"rangeStart": "10.9.0.5", "ipRanges": [{"range": "10.9.0.0/24"}]}, "one set of names"),
+    ],
+)
+def test_host_local_names_refused_when_ambiguous(ipam, words):
+    with pytest.raises(InvalidConfig, match=words):
+        load(ipam, "1.0.0")
+
+
+def test_dns_is_read_for_the_result():
+    conf = load({"range": "10.9.0.0/24", "dns": {"nameservers": ["10.9.0.53"], "search": ["mp.example"]}})
+    assert conf.dns.nameservers == ["10.9.0.53"] and conf.dns.search == ["mp.example"]
+    with pytest.raises(InvalidConfig, match="ipam.dns"):
+        load({"range": "10.9.0.0/24", "dns": ["10.9.0.53"]})
+
+
+def test_node_slice_size_is_the_block_size_unless_block_size_is_set():
+    assert load({"range": "10.0.0.0/8", "node_slice_size": "/22"}).pools[0].block_prefix == 22
+    assert load({"range": "10.0.0.0/8", "node_slice_size": "/22", "blockSize": 26}).pools[0].block_prefix == 26
+
+
+def test_a_bare_address_in_exclude_excludes_itself():
+    rng = load({"range": "10.9.0.0/29", "exclude": ["10.9.0.3", "10.9.0.5/32"]}).pools[0].range
+    assert [v & 0xFF for v in range(rng.first, rng.last + 1) if rng.usable(v)] == [1, 2, 4, 6]
+    with pytest.raises(InvalidConfig, match=r"exclude\[0\]"):
+        load({"range": "10.9.0.0/29", "exclude": ["10.9.0.300"]})

@@ -53,7 +53,7 @@ from multiplane.ipam.cluster.blocks import (
 from multiplane.ipam.cluster.local import LocalState
 from multiplane.ipam.cluster.store import StoreError, StoreUnavailable
 from multiplane.spec.gc import valid_attachments
-from multiplane.spec.result import DNS, IPConfig, Result
+from multiplane.spec.result import IPConfig, Result
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -363,7 +363,7 @@ class _Call:
             if pool_name in mine:
                 raise CniError(f"{ip} has been allocated to {self.cid}, duplicate allocation is not allowed")
         requested = list(dict.fromkeys(conf.requested))
-        result = Result(conf.cni_version, routes=list(conf.routes), dns=DNS())
+        result = Result(conf.cni_version, routes=list(conf.routes), dns=conf.dns)
         done: list[tuple[str, str]] = []
         try:
             for pool in conf.pools:

@@ -14,6 +14,15 @@ read as decimal, like Whereabouts' sloppy parser. Other Whereabouts keys (`log_f
 `log_level`, `datastore`, `configuration_path`, `enable_overlapping_ranges`, leader
 election, `reconciler_cron_expression`) are accepted and ignored.
 
+host-local's names for one range are read too, so the seed's NAD (or any host-local NAD)
+moves over by changing `type` alone: `subnet`, `rangeStart`, `rangeEnd`, `gateway` as
+`range`, `range_start`, `range_end`, `gateway`; and `ranges` (host-local's range sets) as
+`ipRanges`, each set holding exactly one range (a set of several alternatives has no
+meaning here: refused, 7), with its own `gateway`. A configuration that mixes both names is
+refused (7). `dns` is copied into the result (as Whereabouts, after the static plugin, does).
+Whereabouts' `node_slice_size` ("/22": a node's share of the range) is read as `blockSize`
+when that is not set.
+
 Ours: `nodeName` (default: the host name, lower-cased, as kubelet's default node name),
 `blockSize` (prefix length of a block; also per `ipRanges` entry), `etcd`
 ({"endpoints": [...], "certFile", "keyFile", "caFile", "username", "password"}; chooses
@@ -21,10 +30,15 @@ the etcd store, else the Kubernetes API), `dataDir` (default
 /var/lib/cni/multiplane/cluster-ipam).
 
 Deliberate differences: Whereabouts silently ignores an unparseable or out-of-subnet
-`range_start`/`range_end`, an `exclude` that is not a CIDR, and overlapping ranges; here
-each is InvalidConfig (7) naming the key, since in a shared pool a typo widens what every
-node hands out. IPv6 ranges wider than /65 are fully addressable (Whereabouts: only the
-first /65).
+`range_start`/`range_end`, an `exclude` that is neither a CIDR nor an address (a bare
+address excludes itself, as /32 or /128), and overlapping ranges; here each is
+InvalidConfig (7) naming the key, since in a shared pool a typo widens what every node
+hands out. IPv6 ranges wider than /65 are fully addressable (Whereabouts: only the first
+/65). The gateway is never handed out (Whereabouts' allocator does not skip it). The
+gateway goes only on the addresses of its own family. Addresses are not handed out lowest
+first across the range: each node hands out the addresses of its own blocks (decision
+0010), so which address a pod gets depends on its node. Whereabouts' static `addresses`
+are not read.
 
 Pools: one per range, named "<subnet address>-<prefix>" ("10.1.2.0-24",
 "fd00::-64"), prefixed "<network_name>-" when set. The name depends on the subnet only,
@@ -51,7 +65,7 @@ from multiplane.ipam.cluster.blocks import Range, ip_str
 from multiplane.spec import version as versions
 from multiplane.spec.args import parse_cni_args
 from multiplane.spec.gojson import field as get, parse_ip, parse_ip_maybe_cidr
-from multiplane.spec.result import Route
+from multiplane.spec.result import DNS, Route
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -109,7 +123,7 @@ class ClusterIpamConf:
     """The parsed settings of one request. `pools` in result order: `range` first, then `ipRanges`."""
 
     __slots__ = ("name", "cni_version", "pools", "routes", "network_name", "node_name", "data_dir")
-    __slots__ += ("kubeconfig", "etcd", "requested")
+    __slots__ += ("kubeconfig", "etcd", "requested", "dns")
 
     def __init__(self, name: str, cni_version: str) -> None:
         self.name, self.cni_version = name, cni_version
@@ -121,6 +135,7 @@ class ClusterIpamConf:
         self.kubeconfig = ""
         self.etcd: EtcdConf | None = None
         self.requested: list[IPAddress] = []
+        self.dns = DNS()
 
 
 # ---- small typed readers ----------------------------------------------------------------
@@ -168,15 +183,52 @@ def _ip_key(raw: dict[str, Any], key: str, where: str) -> IPAddress | None:
     return addr
 
 
-def _block_size(raw: dict[str, Any], where: str) -> int | None:
-    value = get(raw, "blockSize")
+def _block_size(raw: dict[str, Any], where: str, key: str = "blockSize") -> int | None:
+    value = get(raw, key)
     if value is None:
         return None
     if isinstance(value, str) and value.lstrip("/").isdigit():
         return int(value.lstrip("/"))
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    raise InvalidConfig(f'{where}.blockSize: expected a prefix length such as 28 or "/28", got {value!r}')
+    raise InvalidConfig(f'{where}.{key}: expected a prefix length such as 28 or "/28", got {value!r}')
+
+
+# ---- host-local's names ------------------------------------------------------------------
+
+_HOST_LOCAL = {"subnet": "range", "rangeStart": "range_start", "rangeEnd": "range_end"}
+
+
+def _from_host_local(ipam: dict[str, Any]) -> dict[str, Any]:
+    """`ipam` with host-local's range keys renamed to Whereabouts' (see the module docstring)."""
+    used = [k for k in (*_HOST_LOCAL, "ranges") if get(ipam, k) is not None]
+    if not used:
+        return ipam
+    theirs = [k for k in ("range", "range_start", "range_end", "ipRanges") if get(ipam, k) is not None]
+    if theirs:
+        raise InvalidConfig(
+            f"ipam: host-local's {', '.join(used)} and Whereabouts' {', '.join(theirs)} in one configuration; "
+            "use one set of names"
+        )
+    out = {k: v for k, v in ipam.items() if k not in (*_HOST_LOCAL, "ranges")}
+    for old, new in _HOST_LOCAL.items():
+        if get(ipam, old) is not None:
+            out[new] = get(ipam, old)
+    sets = get(ipam, "ranges")
+    if sets is not None:
+        if not isinstance(sets, list):
+            raise InvalidConfig(f"ipam.ranges: expected a list of range sets, got {sets!r}")
+        converted = []
+        for i, rangeset in enumerate(sets):
+            if not isinstance(rangeset, list) or len(rangeset) != 1 or not isinstance(rangeset[0], dict):
+                raise InvalidConfig(
+                    f"ipam.ranges[{i}]: expected a range set of exactly one range "
+                    f"(one address per set; alternatives within a set are not supported), got {rangeset!r}"
+                )
+            item = {_HOST_LOCAL.get(k, k): v for k, v in rangeset[0].items()}
+            converted.append(item)
+        out["ipRanges"] = converted
+    return out
 
 
 # ---- ranges -----------------------------------------------------------------------------
@@ -219,6 +271,9 @@ def _range(raw: dict[str, Any], where: str, default_block: int | None) -> tuple[
             raise InvalidConfig(f"{where}.exclude: expected a list of CIDRs, got {raw_ex!r}")
         for i, item in enumerate(raw_ex):
             cidr = _sloppy_cidr(item) if isinstance(item, str) else None
+            if cidr is None and isinstance(item, str) and "/" not in item:
+                single = _sloppy_ip(item)  # a bare address: itself alone
+                cidr = None if single is None else (single, 32 if single.version == 4 else 128)
             if cidr is None:
                 raise InvalidConfig(f"{where}.exclude[{i}]: invalid CIDR {item!r}")
             if cidr[0].version != net.version:
@@ -369,7 +424,10 @@ def load(conf: dict[str, Any], name: str, cni_version: str, cni_args: str = "") 
     out = ClusterIpamConf(name, cni_version)
     out.network_name = _str(ipam, "network_name", "ipam")
     default_block = _block_size(ipam, "ipam")
+    if default_block is None:
+        default_block = _block_size(ipam, "ipam", "node_slice_size")
 
+    ipam = _from_host_local(ipam)
     entries: list[tuple[dict[str, Any], str]] = []
     if _str(ipam, "range", "ipam"):
         entries.append((ipam, "ipam"))
@@ -388,7 +446,9 @@ def load(conf: dict[str, Any], name: str, cni_version: str, cni_args: str = "") 
     counts = {4: 0, 6: 0}
     for raw, where in entries:
         rng, block = _range(raw, where, default_block)
-        gw = gateway if gateway is not None and gateway.version == rng.version else None
+        own = _ip_key(raw, "gateway", where) if raw is not ipam else None
+        gw = own if own is not None else gateway
+        gw = gw if gw is not None and gw.version == rng.version else None
         if gw is not None and rng.first <= int(gw) <= rng.last:
             rng.gateway = int(gw)
         for other in out.pools:
@@ -401,6 +461,10 @@ def load(conf: dict[str, Any], name: str, cni_version: str, cni_args: str = "") 
         raise InvalidConfig(f"CNI version {cni_version} does not support more than 1 address per family")
 
     out.routes = _routes(ipam)
+    dns = get(ipam, "dns")
+    if dns is not None and not isinstance(dns, dict):
+        raise InvalidConfig(f"ipam.dns: expected an object, got {dns!r}")
+    out.dns = DNS.parse(dns)
     node = get(ipam, "nodeName")
     if node is not None and (not isinstance(node, str) or not node.strip()):
         raise InvalidConfig(f"ipam.nodeName: expected a non-empty string, got {node!r}")
