@@ -9,6 +9,7 @@ holders exist). Grace periods are a second or two, so every "not before the grac
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -255,3 +256,34 @@ def test_show_lists_what_the_plugin_allocated(env: Env) -> None:
     assert json.loads(from_nad.stdout)["pools"] == [pool]
     missing = env.ipam_cmd("show", "mp-no-such-pool")
     assert missing.returncode == 1 and "no pool" in missing.stderr
+
+
+def test_a_nad_pasted_as_it_is_is_read_with_the_operators_credentials(env: Env) -> None:
+    """A NAD names the nodes' kubeconfig, which the operator's machine (or the CronJob's pod) does not have:
+    --kubeconfig replaces it for the Kubernetes store too; --in-cluster outside a pod is refused, naming why."""
+    a = env.node("mp-n-p1")
+    ip = a.add("mp-c-p1")
+    section = {**a.conf["ipam"]}
+    if env.backend.name == "kube":
+        section["kubernetes"] = {"kubeconfig": "/nonexistent/mp-node.kubeconfig"}
+    nad = {
+        "apiVersion": "k8s.cni.cncf.io/v1",
+        "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": "mp-pasted"},
+        "spec": {"config": json.dumps({**a.conf, "ipam": section})},
+    }
+    env.config.write_text(yaml.safe_dump(nad))
+    cmd = [cni.OURS_MULTIPLANE, "ipam", "show", "--json", "--config", str(env.config)]
+    plain = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+    with_flag = subprocess.run([*cmd, "--kubeconfig", env.kubeconfig], capture_output=True, text=True, timeout=30)
+    assert with_flag.returncode == 0, with_flag.stderr
+    (pool,) = json.loads(with_flag.stdout)["pools"]
+    assert [blk["node"] for blk in pool["blocks"]] == ["mp-n-p1"] and _inside(ip, pool["blocks"][0]["block"])
+    if env.backend.name == "kube":
+        assert plain.returncode == 1 and "/nonexistent/mp-node.kubeconfig" in plain.stderr, plain.stderr
+    else:  # an etcd section keeps its store; the flag only names the API
+        assert plain.returncode == 0 and json.loads(plain.stdout)["pools"] == [pool]
+    outside = subprocess.run(
+        [*cmd, "--in-cluster"], capture_output=True, text=True, timeout=30, env={"PATH": os.environ["PATH"]}
+    )
+    assert outside.returncode == 1 and "--in-cluster" in outside.stderr and "not in a pod" in outside.stderr

@@ -863,14 +863,15 @@ def minutes_between_runs(schedule: str) -> int:
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_reconcile_cronjob_runs_the_reconciler_with_flags_it_accepts(variant: str) -> None:
-    """`multiplane ipam reconcile` from the DaemonSets' image, with flags its parser accepts: the in-cluster API (no
-    --kubeconfig), no --state (the pod may run on any node: look, wait the grace, look), changes for real."""
+    """`multiplane ipam reconcile` from the DaemonSets' image, with flags its parser accepts: the in-cluster API for the
+    lookups and the store (--in-cluster), no --state (the pod may run on any node: look, wait the grace, look),
+    changes for real."""
     cj = cronjob(variant)
     c = reconcile_container(cj)
     assert (c["image"], c["imagePullPolicy"]) == (IMAGE, "IfNotPresent")
     args = reconcile_args(cj)
     assert args.command == "reconcile"
-    assert args.state == "" and args.kubeconfig == "" and not args.dry_run
+    assert args.state == "" and args.kubeconfig == "" and args.in_cluster and not args.dry_run
     assert args.grace >= 300, "a node re-created by kubelet must not lose its blocks"
 
 
@@ -902,7 +903,7 @@ def test_reconcile_cronjob_runs_as_the_reconciler_account(variant: str) -> None:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_reconcile_cronjob_config_is_what_the_reconciler_reads(variant: str, tmp_path: Path) -> None:
     """--config is a key of the ConfigMap mounted in the pod, and the reconciler's own loader finds cluster IPAM
-    sections in it that use this pod's service account (no node file named: no kubernetes.kubeconfig)."""
+    sections in it whose store is the Kubernetes API (which --in-cluster points at this pod's service account)."""
     cj = cronjob(variant)
     pod, c = job_pod(cj), reconcile_container(cj)
     path = reconcile_args(cj).config
@@ -918,7 +919,6 @@ def test_reconcile_cronjob_config_is_what_the_reconciler_reads(variant: str, tmp
     confs = ipam_tool.load_confs(str(copy))
     assert confs
     for conf in confs:
-        assert conf.kubeconfig == "", "a node's kubeconfig is not in the reconciler's pod: leave it out"
         assert conf.etcd is None, "an etcd store needs its client certificates mounted, which this pod does not do"
         assert conf.pools
 

@@ -153,20 +153,48 @@ def _parser() -> argparse.ArgumentParser:
     p_show.add_argument("range", nargs="?", default="", help="one pool (its name or its subnet)")
     p_show.add_argument("--config", required=True, help="a file with multiplane-cluster-ipam IPAM sections")
     p_show.add_argument("--json", action="store_true", help="print JSON")
+    _api_flags(p_show, "the Kubernetes store's API")
     p_rec = sub.add_parser("reconcile", help="free the claims of nodes and pods that are gone")
     p_rec.add_argument("--config", required=True, help="a file with multiplane-cluster-ipam IPAM sections")
     p_rec.add_argument("--grace", type=float, default=600.0, help="seconds a holder must be missing (default 600)")
-    p_rec.add_argument("--kubeconfig", default="", help="the API to ask about nodes and pods")
+    _api_flags(p_rec, "the API to ask about nodes and pods, and the Kubernetes store's")
     p_rec.add_argument("--state", default="", help="keep sightings here between runs (else: look, wait, look)")
     p_rec.add_argument("--dry-run", action="store_true", help="say what would be freed; change nothing")
     p_rec.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
 
-def _kube_client(flag: str, confs: list[ClusterIpamConf]) -> Any:
+def _api_flags(parser: argparse.ArgumentParser, what: str) -> None:
+    api = parser.add_mutually_exclusive_group()
+    api.add_argument("--kubeconfig", default="", help=f"{what} (default: the sections' kubernetes.kubeconfig)")
+    api.add_argument(
+        "--in-cluster",
+        action="store_true",
+        help=f"{what}: this pod's service account, whatever kubeconfig the sections name (NADs copied as they are)",
+    )
+
+
+def _api_override(args: argparse.Namespace, confs: list[ClusterIpamConf]) -> None:
+    """--kubeconfig / --in-cluster replace the Kubernetes store's credentials of every section (etcd ones keep theirs).
+
+    A NAD names the kubeconfig path of a node (/etc/cni/net.d/...), which a CronJob's pod does
+    not have; with these flags the operator's file or the pod's service account is used instead.
+    """
+    if not (args.kubeconfig or args.in_cluster):
+        return
+    from multiplane.k8s.client import in_cluster_config
+
+    if args.in_cluster and in_cluster_config() is None:
+        raise InvalidConfig("ipam: --in-cluster, but KUBERNETES_SERVICE_HOST/PORT are not set (not in a pod)")
+    for conf in confs:
+        if conf.etcd is None:
+            conf.kubeconfig = args.kubeconfig  # "" with --in-cluster: the service account
+
+
+def _kube_client(flag: str, in_cluster: bool, confs: list[ClusterIpamConf]) -> Any:
     from multiplane.k8s.client import KubeClient, in_cluster_config, load_kubeconfig
 
-    path = flag or next((c.kubeconfig for c in confs if c.kubeconfig), "")
+    path = flag if (flag or in_cluster) else next((c.kubeconfig for c in confs if c.kubeconfig), "")
     if path:
         return KubeClient(load_kubeconfig(path))
     cfg = in_cluster_config()
@@ -184,6 +212,7 @@ def main(argv: list[str]) -> int:
     stores: list[tuple[Store, list[PoolConf]]] = []
     try:
         confs = load_confs(args.config)
+        _api_override(args, confs)
         stores = open_stores(confs, getattr(args, "range", ""))
         if args.command == "show":
             doc = show(stores)
@@ -193,7 +222,7 @@ def main(argv: list[str]) -> int:
 
         if args.grace < 0:
             raise InvalidConfig("ipam reconcile: --grace must not be negative")
-        lookup = reconcile.Lookup(_kube_client(args.kubeconfig, confs))
+        lookup = reconcile.Lookup(_kube_client(args.kubeconfig, args.in_cluster, confs))
         try:
             actions = reconcile.run(
                 [(s, [p.name for p in pools]) for s, pools in stores], lookup, args.grace, args.state, args.dry_run
