@@ -131,6 +131,7 @@ class Cluster:
         self.store_up = True
         self.unavailable_ok = False
         self.unavailable: list[dict[str, Any]] = []  # the code-11 errors that `unavailable_ok` let pass
+        self.served_while_down = 0  # ADDs that succeeded while the store was down (from owned blocks)
         self.dead: set[str] = set()  # nodes killed for good: no longer called, no longer checked
 
     def ctx(self) -> str:
@@ -158,6 +159,7 @@ class Cluster:
         ip = ipc["address"].split("/")[0]
         with self.lock:
             self.held[(node.name, cid)] = ip
+            self.served_while_down += not self.store_up
         return ip
 
     def delete(self, node: UtsNode, cid: str) -> None:
