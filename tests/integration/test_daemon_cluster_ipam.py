@@ -12,7 +12,8 @@ for the reconciler. Each test works in a pool of its own (`network_name` mp-<ran
   ADDs after it are served while the store is down (one-shot, the same ADD would fail, 11);
 * the reconciler: the blocks of a node whose Node object is gone are freed by the daemon's
   reconciler, not before the grace; a live node's block and an alive pod's address are kept;
-  the pools come from a NAD in the daemon's cache (the daemon itself never used them).
+  the pools come from a NAD in the daemon's cache (the daemon itself never used them), and the
+  API grants only what rbac.yaml and rbac-ipam.yaml do.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from multiplane.ipam.cluster.etcd import EtcdStore
 from multiplane.ipam.cluster.kube import KubeStore
@@ -183,6 +185,18 @@ def test_the_daemon_claims_a_block_ahead_and_later_adds_need_no_store(tmp_path: 
         reader.close()
 
 
+def granted(manifest: str) -> set[tuple[str, str, str]]:
+    """(verb, resource, subresource) of every rule of the manifest's ClusterRoles."""
+    out = set()
+    for doc in yaml.safe_load_all((CRDS.parent / manifest).read_text()):
+        if doc and doc["kind"] == "ClusterRole":
+            for rule in doc["rules"]:
+                for resource in rule["resources"]:
+                    name, _, sub = resource.partition("/")
+                    out |= {(verb, name, sub) for verb in rule["verbs"]}
+    return out
+
+
 @pytest.fixture
 def api() -> Iterator[K8sServer]:
     with K8sServer() as server:
@@ -211,6 +225,9 @@ def test_the_daemons_reconciler_frees_a_gone_nodes_blocks_after_the_grace(tmp_pa
     try:
         assert owners() == ["mp-dgone", "mp-dlive"]
         api.delete_node("mp-dgone")
+        # From here on only what the manifests grant the nodes' service account (the test server checks
+        # nodes, pods' list and watch, and the custom resources).
+        api.access = granted("rbac.yaml") | granted("rbac-ipam.yaml")
         grace = 3.0
         config = daemon_config(tmp_path, ipamInterval=0, ipamReconcileInterval=0.4, ipamReconcileGrace=grace)
         with Daemon(config=config, kubeconfig=kubeconfig, node_name="mp-dself", metrics_address="127.0.0.1:0") as d:

@@ -55,6 +55,7 @@ EXPECTED_RULES = {
 EXPECTED_IPAM_RULES = {
     ("ipam.multiplane.io", "ipblocks"): {"create", "get", "list", "delete"},
     ("ipam.multiplane.io", "ipclaims"): {"create", "get", "list", "delete"},
+    ("", "nodes"): {"get"},  # the node daemon's reconciler (tests/integration/test_daemon_cluster_ipam.py)
 }
 
 
@@ -299,8 +300,9 @@ def test_ipam_crds_are_what_the_store_requests() -> None:
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_ipam_role_grants_exactly_the_store_verbs(variant: str) -> None:
-    """rbac-ipam.yaml's ClusterRole allows create/get/list/delete of IPBlocks and IPClaims, nothing else (no
-    update, patch or watch: claims are never changed), and binds it to rbac.yaml's service account."""
+    """rbac-ipam.yaml's ClusterRole allows create/get/list/delete of IPBlocks and IPClaims (no update, patch or
+    watch: claims are never changed) and get of Nodes (the daemon's reconciler), nothing else, and binds it to
+    rbac.yaml's service account."""
     path = VARIANTS[variant] / "rbac-ipam.yaml"
     role, binding = one(path, "ClusterRole"), one(path, "ClusterRoleBinding")
     granted: dict[tuple[str, str], set[str]] = {}
