@@ -515,3 +515,28 @@ def test_adopt_never_takes_back_a_block_that_overlaps_another_nodes(tmp_path):
         assert rec.adopt(POOL, listed, "mp-n") == ["10.30.0.48/28"]
         assert "10.30.0.32/28" not in rec.pools[POOL].blocks
         assert {e["block"] for e in rec.pending if e["op"] == "release_block"} == {"10.30.0.32/28"}
+
+
+def test_one_journal_sender_at_a_time_and_a_late_one_gives_up_after_its_wait(tmp_path):
+    """LocalState.replaying: while one call sends the journal, another waits up to `wait` and then leaves it to
+    the first (yields False); it gets the lock as soon as the first is done. Held across processes too (flock)."""
+    state = LocalState(str(tmp_path))
+    with state.replaying(wait=0) as first:
+        assert first is True
+        started = time.monotonic()
+        with state.replaying(wait=0.3) as second:
+            assert second is False
+        assert 0.3 <= time.monotonic() - started < 2
+        script = (
+            "import sys; from multiplane.ipam.cluster.local import LocalState\n"
+            "with LocalState(sys.argv[1]).replaying(wait=0) as mine: print(mine)\n"
+        )
+        import subprocess
+        import sys
+
+        other = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=True
+        )
+        assert other.stdout.strip() == "False"
+    with state.replaying(wait=0) as again:
+        assert again is True
