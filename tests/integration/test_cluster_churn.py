@@ -18,7 +18,6 @@ operations of the churn (default 100 in `make test`).
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -28,27 +27,14 @@ import pytest
 from multiplane.ipam.cluster.etcd import EtcdStore
 from tests import cluster_churn
 from tests.cluster_churn import Cluster
-from tests.etcd_cluster import EtcdCluster, EtcdError
+from tests.etcd_cluster import EtcdCluster
+from tests.integration.test_cluster_ipam import etcd_cluster  # noqa: F401 - the module's 3-member etcd
 
 pytestmark = pytest.mark.root
 
 
-@pytest.fixture(scope="module")
-def etcd_cluster() -> Iterator[EtcdCluster]:
-    try:
-        cluster = EtcdCluster(size=3).start()
-    except EtcdError as exc:
-        pytest.fail(str(exc))
-    pids = cluster.pids()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
-        assert [pid for pid in pids if os.path.exists(f"/proc/{pid}")] == []
-
-
 @pytest.fixture
-def etcd(etcd_cluster: EtcdCluster) -> Iterator[EtcdCluster]:
+def etcd(etcd_cluster: EtcdCluster) -> Iterator[EtcdCluster]:  # noqa: F811 - the fixture imported above
     down = [i for i, m in enumerate(etcd_cluster.members) if m.proc is None]
     if down:
         etcd_cluster.restart(*down)

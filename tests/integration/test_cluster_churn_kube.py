@@ -31,23 +31,16 @@ from multiplane.ipam.cluster.kube import KubeStore
 from multiplane.k8s.client import KubeClient, load_kubeconfig
 from tests import cluster_churn
 from tests.cluster_churn import Cluster
+from tests.integration.test_cluster_ipam import api_server  # noqa: F401 - the module's API server with the CRDs
 from tests.k8s_server import K8sServer
 
 pytestmark = pytest.mark.root
 
-CRDS = Path(__file__).resolve().parents[2] / "packaging" / "k8s" / "crd-ipam.yaml"
 GRACE = 2.0  # seconds: the reconciler's grace in the node-killed-for-good test
 
 
-@pytest.fixture(scope="module")
-def api_server() -> Iterator[K8sServer]:
-    with K8sServer() as api:
-        api.add_crds(str(CRDS))
-        yield api
-
-
 @pytest.fixture
-def api(api_server: K8sServer) -> Iterator[K8sServer]:
+def api(api_server: K8sServer) -> Iterator[K8sServer]:  # noqa: F811 - the fixture imported above
     api_server.start()  # a test that failed with the server stopped: the next one needs it up
     api_server.reset_faults()
     yield api_server

@@ -68,6 +68,7 @@ from multiplane.k8s.client import KubeClient, load_kubeconfig
 from tests import cluster_churn, cni
 from tests.cluster_nodes import LoopbackPort, read_record
 from tests.integration.meta_helpers import MetaNode, addrs, ip_files, kind, links_by_name
+from tests.integration.test_cluster_ipam import CRDS
 from tests.k8s_server import K8sServer
 from tests.topology import BINARY, ip, ip_json, ping
 
@@ -75,7 +76,6 @@ pytestmark = pytest.mark.root
 
 REPO = Path(__file__).resolve().parents[2]
 SEED_NAD = REPO / "cni" / "nads" / "macvlan.yaml"
-CRDS = REPO / "packaging" / "k8s" / "crd-ipam.yaml"
 POOL = "192.168.174.0-24"  # the seed's subnet; no network_name in the seed
 NODES = 4
 MAX_PODS = 4  # per node: at most 16 pods in the /24 at once
