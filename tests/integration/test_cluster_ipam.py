@@ -318,6 +318,32 @@ def test_a_hundred_adds_on_a_node_that_owns_a_block_make_under_ten_writes(
     assert len(node.pool(f"{net}-10.78.0.0-24")["blocks"]) == writes + 1
 
 
+def test_concurrent_adds_on_a_fresh_node_claim_one_block(backend: Backend, tmp_path: Path, net: str) -> None:
+    """Eight ADDs at once on a node that owns no block: one of them claims a block, the others wait for it and
+    take addresses from it (LocalState.claiming), instead of each claiming a block of its own."""
+    node = Node(tmp_path, "mp-node-herd", _ipam(backend, net, range="10.79.0.0/24"))
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def add(i: int) -> None:
+        try:
+            results.append(node.add(f"mp-h{i}"))
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the test below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(set(results)) == 8
+    blocks = node.pool(f"{net}-10.79.0.0-24")["blocks"]
+    assert len(blocks) == 1, blocks
+    assert {o["node"] for o in backend.reader().blocks(f"{net}-10.79.0.0-24").values()} == {"mp-node-herd"}
+    assert len(backend.reader().blocks(f"{net}-10.79.0.0-24")) == 1
+
+
 def test_store_down_owned_blocks_serve_new_block_fails_11_del_is_replayed(
     backend: Backend, tmp_path: Path, net: str
 ) -> None:

@@ -251,12 +251,19 @@ class _Call:
                 ip = record.allocate(pool.name, rng, self.cid, self.ifname, self.pod)
                 if ip is not None:
                     return ip
-                avoid = record.pending_blocks(pool.name)
-            try:
-                if not self._claim_block(pool, avoid):
-                    raise CniError(f"cluster-ipam: no free block left in pool {pool.name} ({rng}): the range is full")
-            except StoreUnavailable as exc:
-                raise self._unavailable(pool, "needs a new block (its owned blocks are full)", exc) from exc
+            with self.state.claiming():  # one claim at a time on this node: the others then find its block
+                with self.state.locked() as record:
+                    ip = record.allocate(pool.name, rng, self.cid, self.ifname, self.pod)
+                    if ip is not None:
+                        return ip
+                    avoid = record.pending_blocks(pool.name)
+                try:
+                    if not self._claim_block(pool, avoid):
+                        raise CniError(
+                            f"cluster-ipam: no free block left in pool {pool.name} ({rng}): the range is full"
+                        )
+                except StoreUnavailable as exc:
+                    raise self._unavailable(pool, "needs a new block (its owned blocks are full)", exc) from exc
         raise CniError(f"cluster-ipam: pool {pool.name}: no address after {_ROUNDS} block claims (heavy contention)")
 
     def _claim_block(self, pool: PoolConf, avoid: set[Block]) -> bool:
@@ -506,14 +513,15 @@ def claim_ahead(conf: ClusterIpamConf) -> list[str]:
     try:
         for pool in conf.pools:
             mark = low_mark(pool.block_prefix, pool.range.version)
-            with call.state.locked() as record:
-                rec = record.pool(pool.name)
-                owned = rec.owned()
-                if not owned or free_count(pool.range, owned, rec.taken(), mark) >= mark:
-                    continue
-                avoid = record.pending_blocks(pool.name)
-            if call._claim_block(pool, avoid):
-                claimed.append(pool.name)
+            with call.state.claiming():
+                with call.state.locked() as record:
+                    rec = record.pool(pool.name)
+                    owned = rec.owned()
+                    if not owned or free_count(pool.range, owned, rec.taken(), mark) >= mark:
+                        continue
+                    avoid = record.pending_blocks(pool.name)
+                if call._claim_block(pool, avoid):
+                    claimed.append(pool.name)
     finally:
         call.stores.close()
     return claimed
