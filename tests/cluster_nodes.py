@@ -119,7 +119,7 @@ class LoopbackPort:
 
     def __init__(self, netns: str, port: int) -> None:
         self.port = port
-        self._conns: list[socket.socket] = []
+        self._conns: list[list[socket.socket]] = []  # [inner, outer, + one marker per finished direction]
         self._lock = threading.Lock()
         made: list[Any] = []
 
@@ -161,13 +161,14 @@ class LoopbackPort:
                 inner.close()  # the store is down: the client sees its connection closed
                 continue
             outer.settimeout(None)
+            pair = [inner, outer]
             with self._lock:
-                self._conns += [inner, outer]
+                self._conns.append(pair)
             for src, dst in ((inner, outer), (outer, inner)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+                threading.Thread(target=self._pump, args=(src, dst, pair), daemon=True).start()
 
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, pair: list[socket.socket]) -> None:
+        """Copy one direction; the second of a pair's two pumps to finish closes both sockets."""
         try:
             while data := src.recv(65536):
                 dst.sendall(data)
@@ -178,11 +179,19 @@ class LoopbackPort:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+        with self._lock:
+            pair.append(src)  # a marker: this direction is done
+            if len(pair) == 4:
+                self._conns.remove(pair)
+                for s in pair[:2]:
+                    s.close()
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
         self._server.close()
         with self._lock:
-            for s in self._conns:
-                s.close()
+            for pair in self._conns:
+                for s in pair[:2]:
+                    s.close()
+            self._conns.clear()
