@@ -43,8 +43,6 @@ ETCD_MEMBERS = 3
 ETCD_PORT = 2379  # member i: client port 2379 + 2i on the LAN host, peer port 2380 + 2i on its loopback
 SEED_NAD = os.path.join(ROOT, "cni", "nads", "macvlan.yaml")
 STATE = ("cni", "multiplane", "cluster-ipam", "state.json")  # the plugin's record, under each node's /var/lib
-# The cluster IPAM reads Whereabouts' key names; host-local's legacy ones, renamed if the plugin refuses them.
-WHEREABOUTS_KEYS = {"subnet": "range", "rangeStart": "range_start", "rangeEnd": "range_end"}
 
 
 HEALTH_PROBE = """
@@ -277,25 +275,16 @@ def with_store(workdir: str, nodes: dict[str, Node], etcd: LanEtcd) -> int:
     nad_dir = os.path.join(workdir, "nads")
     nad_file = os.path.join(nad_dir, "macvlan.yaml")
     write_nad(nad_file, {**config, "ipam": ipam})
-    probe = ipam_show(nad_file)
-    renamed = []
-    if probe.returncode != 0:
-        # The plugin reads Whereabouts' key names only: say so, and rename host-local's.
-        renamed = [key for key in WHEREABOUTS_KEYS if key in ipam]
-        ipam = {WHEREABOUTS_KEYS.get(k, k): v for k, v in ipam.items()}
-        write_nad(nad_file, {**config, "ipam": ipam})
     say(
         "Cluster-wide IPAM",
         "The seed's NAD again, its ipam changed as follows (nodeName is not set: each node's host name is its name):",
     )
     print(f"   ipam.type   {config['ipam']['type']} -> multiplane-cluster-ipam")
     print(f"   ipam.etcd   added: {json.dumps(ipam['etcd'])}")
-    if renamed:
-        print(
-            "   " + ", ".join(f"{k} -> {WHEREABOUTS_KEYS[k]}" for k in renamed) + ": the plugin reads Whereabouts'"
-            f" names only; with the type change alone it refuses the NAD ({probe.stderr.strip()})"
-        )
-    print("   unchanged: macvlan on ens33 in bridge mode, the range .200-.216, the gateway .2, the route.")
+    print(
+        "   unchanged: macvlan on ens33 in bridge mode, host-local's subnet/rangeStart/rangeEnd (.200-.216),"
+        " the gateway .2, the route."
+    )
     for node in nodes.values():
         node.use_nads(nad_dir)
 
