@@ -238,8 +238,10 @@ def cluster_factory(
     finally:
         for c in made:
             c.teardown()
-        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
-        assert not [line for line in left.splitlines() if line.startswith(f"{netns_prefix}-")], left
+        mine = {n.netns for c in made for n in c.nodes}
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+        left = [line for line in listed.splitlines() if line.split()[0] in mine]
+        assert not left, left
 
 
 def all_released(c: Cluster) -> dict[str, dict[str, Any]]:
