@@ -1,4 +1,4 @@
-"""Churn and faults of `multiplane-cluster-ipam` on simulated nodes, whatever the store: one checker, one set of scenarios.
+"""Churn and faults of `multiplane-cluster-ipam` on simulated nodes, whatever the store: one checker, one scenario set.
 
     c = Cluster(base, {"etcd": {...}} or {"kubernetes": {...}}, reader, "10.80.0.0/22", seed, "mp-churn")
     c.run([(node, "ADD", c.cid(node)), ...])    # concurrent calls, PER_NODE at a time per node
@@ -461,9 +461,10 @@ def sigkill_during_block_claims(c: Cluster, seed: int) -> None:
     """blockSize 32: every ADD claims a block in the store, so a SIGKILL at a random moment (0-300 ms) often lands
     between the claim and the record. Each node then DELs the container again; the store may now give the node
     blocks its record does not know (nobody allocates from them); one such block per node is also claimed
-    directly in the store (the highest address nobody holds), so the case is there in every run. Three completed ADDs per node make it read the pool's blocks (its own are full): it adopts them;
-    after every DEL the store holds exactly the blocks the records hold, at most one spare per node: nothing is
-    held by nobody, without a reconciler."""
+    directly in the store (the highest address nobody holds), so the case is there in every run. Three
+    completed ADDs per node make it read the pool's blocks (its own are full): it adopts them; after every DEL
+    the store holds exactly the blocks the records hold, at most one spare per node: nothing is held by nobody,
+    without a reconciler."""
     orphaned: dict[str, set[str]] = {}
 
     def walk(node: UtsNode, rng: random.Random) -> None:

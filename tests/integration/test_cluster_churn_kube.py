@@ -64,7 +64,7 @@ def make_cluster(tmp_path: Path, kubeconfig: str) -> Iterator[Any]:
 
 
 def _objects(api: K8sServer, c: Cluster) -> dict[str, dict[str, str]]:
-    """The pool's IPBlock and IPClaim objects as the server holds them (not through the plugin's client): key -> node."""
+    """The pool's IPBlock and IPClaim objects as the server holds them (not through the plugin's client): key: node."""
     out: dict[str, dict[str, str]] = {"ipblocks": {}, "ipclaims": {}}
     for plural, field in (("ipblocks", "cidr"), ("ipclaims", "ip")):
         for obj in api.custom_objects(plural):

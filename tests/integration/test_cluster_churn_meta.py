@@ -1,4 +1,4 @@
-"""Churn of the seed's NAD with `multiplane-cluster-ipam`, through the meta-plugin on four simulated nodes (issue 13).
+"""Churn of the seed's NAD with `multiplane-cluster-ipam`, through the meta-plugin on simulated nodes (issue 13).
 
 The seed's NetworkAttachmentDefinition (cni/nads/macvlan.yaml, read from the repository: macvlan
 on `ens33`, bridge mode, 192.168.174.0/24, gateway .2, a route without `gw`) with its
@@ -6,14 +6,14 @@ on `ens33`, bridge mode, 192.168.174.0/24, gateway .2, a route without `gw`) wit
 
 * the seed's legacy host-local `subnet` is written as the Whereabouts key the plugin reads,
   `range`: the plugin refuses the legacy form (code 7, `ipam.range: missing (or give
-  ipam.ipRanges)`), so "only the type changed" is not possible today (reported in issue 13);
+  ipam.ipRanges)`), so "only the type changed" is not possible today (a gap of ipam/cluster/config.py);
 * the range is the seed's whole /24 (`rangeStart` .200 and `rangeEnd` .216 dropped), with the
-  default /28 blocks (16 slots). Not the seed's 17 addresses: with them the default blocks are
-  /31 (9 slots for 4 nodes), and concurrent ADDs on one node each claim a block when the
-  node's blocks are full (the claim is made outside the record's lock: 8 concurrent ADDs on a
-  fresh node claim 3 to 5 blocks where one suffices; reported in issue 13), so 4 nodes
-  starting 3 pods each can take all 9 slots and fail with "the range is full" while addresses
-  are free: a test of that would fail by chance, not by the code under test;
+  default /28 blocks (16 slots). Not the seed's 17 addresses: there the default blocks are /31,
+  9 slots (.216/31 with one usable address), too few for five nodes (a fifth joins during the
+  churn) holding up to 4 pods each plus a spare, and concurrent ADDs on one node may each claim
+  a block when the node's blocks are full (the claim is made outside the record's lock: 8
+  concurrent ADDs on a fresh node claim 3 to 5 /28 blocks where one suffices: a bug of
+  plugins/cluster_ipam.py `_auto`), so a "range is full" there would be the test's sizing, not the code under test;
 * `kubernetes.kubeconfig`: the store;
 * `dataDir`: every simulated node shares this host's file system, so each node's NAD names its
   own (on real nodes the default is per node anyway).
@@ -23,9 +23,10 @@ lives in the Kubernetes API, so that is the store a seed cluster has without run
 service; etcd's churn is test_cluster_churn.py. The server listens on the test's loopback;
 each node reaches it at the same URL through `LoopbackPort` (tests/cluster_nodes.py).
 
-Each node is a network namespace mp-cm-<tag>-nodeN whose `ens33` is a veth onto one LAN
-bridge in mp-cm-<tag>-lan; the runtime (the libcni driver) and the meta-plugin it execs run
-inside that namespace and inside a UTS namespace whose host name is the node's name
+Four nodes, and a fifth that joins during the churn. Each node is a network namespace
+mp-cm-<tag>-nodeN whose `ens33` is a veth onto one LAN bridge in mp-cm-<tag>-lan; the runtime
+(the libcni driver) and the meta-plugin it execs run inside that namespace and inside a UTS
+namespace whose host name is the node's name
 (mp-cm-nodeN; the NAD has no `nodeName`, so the plugin's default tells the nodes apart). The
 meta-plugin runs in-process (MULTIPLANE_DAEMON=off: a daemon would live in the host's
 namespaces), with the cluster network (Debian's bridge + host-local) as eth0 and the seed's
