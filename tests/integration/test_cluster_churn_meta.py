@@ -4,16 +4,13 @@ The seed's NetworkAttachmentDefinition (cni/nads/macvlan.yaml, read from the rep
 on `ens33`, bridge mode, 192.168.174.0/24, gateway .2, a route without `gw`) with its
 `ipam.type` changed to `multiplane-cluster-ipam`, and only what that needs besides:
 
-* the seed's legacy host-local `subnet` is written as the Whereabouts key the plugin reads,
-  `range`: the plugin refuses the legacy form (code 7, `ipam.range: missing (or give
-  ipam.ipRanges)`), so "only the type changed" is not possible today (a gap of ipam/cluster/config.py);
-* the range is the seed's whole /24 (`rangeStart` .200 and `rangeEnd` .216 dropped), with the
-  default /28 blocks (16 slots). Not the seed's 17 addresses: there the default blocks are /31,
-  9 slots (.216/31 with one usable address), too few for five nodes (a fifth joins during the
-  churn) holding up to 4 pods each plus a spare, and concurrent ADDs on one node may each claim
-  a block when the node's blocks are full (the claim is made outside the record's lock: 8
-  concurrent ADDs on a fresh node claim 3 to 5 /28 blocks where one suffices: a bug of
-  plugins/cluster_ipam.py `_auto`), so a "range is full" there would be the test's sizing, not the code under test;
+* host-local's `subnet` stays as it is (the plugin reads host-local's range names); the range
+  is the seed's whole /24 (`rangeStart` .200 and `rangeEnd` .216 dropped), with the default
+  /28 blocks (16 slots). Not the seed's 17 addresses: there the default blocks are /31, 9
+  slots (.216/31 with one usable address), too few for five nodes (a fifth joins during the
+  churn) holding up to 4 pods each plus a spare, so a "range is full" there would be the
+  test's sizing, not the code under test (`make demo` runs the seed's exact range, with only
+  the type changed, on three nodes with one pod each);
 * `kubernetes.kubeconfig`: the store;
 * `dataDir`: every simulated node shares this host's file system, so each node's NAD names its
   own (on real nodes the default is per node anyway).
@@ -90,7 +87,7 @@ def seed_nad(kubeconfig: str, data_dir: str) -> tuple[str, dict[str, Any]]:
     conf = json.loads(doc["spec"]["config"])
     ipam = conf["ipam"]
     assert ipam["type"] == "host-local" and conf["master"] == "ens33", conf  # the seed as we know it
-    new = {("range" if k == "subnet" else k): v for k, v in ipam.items() if k not in ("rangeStart", "rangeEnd")}
+    new = {k: v for k, v in ipam.items() if k not in ("rangeStart", "rangeEnd")}
     new.update({"type": "multiplane-cluster-ipam", "kubernetes": {"kubeconfig": kubeconfig}, "dataDir": data_dir})
     return doc["metadata"]["name"], {**conf, "ipam": new}
 
