@@ -1,4 +1,4 @@
-"""Crash-safe file writes shared by the installer, the meta-plugin's cache and its status file.
+"""Crash-safe file writes shared by the installer, the meta-plugin's cache and its status file; and a bounded flock.
 
 A file is replaced by writing a temporary sibling (`.<name>.<pid>.tmp`, created with
 O_EXCL|O_NOFOLLOW, so a planted link is never followed), fsyncing it, setting its mode
@@ -16,7 +16,16 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["fsync_dir", "replace_with", "sweep_temporaries", "tmp_name", "unlink_quietly", "write_all", "write_atomic"]
+__all__ = [
+    "flock_within",
+    "fsync_dir",
+    "replace_with",
+    "sweep_temporaries",
+    "tmp_name",
+    "unlink_quietly",
+    "write_all",
+    "write_atomic",
+]
 
 
 def fsync_dir(directory: str) -> None:
@@ -91,3 +100,20 @@ def sweep_temporaries(directory: str, names: list[str], older_than: float) -> No
                         os.unlink(path)
                 except FileNotFoundError:
                     pass
+
+
+def flock_within(fd: int, seconds: float) -> bool:
+    """Take flock(LOCK_EX) on `fd`, polling (0.5 ms doubling to 20 ms) for up to `seconds`; False if it stayed held."""
+    import fcntl
+
+    deadline = time.monotonic() + seconds
+    pause = 0.0005
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)

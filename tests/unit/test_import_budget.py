@@ -71,6 +71,7 @@ def test_host_local_add_budget(tmp_path: Path) -> None:
         "multiplane.client",
         "multiplane.errors",
         "multiplane.frontdoor",
+        "multiplane.fsutil",  # flock_within: the one bounded lock wait (os only)
         "multiplane.invoke",
         "multiplane.ipam",
         "multiplane.ipam.allocator",

@@ -34,14 +34,13 @@ The data directory above the network directories may be a link (an operator's ch
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import stat
-import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 
 from multiplane.errors import CniError, InvalidConfig, IOFailure, TryAgainLater
+from multiplane.fsutil import flock_within
 from multiplane.spec.gojson import IPAddress, parse_ip
 
 __all__ = ["DiskStore", "LAST_RESERVED_PREFIX", "release_container"]
@@ -138,17 +137,8 @@ class DiskStore:
         try:
             fd = self._open_lock(dfd)
             try:
-                deadline = time.monotonic() + self.lock_timeout
-                pause = 0.0005
-                while True:
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if time.monotonic() > deadline:
-                            raise TryAgainLater(f"timed out waiting for the lock on {self.dir}") from None
-                        time.sleep(pause)
-                        pause = min(pause * 2, 0.02)
+                if not flock_within(fd, self.lock_timeout):
+                    raise TryAgainLater(f"timed out waiting for the lock on {self.dir}")
                 self._dfd = dfd
                 self._remove_stale_tmp()
                 yield self

@@ -34,16 +34,14 @@ When the store is down the journal keeps the releases and `pending()` replays th
 from __future__ import annotations
 
 import errno
-import fcntl
 import ipaddress
 import json
 import os
 import stat
-import time
 from contextlib import contextmanager
 
 from multiplane.errors import IOFailure, TryAgainLater
-from multiplane.fsutil import sweep_temporaries, write_atomic
+from multiplane.fsutil import flock_within, sweep_temporaries, write_atomic
 from multiplane.ipam.cluster.blocks import block_str, ip_str, next_address, overlapping, parse_block, releasable
 
 TYPE_CHECKING = False
@@ -267,9 +265,11 @@ class LocalState:
         self.path = os.path.join(data_dir, STATE)
         self.lock_timeout = lock_timeout
 
-    def _lock(self) -> int:
-        path = os.path.join(self.dir, "lock")
+    def _open_lock(self, name: str) -> int:
+        """Open (create) the lock file `<dir>/<name>`: never through a symbolic link, only a regular file."""
+        path = os.path.join(self.dir, name)
         try:
+            os.makedirs(self.dir, mode=0o700, exist_ok=True)
             fd = os.open(path, os.O_CREAT | os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
@@ -278,18 +278,23 @@ class LocalState:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise IOFailure(f"{path} is not a regular file: refusing to use it as cluster-ipam's lock")
-        deadline = time.monotonic() + self.lock_timeout
-        pause = 0.0005
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return fd
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    os.close(fd)
-                    raise TryAgainLater(f"timed out waiting for the lock on {self.dir}") from None
-                time.sleep(pause)
-                pause = min(pause * 2, 0.02)
+        return fd
+
+    def _lock(self) -> int:
+        fd = self._open_lock("lock")
+        if not flock_within(fd, self.lock_timeout):
+            os.close(fd)
+            raise TryAgainLater(f"timed out waiting for the lock on {self.dir}")
+        return fd
+
+    @contextmanager
+    def _held(self, name: str, wait: float) -> Iterator[bool]:
+        """Hold `<dir>/<name>` (True), or yield False if another holder kept it for `wait` seconds."""
+        fd = self._open_lock(name)
+        try:
+            yield flock_within(fd, wait)
+        finally:
+            os.close(fd)
 
     def _read(self) -> dict[str, Any]:
         try:
@@ -345,25 +350,10 @@ class LocalState:
         ADDs on a fresh node claimed three to five blocks where one was enough. Whoever holds
         this lock first claims; the others, once they hold it, try the record again first.
         """
-        path = os.path.join(self.dir, "claim.lock")
-        try:
-            os.makedirs(self.dir, mode=0o700, exist_ok=True)
-            fd = os.open(path, os.O_CREAT | os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise IOFailure(f"open {path}: {exc.strerror}") from exc
-        try:
-            deadline = time.monotonic() + self.lock_timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise TryAgainLater(f"timed out waiting for another block claim on {self.dir}") from None
-                    time.sleep(0.005)
+        with self._held("claim.lock", self.lock_timeout) as held:
+            if not held:
+                raise TryAgainLater(f"timed out waiting for another block claim on {self.dir}")
             yield
-        finally:
-            os.close(fd)
 
     @contextmanager
     def replaying(self, wait: float) -> Iterator[bool]:
@@ -376,26 +366,8 @@ class LocalState:
         container the same address) again, and free what is in use. The record's own lock is
         not held meanwhile: store requests can be slow, and allocation must not wait for them.
         """
-        path = os.path.join(self.dir, "replay.lock")
-        try:
-            os.makedirs(self.dir, mode=0o700, exist_ok=True)
-            fd = os.open(path, os.O_CREAT | os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise IOFailure(f"open {path}: {exc.strerror}") from exc
-        try:
-            deadline = time.monotonic() + wait
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        yield False
-                        return
-                    time.sleep(0.01)
-            yield True
-        finally:
-            os.close(fd)
+        with self._held("replay.lock", wait) as held:
+            yield held
 
     def pending(self) -> list[dict[str, str]]:
         """The journal's entries to replay (a copy)."""
