@@ -30,7 +30,7 @@ import time
 from typing import Any
 
 import yaml
-from demo_seed import BINARY, GATEWAY, ROOT, Node, build_driver, say, sh
+from demo_seed import BINARY, GATEWAY, ROOT, Node, build_driver, ready_to_run, say, sh
 
 NODES = ("mp-demo-node1", "mp-demo-node2", "mp-demo-node3")
 LAN = "mp-demo-lan-c"
@@ -345,11 +345,7 @@ def with_store(workdir: str, nodes: dict[str, Node], etcd: LanEtcd) -> int:
 
 
 def main() -> int:
-    if os.geteuid() != 0:
-        print("the demo needs root (it creates network namespaces)", file=sys.stderr)
-        return 1
-    if not os.access(BINARY, os.X_OK):
-        print(f"{BINARY} is missing: run `make binary`", file=sys.stderr)
+    if not ready_to_run():
         return 1
     workdir = tempfile.mkdtemp(prefix="mp-demo-")
     started = time.monotonic()

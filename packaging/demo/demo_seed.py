@@ -213,12 +213,19 @@ def run(workdir: str) -> int:
     return 0 if not (left_links or reservations or cached) else 1
 
 
-def main() -> int:
+def ready_to_run() -> bool:
+    """Root and a built binary, or say which is missing (both parts of the demo start with this)."""
     if os.geteuid() != 0:
         print("the demo needs root (it creates network namespaces)", file=sys.stderr)
-        return 1
+        return False
     if not os.access(BINARY, os.X_OK):
         print(f"{BINARY} is missing: run `make binary`", file=sys.stderr)
+        return False
+    return True
+
+
+def main() -> int:
+    if not ready_to_run():
         return 1
     workdir = tempfile.mkdtemp(prefix="mp-demo-")
     started = time.monotonic()

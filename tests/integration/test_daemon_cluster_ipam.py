@@ -2,9 +2,9 @@
 
 Real parts only: a `multiplane daemon` process (tests/daemon_harness.py), the installed
 `multiplane-cluster-ipam` link as the client of each call (MULTIPLANE_DAEMON=require: a call
-the daemon does not serve fails instead of passing in-process), a real etcd member started
-here (Debian's etcd-server), and the in-repo API server with the CRDs, Nodes, Pods and a NAD
-for the reconciler. Each test works in a pool of its own (`network_name` mp-<random>).
+the daemon does not serve fails instead of passing in-process), test_cluster_ipam.py's real
+three-member etcd (Debian's etcd-server), and the in-repo API server with the CRDs, Nodes,
+Pods and a NAD for the reconciler. Each test works in a pool of its own (`network_name` mp-<random>).
 
 * the journal: a DEL while the store is down leaves its release journalled; once the store is
   back the daemon sends it without any further CNI call;
@@ -34,7 +34,8 @@ from multiplane.ipam.cluster.kube import KubeStore
 from multiplane.k8s.client import KubeClient, load_kubeconfig
 from tests import cni
 from tests.daemon_harness import Daemon
-from tests.etcd_cluster import EtcdCluster, EtcdError
+from tests.etcd_cluster import EtcdCluster
+from tests.integration.test_cluster_ipam import etcd_cluster  # noqa: F401 - the module's etcd, a fixture
 from tests.k8s_server import K8sServer
 
 BIN = os.path.join(cni.BIN_DIR, "multiplane-cluster-ipam")
@@ -53,26 +54,24 @@ def wait_for(what: str, check: Any, timeout: float = 15.0) -> Any:
         time.sleep(0.1)
 
 
-@pytest.fixture(scope="module")
-def etcd() -> Iterator[EtcdCluster]:
-    try:
-        cluster = EtcdCluster(size=1).start()
-    except EtcdError as exc:
-        pytest.fail(str(exc))
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
-
-
 @pytest.fixture
-def etcd_up(etcd: EtcdCluster) -> Iterator[EtcdCluster]:
-    if etcd.members[0].proc is None:
-        etcd.restart(0)
-    etcd.wait_healthy(timeout=20)
-    yield etcd
-    if etcd.members[0].proc is None:
-        etcd.restart(0)
+def etcd_up(etcd_cluster: EtcdCluster) -> Iterator[EtcdCluster]:  # noqa: F811 - the imported fixture
+    """test_cluster_ipam.py's three members, all up; whatever a test took down comes back after it."""
+    up(etcd_cluster)
+    yield etcd_cluster
+    up(etcd_cluster)
+
+
+def up(cluster: EtcdCluster) -> None:
+    down = [i for i, m in enumerate(cluster.members) if m.proc is None]
+    if down:
+        cluster.restart(*down)
+    cluster.wait_healthy(timeout=20)
+
+
+def down(cluster: EtcdCluster) -> None:
+    for i in range(cluster.size):
+        cluster.kill(i)
 
 
 def daemon_config(tmp_path: Path, **keys: Any) -> str:
@@ -128,7 +127,7 @@ def test_the_daemon_replays_the_journal_once_the_store_is_back(tmp_path: Path, e
         try:
             assert node.add("mp-c1", args="IgnoreUnknown=1;IP=10.41.0.200") == "10.41.0.200"
             assert set(reader.ips(pool)) == {"10.41.0.200"}  # a single claim in the store
-            etcd_up.kill(0)
+            down(etcd_up)
             daemon.mark()
             node.delete("mp-c1")  # the store is down: the release stays in the journal
             assert [e["op"] for e in node.state()["pending"]] == ["release_ip"]
@@ -136,8 +135,7 @@ def test_the_daemon_replays_the_journal_once_the_store_is_back(tmp_path: Path, e
             failing = daemon.log_since_mark().count("ipam replay:")
             assert failing == 1, daemon.log_since_mark()
             assert node.state()["pending"] != []
-            etcd_up.restart(0)
-            etcd_up.wait_healthy(timeout=20)
+            up(etcd_up)
             # no CNI call from here on: the daemon's own round sends the release
             wait_for("the journal to be sent", lambda: node.state()["pending"] == [])
             assert reader.ips(pool) == {}
@@ -156,11 +154,10 @@ def test_the_daemon_claims_a_block_ahead_and_later_adds_need_no_store(tmp_path: 
         alone = Node(tmp_path, "mp-dn-alone", ipam, ONE_SHOT)
         for i in range(8):  # a /29 away from .0: 8 usable addresses
             alone.add(f"mp-a{i}")
-        etcd_up.kill(0)
+        down(etcd_up)
         inv = alone.call("ADD", "mp-a8")
         assert not inv.ok and inv.json["code"] == 11, inv.stdout
-        etcd_up.restart(0)
-        etcd_up.wait_healthy(timeout=20)
+        up(etcd_up)
         for i in range(8):
             alone.delete(f"mp-a{i}")
 
@@ -171,12 +168,11 @@ def test_the_daemon_claims_a_block_ahead_and_later_adds_need_no_store(tmp_path: 
             wait_for("a second block claimed ahead", lambda: len(mine()) == 2)
             assert len(node.state()["pools"][pool]["blocks"]) == 2
             assert "claimed a block ahead of need" in daemon.log_text()
-            etcd_up.kill(0)
+            down(etcd_up)
             later = [node.add(f"mp-c{i}") for i in range(5, 16)]  # 3 + 8: served with the store down
             got = first + later
             assert len(set(got)) == 16
-            etcd_up.restart(0)
-            etcd_up.wait_healthy(timeout=20)
+            up(etcd_up)
             for i in range(16):
                 node.delete(f"mp-c{i}")
             wait_for("the journal to be empty", lambda: node.state()["pending"] == [])
