@@ -30,7 +30,7 @@ import time
 from typing import Any
 
 import yaml
-from demo_seed import BINARY, GATEWAY, ROOT, Node, build_driver, ready_to_run, say, sh
+from demo_seed import BINARY, GATEWAY, ROOT, Node, build_driver, play, say, sh
 
 NODES = ("mp-demo-node1", "mp-demo-node2", "mp-demo-node3")
 LAN = "mp-demo-lan-c"
@@ -344,18 +344,15 @@ def with_store(workdir: str, nodes: dict[str, Node], etcd: LanEtcd) -> int:
     return 0 if ok and shown_after.returncode == 0 else 1
 
 
-def main() -> int:
-    if not ready_to_run():
-        return 1
-    workdir = tempfile.mkdtemp(prefix="mp-demo-")
-    started = time.monotonic()
+def alone(workdir: str) -> int:
     try:
-        status = run(workdir, build_driver(workdir))
+        return run(workdir, build_driver(workdir))
     finally:
         cleanup()
-        shutil.rmtree(workdir, ignore_errors=True)
-    say("Done", f"{'Success' if status == 0 else 'FAILED'} in {time.monotonic() - started:.1f} s.")
-    return status
+
+
+def main() -> int:
+    return play(alone)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -224,30 +225,41 @@ def ready_to_run() -> bool:
     return True
 
 
-def main() -> int:
+def play(body: Callable[[str], int]) -> int:
+    """Run `body(workdir)` in a fresh mp-demo-* directory (removed after), then say how it went and how long it took."""
     if not ready_to_run():
         return 1
     workdir = tempfile.mkdtemp(prefix="mp-demo-")
     started = time.monotonic()
     try:
-        try:
-            status = run(workdir)
-        finally:
-            cleanup()
-        if status == 0:  # part two: three nodes sharing the seed's range through cluster-wide IPAM
-            import demo_cluster
-
-            try:
-                status = demo_cluster.run(os.path.join(workdir, "cluster"), os.path.join(workdir, "go", "cnidriver"))
-            finally:
-                demo_cluster.cleanup()
+        status = body(workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     say(
         "Done",
-        f"{'Success' if status == 0 else 'FAILED'} in {time.monotonic() - started:.1f} s; the demo namespaces, files and etcd are gone.",
+        f"{'Success' if status == 0 else 'FAILED'} in {time.monotonic() - started:.1f} s; "
+        "the demo namespaces, files and etcd are gone.",
     )
     return status
+
+
+def both_parts(workdir: str) -> int:
+    try:
+        status = run(workdir)
+    finally:
+        cleanup()
+    if status != 0:
+        return status
+    import demo_cluster  # part two: three nodes sharing the seed's range through cluster-wide IPAM
+
+    try:
+        return demo_cluster.run(os.path.join(workdir, "cluster"), os.path.join(workdir, "go", "cnidriver"))
+    finally:
+        demo_cluster.cleanup()
+
+
+def main() -> int:
+    return play(both_parts)
 
 
 if __name__ == "__main__":
