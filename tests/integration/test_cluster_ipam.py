@@ -23,6 +23,7 @@ import urllib.request
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -322,21 +323,8 @@ def test_concurrent_adds_on_a_fresh_node_claim_one_block(backend: Backend, tmp_p
     """Eight ADDs at once on a node that owns no block: one of them claims a block, the others wait for it and
     take addresses from it (LocalState.claiming), instead of each claiming a block of its own."""
     node = Node(tmp_path, "mp-node-herd", _ipam(backend, net, range="10.79.0.0/24"))
-    results: list[str] = []
-    errors: list[BaseException] = []
-
-    def add(i: int) -> None:
-        try:
-            results.append(node.add(f"mp-h{i}"))
-        except BaseException as exc:  # noqa: BLE001 - re-raised by the test below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=add, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    with ThreadPoolExecutor(8) as pool:  # a failed ADD re-raises here
+        results = list(pool.map(lambda i: node.add(f"mp-h{i}"), range(8)))
     assert len(set(results)) == 8
     blocks = node.pool(f"{net}-10.79.0.0-24")["blocks"]
     assert len(blocks) == 1, blocks
