@@ -132,8 +132,8 @@ class _Stores:
             found = frontdoor.current().cluster_config()
             if found is None:
                 raise InvalidConfig(
-                    "cluster IPAM needs a store: set ipam.etcd, or ipam.kubernetes.kubeconfig, "
-                    "or run where KUBERNETES_SERVICE_HOST/PORT name the API (in-cluster)"
+                    "cluster IPAM needs a store: set ipam.etcd, or ipam.kubernetes.kubeconfig, or run under "
+                    "a node daemon that has a cluster, or where KUBERNETES_SERVICE_HOST/PORT name the API (in-cluster)"
                 )
             cfg = found
         self.where = f"the Kubernetes API at {cfg.server}"
