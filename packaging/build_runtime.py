@@ -116,6 +116,12 @@ def _needed_libraries(binaries: list[str]) -> set[str]:
 
 
 def build_launcher(out: str) -> str:
+    """The static launcher; it knows the personalities (its first hop to the daemon serves only those)."""
+    from multiplane.plugins import REGISTRY
+
+    if not all(re.fullmatch(r"[a-z0-9-]+", name) for name in REGISTRY):
+        raise SystemExit(f"build_runtime: a personality the launcher cannot quote: {sorted(REGISTRY)}")
+    names = "".join(f'"{name}",' for name in REGISTRY)
     subprocess.run(
         [
             "gcc",
@@ -123,7 +129,9 @@ def build_launcher(out: str) -> str:
             "-O2",
             "-s",
             "-Wall",
+            "-Wextra",
             "-Werror",
+            f"-DMP_PERSONALITIES={names}",
             "-o",
             out,
             os.path.join(ROOT, "packaging/runtime/launcher.c"),

@@ -4,6 +4,17 @@
 command but VERSION (answered locally, it needs nothing). It imports only `_socket` and
 `multiplane.wire` (the daemon's own modules, json and the engine stay unloaded).
 
+The static launcher runs the regular case of this module before any Python starts (its
+"first hop", packaging/runtime/launcher.c; decision 0014): connect, send, b"A", the answer,
+printed. It decides nothing else: for anything else it starts Python as always, with stdin's
+bytes given back as fd 0 and, once it had a connection, the socket passed on in
+MULTIPLANE_CLIENT_FD with how far it got in MULTIPLANE_CLIENT_STATE ("unsent ERRNO",
+"sent DEADLINE", "accepted DEADLINE [FD of the answer bytes it read]"). `forward` removes
+both variables first and goes on from that point with the logic below, as if it had made
+the connection itself. Without them it connects itself (the launcher had no connection, or
+left the call to Python: a `daemonSocket` in the config, a name or arguments it does not
+handle).
+
 Which socket: the network config's `daemonSocket` (a path; "" means never use a daemon),
 else $MULTIPLANE_SOCKET, else /run/multiplane/multiplane.sock. $MULTIPLANE_DAEMON is `auto`
 (the default), `off` (never use the daemon) or `require` (no in-process fallback: code 11
@@ -35,7 +46,7 @@ from multiplane import wire
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     import _socket
 
@@ -99,10 +110,16 @@ def socket_path(stdin: bytes, environ: Mapping[str, str]) -> str:
 
 
 def forward(name: str, stdin: bytes, command: str) -> Answer | Fallback | Failed:
-    """Send the call to the daemon; see the module docstring for each outcome."""
+    """Send the call to the daemon, or go on from where the launcher left it; see the module docstring."""
+    handed = _handed_over()  # first: the launcher's descriptors and variables reach nothing else
     path = socket_path(stdin, os.environ)
     required = os.environ.get("MULTIPLANE_DAEMON", "auto") == "require"
-    outcome = _forward(path, name, stdin, command) if path else Fallback("in-process (the daemon is switched off)")
+    if handed is not None:
+        outcome = _resume(*handed, path or DEFAULT_SOCKET, command)
+    elif path:
+        outcome = _forward(path, name, stdin, command)
+    else:
+        outcome = Fallback("in-process (the daemon is switched off)")
     if required and isinstance(outcome, Fallback):
         return Failed(f"MULTIPLANE_DAEMON=require and the daemon did not serve the call: {outcome.note}")
     return outcome
@@ -128,33 +145,146 @@ def _forward(path: str, name: str, stdin: bytes, command: str) -> Answer | Fallb
 
 
 def _exchange(sock: _socket.socket, path: str, name: str, stdin: bytes, command: str) -> Answer | Fallback | Failed:
-    environ = wire.encode_environ(dict(os.environb))
     sock.settimeout(PICKUP_TIMEOUT)
     try:
-        sock.sendall(wire.request(os.fsencode(name), environ, stdin))
-        first = sock.recv(1)
+        sock.sendall(wire.request(os.fsencode(name), wire.encode_environ(dict(os.environb)), stdin))
     except TimeoutError:
         return _give_up(sock, path, command)
     except OSError as exc:  # reset or broken pipe: the daemon went away before taking the call
-        return Fallback(f"in-process (the daemon at {path} dropped the connection: {_text(exc)})", loud=True)
+        return _dropped(path, _text(exc))
+    return _pickup(sock, path, command, PICKUP_TIMEOUT)
+
+
+def _pickup(sock: _socket.socket, path: str, command: str, timeout: float) -> Answer | Fallback | Failed:
+    """The request is out: the daemon's first byte says whether it took the call."""
+    sock.settimeout(timeout)
+    try:
+        first = sock.recv(1)
+    except TimeoutError:
+        return _give_up(sock, path, command)
+    except OSError as exc:
+        return _dropped(path, _text(exc))
     if first == b"":
         return Fallback(f"in-process (the daemon at {path} closed the connection before taking the call)", loud=True)
     if first == wire.ACCEPTED:
-        sock.settimeout(ANSWER_TIMEOUT)
-        try:
-            first = wire.read_exact(sock.recv, 1)
-            if first != wire.REPLY:
-                raise wire.WireError(f"unexpected byte {first!r}")
-            return Answer(*wire.read_answer(sock.recv))
-        except (OSError, wire.WireError) as exc:
-            why = "no answer within %gs" % ANSWER_TIMEOUT if isinstance(exc, TimeoutError) else _text(exc)
-            return _lost(path, command, why)
+        return _answer(sock, path, command, ANSWER_TIMEOUT, b"")
     if first == wire.REPLY:  # refused (busy) before taking it
         try:
             return Answer(*wire.read_answer(sock.recv))
         except (OSError, wire.WireError) as exc:
             return Fallback(f"in-process (the daemon at {path} refused the call, then broke off: {_text(exc)})", True)
     return Failed(f"the daemon at {path} does not speak this client's protocol (first byte {first!r})", 999)
+
+
+def _answer(sock: _socket.socket, path: str, command: str, timeout: float, read: bytes) -> Answer | Fallback | Failed:
+    """The daemon took the call (b"A"): its answer, of which `read` (bytes the launcher read) is the start."""
+    sock.settimeout(timeout)
+    recv = _after(read, sock.recv) if read else sock.recv
+    try:
+        first = wire.read_exact(recv, 1)
+        if first != wire.REPLY:
+            raise wire.WireError(f"unexpected byte {first!r}")
+        return Answer(*wire.read_answer(recv))
+    except (OSError, wire.WireError) as exc:
+        why = "no answer within %gs" % ANSWER_TIMEOUT if isinstance(exc, TimeoutError) else _text(exc)
+        return _lost(path, command, why)
+
+
+def _after(read: bytes, recv: Callable[[int], bytes]) -> Callable[[int], bytes]:
+    """A recv that returns `read` first, then what `recv` returns."""
+    left = [read]
+
+    def more(n: int) -> bytes:
+        if not left[0]:
+            return recv(n)
+        chunk, left[0] = left[0][:n], left[0][n:]
+        return chunk
+
+    return more
+
+
+def _dropped(path: str, why: str) -> Fallback:
+    return Fallback(f"in-process (the daemon at {path} dropped the connection: {why})", loud=True)
+
+
+# ---- going on from where the launcher left the call ----------------------------------------
+
+
+def _handed_over() -> tuple[int, list[str], int] | None:
+    """(socket, state words, descriptor of answer bytes already read or -1) from the launcher, or None.
+
+    Removes MULTIPLANE_CLIENT_FD and MULTIPLANE_CLIENT_STATE from the environment and makes
+    the descriptors non-inheritable before anything else runs: no delegate, no daemon request
+    and no in-process call sees them.
+    """
+    fd_text = os.environ.pop("MULTIPLANE_CLIENT_FD", None)
+    state = os.environ.pop("MULTIPLANE_CLIENT_STATE", None)
+    if fd_text is None:
+        return None
+    words = (state or "").split()
+    try:
+        fds = [int(fd_text), int(words[2]) if words[:1] == ["accepted"] and len(words) > 2 else -1]
+    except ValueError:
+        return None  # not the launcher's (it writes numbers): nothing of ours to take over
+    for fd in fds:
+        if fd > 2:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass  # not open: the resume reports it
+    return fds[0], words, fds[1]
+
+
+def _resume(fd: int, state: list[str], read_fd: int, path: str, command: str) -> Answer | Fallback | Failed:
+    """Go on with the launcher's connection from `state` (see packaging/runtime/launcher.c), as if this process had made it."""
+    import _socket
+
+    read = b""
+    try:
+        if read_fd >= 0:
+            read = _drain(read_fd)
+        sock = _socket.socket(fileno=fd)
+    except OSError as exc:
+        if fd > 2:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        return Failed(
+            f"the launcher handed over a connection to the daemon at {path} that is unusable: {_text(exc)}", 999
+        )
+    try:
+        kind, number = (state + ["", ""])[:2]
+        if kind == "unsent" and number.isdigit():
+            import errno
+
+            if int(number) == errno.ETIMEDOUT:
+                return _give_up(sock, path, command)
+            return _dropped(path, os.strerror(int(number)))
+        if kind in ("sent", "accepted") and number.lstrip("-").isdigit():
+            import time
+
+            # At least 1 ms: a timeout of 0 would make the socket non-blocking instead.
+            left = max((int(number) - time.monotonic_ns()) / 1e9, 0.001)
+            if kind == "sent":
+                return _pickup(sock, path, command, left)
+            return _answer(sock, path, command, left, read)
+        return Failed(
+            f"the launcher handed over a connection to the daemon at {path} in an unknown state {state!r}", 999
+        )
+    finally:
+        sock.close()
+
+
+def _drain(fd: int) -> bytes:
+    """All bytes of a descriptor, which is then closed."""
+    try:
+        parts = []
+        while chunk := os.read(fd, 1 << 20):
+            parts.append(chunk)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
 
 
 def _give_up(sock: _socket.socket, path: str, command: str) -> Fallback | Failed:
