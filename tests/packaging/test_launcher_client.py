@@ -412,3 +412,34 @@ def test_resume_removes_the_launchers_variables_and_closes_its_descriptors(monke
     for closed in (fd, read_r):
         with pytest.raises(OSError):
             os.fstat(closed)
+
+
+SPY = """#!/bin/sh
+env > {out}/env
+ls -l /proc/$$/fd > {out}/fds
+cat > /dev/null
+"""
+
+
+@pytest.mark.parametrize("sent", [None, wire.ACCEPTED + b"R\x00"], ids=["closed-before-A", "A-then-part-of-answer"])
+def test_a_delegate_after_a_hand_over_sees_neither_the_variables_nor_the_descriptors(
+    sent: bytes | None, bin_dir: Path, unpack_dir: Path, serve: Callable[..., Server], tmp_path: Path
+) -> None:
+    """macvlan's DEL, run in-process after the hand-over, execs its IPAM: no MULTIPLANE_CLIENT_*, no socket, no memfd."""
+    spy_bin, out = tmp_path / "mp-spybin", tmp_path / "mp-spyout"
+    spy_bin.mkdir()
+    out.mkdir()
+    (spy_bin / "mp-spy").write_text(SPY.format(out=out))
+    (spy_bin / "mp-spy").chmod(0o755)
+    server = serve(lambda conn: conn.sendall(sent) if sent else None)
+    conf = {"cniVersion": "1.0.0", "name": "mp-mv", "type": "macvlan", "master": "mp-none", "ipam": {"type": "mp-spy"}}
+    env = call_env(unpack_dir, "DEL", MULTIPLANE_SOCKET=server.path, CNI_PATH=str(spy_bin), CNI_NETNS="")
+    proc = run([str(bin_dir / "multiplane-macvlan")], env, json.dumps(conf).encode())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert b"in-process (the daemon at" in proc.stderr  # the Python client went on with the launcher's connection
+    assert len(server.requests) == 1
+    seen = (out / "env").read_text()
+    assert "CNI_COMMAND=DEL" in seen
+    assert "MULTIPLANE_CLIENT" not in seen
+    fds = (out / "fds").read_text()
+    assert "socket:" not in fds and "memfd:" not in fds, fds
