@@ -540,3 +540,19 @@ def test_one_journal_sender_at_a_time_and_a_late_one_gives_up_after_its_wait(tmp
         assert other.stdout.strip() == "False"
     with state.replaying(wait=0) as again:
         assert again is True
+
+
+def test_the_daemons_rounds_create_no_record_where_there_is_none(tmp_path):
+    """replay_journal and claim_ahead (the node daemon's rounds) leave a dataDir that does not exist alone."""
+    from multiplane.ipam.cluster.config import load
+    from multiplane.plugins.cluster_ipam import claim_ahead, replay_journal
+
+    data_dir = tmp_path / "mp-gone"
+    ipam = {"type": "multiplane-cluster-ipam", "range": "10.31.0.0/24", "nodeName": "mp-n", "dataDir": str(data_dir)}
+    conf = load(
+        {"cniVersion": "1.1.0", "name": "mp-net", "ipam": {**ipam, "etcd": {"endpoints": ["http://127.0.0.1:9"]}}},
+        "mp-net",
+        "1.1.0",
+    )
+    assert replay_journal(conf) == [] and claim_ahead(conf) == []
+    assert not data_dir.exists()

@@ -485,6 +485,8 @@ def replay_journal(conf: ClusterIpamConf) -> list[str]:
     made while the store was down reaches the store soon after it is back, without waiting for
     the node's next call of this plugin.
     """
+    if not os.path.isdir(conf.data_dir):
+        return []  # no record here (never used on this node, or removed): nothing to send, nothing to create
     call = _Call(conf)
     try:
         with call.state.locked() as record:
@@ -508,6 +510,8 @@ def claim_ahead(conf: ClusterIpamConf) -> list[str]:
     (`retire_empty_blocks`), so a block claimed ahead is not released by the next DEL.
     StoreError (StoreUnavailable when the store is down) reaches the caller.
     """
+    if not os.path.isdir(conf.data_dir):
+        return []  # no record here: no block owned, nothing to claim ahead
     call = _Call(conf)
     claimed: list[str] = []
     try:
