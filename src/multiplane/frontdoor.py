@@ -17,9 +17,11 @@ than to the request, and the meta-plugin and the delegate runner ask for them he
   (`KUBERNETES_SERVICE_HOST`). The one-shot process's own; in the daemon, none: whether the
   daemon talks to a cluster is its own configuration's choice, and the daemon's environment
   never leaks into a request.
-* `cluster_config()`: the in-cluster API a call without a `kubeconfig` talks to (cluster-wide
-  IPAM's Kubernetes store): one-shot, the service account named by `cluster_env()`; in the
-  daemon, the daemon's own cluster (or none).
+* `cluster_config(kubeconfig)`: the API cluster-wide IPAM's Kubernetes store talks to. One-shot:
+  the `kubeconfig` file when the section names one, else the service account named by
+  `cluster_env()`. In the daemon with a cluster: always the daemon's own (its identity serves
+  every call that would talk to a cluster, as `kube_source` does; a Whereabouts NAD's
+  kubeconfig would carry Whereabouts' rights, not these); without one, as one-shot.
 * `node_name()`: the node's name for cluster-wide IPAM when its config has no `nodeName`: the
   host name one-shot; the daemon's `nodeName` (the kubelet's, in the DaemonSet) in the daemon.
 * `look_after(conf)`: cluster-wide IPAM hands the configuration of each call to the front
@@ -70,10 +72,12 @@ class FrontDoor:
         """The environment that may name an in-cluster API server (KUBERNETES_SERVICE_HOST)."""
         return os.environ
 
-    def cluster_config(self) -> Any | None:
-        """The in-cluster API's KubeConfig for a call with no `kubeconfig` of its own, or None."""
-        from multiplane.k8s.client import in_cluster_config
+    def cluster_config(self, kubeconfig: str = "") -> Any | None:
+        """The KubeConfig of `kubeconfig` (a file) or, when "", of the in-cluster service account; None: no cluster."""
+        from multiplane.k8s.client import in_cluster_config, load_kubeconfig
 
+        if kubeconfig:
+            return load_kubeconfig(kubeconfig)
         return in_cluster_config(dict(self.cluster_env()))
 
     def node_name(self) -> str:

@@ -244,9 +244,14 @@ def test_the_daemons_reconciler_frees_a_gone_nodes_blocks_after_the_grace(tmp_pa
         reader.close()
 
 
-def test_under_the_daemon_a_section_without_store_or_node_uses_the_daemons(tmp_path: Path, api: K8sServer) -> None:
-    """No `nodeName`, no `kubernetes.kubeconfig`, no `etcd`: one-shot that is code 7 (no store to use); through the
-    daemon, the block is claimed in the daemon's cluster under the daemon's `nodeName` (not the host name)."""
+@pytest.mark.parametrize("kubeconfig", ["", "/nonexistent/mp-whereabouts.kubeconfig"])
+def test_under_the_daemon_a_section_without_store_or_node_uses_the_daemons(
+    tmp_path: Path, api: K8sServer, kubeconfig: str
+) -> None:
+    """No `nodeName`, no `etcd`, and no `kubernetes.kubeconfig` (or one of a file this node does not have, as a NAD
+    moved over from Whereabouts names): one-shot that is code 7 (no store to use, or the file cannot be read);
+    through the daemon, the block is claimed in the daemon's cluster, with the daemon's identity, under the
+    daemon's `nodeName` (not the host name)."""
     net = f"mp-{uuid.uuid4().hex[:8]}"
     pool = f"{net}-10.44.0.0-24"
     conf = {
@@ -256,8 +261,11 @@ def test_under_the_daemon_a_section_without_store_or_node_uses_the_daemons(tmp_p
         "ipam": {"type": "multiplane-cluster-ipam", "range": "10.44.0.0/24", "network_name": net},
     }
     conf["ipam"]["dataDir"] = str(tmp_path / "mp-node-data")
+    if kubeconfig:
+        conf["ipam"]["kubernetes"] = {"kubeconfig": kubeconfig}
     alone = cni.run(BIN, "ADD", conf, container_id="mp-c0", ifname="net1", env={**ONE_SHOT, "PATH": "/usr/bin:/bin"})
-    assert not alone.ok and alone.json["code"] == 7 and "needs a store" in alone.json["msg"], alone.stdout
+    assert not alone.ok and alone.json["code"] == 7, alone.stdout
+    assert (kubeconfig or "needs a store") in alone.json["msg"], alone.stdout
     kubeconfig = api.kubeconfig(tmp_path / "mp-kubeconfig")
     with Daemon(kubeconfig=kubeconfig, node_name="mp-kubelet-name") as daemon:
         inv = cni.run(BIN, "ADD", conf, container_id="mp-c1", ifname="net1", env=daemon.env)

@@ -206,7 +206,9 @@ class Housekeeper:
             confs += nad_configs(self._nads(), self.log)
         grouped: dict[tuple[Any, ...], list[ClusterIpamConf]] = {}
         for conf in confs:
-            grouped.setdefault(store_key(conf), []).append(conf)
+            # Under the daemon every Kubernetes store is the daemon's cluster, whatever file a section names.
+            key = store_key(conf) if conf.etcd is not None else ("kube", "")
+            grouped.setdefault(key, []).append(conf)
         client = self._kube_client()
         try:
             for skey, group in grouped.items():

@@ -97,8 +97,10 @@ class DaemonFrontDoor(FrontDoor):
     def cluster_env(self) -> dict[str, str]:
         return {}  # never the daemon's environment: the daemon decided about the cluster itself
 
-    def cluster_config(self) -> object | None:
-        return self._kube_cfg  # the daemon's own cluster (cluster-wide IPAM's Kubernetes store), or none
+    def cluster_config(self, kubeconfig: str = "") -> object | None:
+        if self._kube_cfg is not None:
+            return self._kube_cfg  # the daemon's identity serves every call that would talk to a cluster
+        return super().cluster_config(kubeconfig) if kubeconfig else None  # no cluster: a call's own file, as one-shot
 
     def node_name(self) -> str:
         return self._node_name

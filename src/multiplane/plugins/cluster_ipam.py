@@ -124,18 +124,14 @@ class _Stores:
 
             return EtcdStore(etcd.endpoints, cert=etcd.cert_file, key=etcd.key_file, ca=etcd.ca_file)
         from multiplane.ipam.cluster.kube import KubeStore
-        from multiplane.k8s.client import KubeClient, load_kubeconfig
+        from multiplane.k8s.client import KubeClient
 
-        if self.conf.kubeconfig:
-            cfg = load_kubeconfig(self.conf.kubeconfig)
-        else:
-            found = frontdoor.current().cluster_config()
-            if found is None:
-                raise InvalidConfig(
-                    "cluster IPAM needs a store: set ipam.etcd, or ipam.kubernetes.kubeconfig, or run under "
-                    "a node daemon that has a cluster, or where KUBERNETES_SERVICE_HOST/PORT name the API (in-cluster)"
-                )
-            cfg = found
+        cfg = frontdoor.current().cluster_config(self.conf.kubeconfig)
+        if cfg is None:
+            raise InvalidConfig(
+                "cluster IPAM needs a store: set ipam.etcd, or ipam.kubernetes.kubeconfig, or run under "
+                "a node daemon that has a cluster, or where KUBERNETES_SERVICE_HOST/PORT name the API (in-cluster)"
+            )
         self.where = f"the Kubernetes API at {cfg.server}"
         return KubeStore(KubeClient(cfg))
 
