@@ -183,10 +183,12 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
 
 
 class Node:
-    """One simulated node: its name, its own dataDir, and the config every call of it sends."""
+    """One simulated node: its name, its own dataDir, and the config every call of it sends; `env`: one-shot
+    (ENV), or a daemon's (tests/integration/test_daemon_cluster_ipam.py)."""
 
-    def __init__(self, tmp_path: Path, name: str, ipam: dict[str, Any]) -> None:
+    def __init__(self, tmp_path: Path, name: str, ipam: dict[str, Any], env: dict[str, str] | None = None) -> None:
         self.name = name
+        self.env = ENV if env is None else env
         self.data_dir = str(tmp_path / name)
         self.conf = {
             "cniVersion": "1.1.0",
@@ -198,13 +200,17 @@ class Node:
     def call(
         self, command: str, cid: str, conf: dict[str, Any] | None = None, args: str | None = None
     ) -> cni.Invocation:
-        return cni.run(BIN, command, conf or self.conf, container_id=cid, ifname="net1", args=args, env=ENV)
+        return cni.run(BIN, command, conf or self.conf, container_id=cid, ifname="net1", args=args, env=self.env)
 
     def add(self, cid: str, args: str | None = None) -> str:
         inv = self.call("ADD", cid, args=args)
         assert inv.ok, f"{self.name} ADD {cid}: {inv.stdout} {inv.stderr}"
         (ipc,) = inv.json["ips"]
         return ipc["address"].split("/")[0]
+
+    def delete(self, cid: str) -> None:
+        inv = self.call("DEL", cid)
+        assert inv.ok, f"{self.name} DEL {cid}: {inv.stdout} {inv.stderr}"
 
     def state(self) -> dict[str, Any]:
         try:

@@ -35,7 +35,7 @@ from multiplane.k8s.client import KubeClient, load_kubeconfig
 from tests import cni
 from tests.daemon_harness import Daemon
 from tests.etcd_cluster import EtcdCluster
-from tests.integration.test_cluster_ipam import etcd_cluster  # noqa: F401 - the module's etcd, a fixture
+from tests.integration.test_cluster_ipam import Node, etcd_cluster  # noqa: F401 - etcd_cluster: a fixture
 from tests.k8s_server import K8sServer
 
 BIN = os.path.join(cni.BIN_DIR, "multiplane-cluster-ipam")
@@ -78,39 +78,6 @@ def daemon_config(tmp_path: Path, **keys: Any) -> str:
     path = tmp_path / "mp-daemon.json"
     path.write_text(json.dumps(keys))
     return str(path)
-
-
-class Node:
-    """A node's calls of the plugin: its name and dataDir in the config; through `env` (a daemon's, or one-shot)."""
-
-    def __init__(self, tmp_path: Path, name: str, ipam: dict[str, Any], env: dict[str, str]) -> None:
-        self.name, self.env = name, env
-        self.data_dir = str(tmp_path / name)
-        self.conf = {
-            "cniVersion": "1.1.0",
-            "name": "mp-net",
-            "type": "mp-main-plugin",
-            "ipam": {"type": "multiplane-cluster-ipam", "nodeName": name, "dataDir": self.data_dir, **ipam},
-        }
-
-    def call(self, command: str, cid: str, args: str | None = None) -> cni.Invocation:
-        return cni.run(BIN, command, self.conf, container_id=cid, ifname="net1", args=args, env=self.env)
-
-    def add(self, cid: str, args: str | None = None) -> str:
-        inv = self.call("ADD", cid, args)
-        assert inv.ok, f"{self.name} ADD {cid}: {inv.stdout} {inv.stderr}"
-        (ipc,) = inv.json["ips"]
-        return ipc["address"].split("/")[0]
-
-    def delete(self, cid: str) -> None:
-        inv = self.call("DEL", cid)
-        assert inv.ok, f"{self.name} DEL {cid}: {inv.stdout} {inv.stderr}"
-
-    def state(self) -> dict[str, Any]:
-        try:
-            return json.loads(Path(self.data_dir, "state.json").read_text())
-        except FileNotFoundError:
-            return {"pools": {}, "pending": []}
 
 
 def test_the_daemon_replays_the_journal_once_the_store_is_back(tmp_path: Path, etcd_up: EtcdCluster) -> None:
