@@ -90,7 +90,6 @@ class Housekeeper:
         self._thread: threading.Thread | None = None
         self._problems: dict[tuple[Any, ...], str] = {}  # what is failing now, by task (logged once)
         self._marks: dict[tuple[Any, ...], dict[str, float]] = {}  # the reconciler's sightings, per store
-        self.rounds = 0
         self.front: Any = None  # the daemon's front door, set once it exists (it holds this housekeeper)
 
     @property
@@ -153,7 +152,6 @@ class Housekeeper:
                 import traceback
 
                 self.log.error(f"ipam background round failed: {exc!r}\n{traceback.format_exc()}")
-            self.rounds += 1
 
     def _outcome(self, key: tuple[Any, ...], task: str, problem: str, done: str = "") -> None:
         """Log a problem when it starts (or changes) and once when it is over; count the round."""

@@ -485,10 +485,7 @@ def replay_journal(conf: ClusterIpamConf) -> list[str]:
         return []  # no record here (never used on this node, or removed): nothing to send, nothing to create
     call = _Call(conf)
     try:
-        with call.state.locked() as record:
-            if not record.pending:
-                return []
-        problems = call.replay()
+        problems = call.replay(wait=0)
         if problems is None:
             return []  # a CNI call of this node is sending it now
         _note_replay(conf.data_dir, failed=bool(problems))
@@ -561,15 +558,12 @@ class ClusterIpam:
             held = {ipaddress.ip_address(ip) for pool, ip in record.held_by(cid, ifname) if pool in mine}
         if not held:
             raise CniError(f"cluster-ipam: Failed to find address added by container {cid}")
-        prev = req.conf.get("prevResult")
-        if isinstance(prev, dict):
-            for ipc in Result.parse(prev, req.conf.cni_version).ips:
-                addr = ipc.address.ip
-                inside = any(
-                    p.range.version == addr.version and p.range.first <= int(addr) <= p.range.last for p in conf.pools
-                )
-                if inside and addr not in held:
-                    raise CniError(f"cluster-ipam: address {addr} from prevResult is not held by container {cid}")
+        for addr in Result.addresses_of(req.conf.get("prevResult"), req.conf.cni_version):
+            inside = any(
+                p.range.version == addr.version and p.range.first <= int(addr) <= p.range.last for p in conf.pools
+            )
+            if inside and addr not in held:
+                raise CniError(f"cluster-ipam: address {addr} from prevResult is not held by container {cid}")
 
     def status(self, req: Request) -> None:
         conf = cluster_config.load(req.conf.raw, req.conf.name, req.conf.cni_version, req.args.args)

@@ -106,16 +106,11 @@ class HostLocal:
             held = store.find_by_owner(cid, ifname)
             if not held:
                 raise CniError(f"host-local: Failed to find address added by container {cid}")
-            prev = req.conf.get("prevResult")
-            if isinstance(prev, dict):
-                # Stronger than the reference: every prevResult address from our pools must
-                # still be reserved for this attachment.
-                for ipc in Result.parse(prev, req.conf.cni_version).ips:
-                    addr = ipc.address.ip
-                    if any(rset.contains(addr) for rset in conf.ranges) and addr not in held:
-                        raise CniError(
-                            f"host-local: address {addr} from prevResult is not reserved for container {cid}"
-                        )
+            # Stronger than the reference: every prevResult address from our pools must
+            # still be reserved for this attachment.
+            for addr in Result.addresses_of(req.conf.get("prevResult"), req.conf.cni_version):
+                if any(rset.contains(addr) for rset in conf.ranges) and addr not in held:
+                    raise CniError(f"host-local: address {addr} from prevResult is not reserved for container {cid}")
 
     def gc(self, req: Request) -> None:
         conf = _load(req)

@@ -211,6 +211,13 @@ class Result(Record):
     # ---- parsing -------------------------------------------------------------------
 
     @classmethod
+    def addresses_of(cls, prev: object, default_version: str) -> list[IPAddress]:
+        """The addresses of a CHECK's `prevResult` (none when it is absent or not an object; DecodingFailure if bad)."""
+        if not isinstance(prev, dict):
+            return []
+        return [ipc.address.ip for ipc in cls.parse(prev, default_version).ips]
+
+    @classmethod
     def parse(cls, raw: object, default_version: str) -> Result:
         """Read a result of any supported version; a missing cniVersion means `default_version`."""
         if not isinstance(raw, dict):
